@@ -1,0 +1,59 @@
+# The developer entry points. `make test` is what CI runs (.ci/run).
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
+# Fuzz targets as package:Func; `make test` runs each briefly, `make fuzz`
+# for FUZZTIME each.
+FUZZ_TARGETS ?= ./internal/spec:FuzzLoad
+FUZZTIME_SHORT ?= 5s
+FUZZTIME ?= 2m
+TEST_TIMEOUT ?= 40m
+
+.PHONY: all build test deps unit fuzz-short fuzz bench lint soak clean
+
+all: build
+
+build:
+	$(GO) build -o bin/qsp ./cmd/qsp
+
+## deps: install the real components integration tests use (Debian packages)
+deps:
+	@./scripts/install-deps.sh
+
+## test: the whole suite with the race detector, then a short run of every fuzzer
+test: deps unit fuzz-short
+
+unit:
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME_SHORT))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME_SHORT) $$pkg || exit 1; \
+	done
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
+
+## bench: every Go benchmark; figures go into docs/BENCHMARKS.md
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -timeout 60m ./...
+
+## lint: formatting, vet, staticcheck and known vulnerabilities
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(GOVULNCHECK) ./...
+
+## soak: a bounded load test (SOAK_DURATION, default 10m); not part of test
+soak:
+	$(GO) test -run='^TestSoak$$' -timeout 2h -v ./internal/soak -soak.duration=$${SOAK_DURATION:-10m}
+
+clean:
+	rm -rf bin
