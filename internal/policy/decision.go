@@ -1,0 +1,103 @@
+package policy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Result is the outcome of a decision.
+type Result string
+
+// The results, from most to least permissive.
+const (
+	// Allow: no policy denied or warned.
+	Allow Result = "allow"
+	// Warn: no policy denied, at least one warned. The action goes ahead.
+	Warn Result = "warn"
+	// Deny: at least one policy denied. The action must not go ahead.
+	Deny Result = "deny"
+)
+
+// Levels of a Reason.
+const (
+	LevelDeny = "deny"
+	LevelWarn = "warn"
+	LevelInfo = "info"
+)
+
+// Reason is one human-readable statement of one policy about a decision.
+type Reason struct {
+	// Policy is the policy's name: a built-in name such as "error-budget",
+	// or the metadata.name of a user Policy.
+	Policy string `json:"policy"`
+	// Level is deny, warn or info.
+	Level   string `json:"level"`
+	Message string `json:"message"`
+}
+
+// String formats the reason the way the CLI prints it:
+// "deny error-budget: feature 1.4.2 is frozen: ...".
+func (r Reason) String() string { return r.Level + " " + r.Policy + ": " + r.Message }
+
+// Decision is the engine's answer at one decision point, kept with the
+// input it was made on so that it can be audited and replayed.
+type Decision struct {
+	// ID is a UUIDv7: unique and ordered by Time.
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	// Point is "gate" or "playbook".
+	Point string `json:"point"`
+	// Subject is the name of the gate or playbook.
+	Subject string `json:"subject"`
+	// Service is the service the decision is about.
+	Service string `json:"service"`
+	Result  Result `json:"result"`
+	// Reasons are in policy order (built-ins first, then user policies in
+	// spec order), denies before warnings before infos within a policy.
+	Reasons []Reason `json:"reasons"`
+	// Policies names the policies consulted, in evaluation order.
+	Policies []string `json:"policies"`
+	// Input is the input document exactly as the policies saw it.
+	Input json.RawMessage `json:"input"`
+}
+
+// Allowed reports whether the action may go ahead (allow or warn).
+func (d *Decision) Allowed() bool { return d.Result != Deny }
+
+// Recorder stores decisions with their input: the decision log, which the
+// API serves. The store implements it.
+//
+// RecordDecision is called once per decision, synchronously, from the
+// goroutine that called Evaluate, and may be called from many goroutines
+// at once. It must not modify d; d is not modified after the call, so an
+// implementation may keep it.
+type Recorder interface {
+	RecordDecision(ctx context.Context, d *Decision) error
+}
+
+// newID returns a UUIDv7 (RFC 9562) for t: 48 bits of Unix milliseconds,
+// then random bits, so IDs sort by time in a store's index.
+func newID(t time.Time) string {
+	var u [16]byte
+	_, _ = rand.Read(u[6:]) // crypto/rand.Read never returns an error
+	ms := uint64(t.UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	u[6] = u[6]&0x0f | 0x70 // version 7
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], u[10:])
+	return string(s[:])
+}
