@@ -111,7 +111,7 @@ type Change struct {
 	Category spec.Category `json:"category,omitempty"`
 	// ExpectedImpact is what the change is expected to cost elsewhere; the
 	// trade-off policy weighs it.
-	ExpectedImpact *Impact          `json:"expected_impact,omitempty"`
+	ExpectedImpact *Impact           `json:"expected_impact,omitempty"`
 	Labels         map[string]string `json:"labels"`
 }
 
