@@ -28,9 +28,15 @@ type decoder struct {
 	// pos records the node of every decoded path, so that validation after
 	// decoding can report positions too.
 	pos map[string]*yaml.Node
+	// failed records the paths that could not be decoded, so validation
+	// does not report them a second time ("required").
+	failed map[string]bool
 }
 
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
+	if d.failed != nil {
+		d.failed[field] = true
+	}
 	d.diags.add(Diagnostic{
 		File: d.file, Line: n.Line, Column: n.Column,
 		Object: d.object, Field: field,

@@ -24,7 +24,7 @@ type BudgetCheck struct {
 	// SLOs limits the check to these SLOs; default every SLO of the service.
 	SLOs []string `yaml:"slos,omitempty"`
 	// MinRemaining is the budget share that must remain. Default 0%.
-	MinRemaining Percent `yaml:"minRemaining,omitzero"`
+	MinRemaining Percent `yaml:"minRemaining,omitempty"`
 	// MaxBurnRate fails the gate while the 1h burn rate is above it.
 	// Zero disables the check.
 	MaxBurnRate float64 `yaml:"maxBurnRate,omitempty"`
@@ -94,8 +94,8 @@ type CanaryMetric struct {
 	Direction string `yaml:"direction,omitempty"`
 	// AllowedIncrease and AllowedDecrease are the tolerated relative
 	// changes of the median before the metric fails.
-	AllowedIncrease Percent `yaml:"allowedIncrease,omitzero"`
-	AllowedDecrease Percent `yaml:"allowedDecrease,omitzero"`
+	AllowedIncrease Percent `yaml:"allowedIncrease,omitempty"`
+	AllowedDecrease Percent `yaml:"allowedDecrease,omitempty"`
 	// Critical fails the whole analysis when this metric fails.
 	Critical bool `yaml:"critical,omitempty"`
 	// NaN says what to do with NaN samples: remove (default) or zero.

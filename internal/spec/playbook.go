@@ -13,7 +13,7 @@ type PlaybookSpec struct {
 	Description string   `yaml:"description,omitempty"`
 	Trigger     Trigger  `yaml:"trigger"`
 	Actions     []Action `yaml:"actions"`
-	Guards      Guards   `yaml:"guards,omitzero"`
+	Guards      Guards   `yaml:"guards,omitempty"`
 }
 
 // Trigger is what starts a playbook. Exactly one of SLO (with On or

@@ -13,8 +13,8 @@ type ServiceSpec struct {
 	Description string `yaml:"description,omitempty"`
 	// Owner is the team or person accountable for the service. Required.
 	Owner string `yaml:"owner"`
-	// Tier is the criticality, 0 (most critical) to 4.
-	Tier int `yaml:"tier"`
+	// Tier is the criticality, 1 (most critical) to 4; 0 means unset.
+	Tier int `yaml:"tier,omitempty"`
 	// Labels are added to every alert and metric about the service.
 	Labels map[string]string `yaml:"labels,omitempty"`
 	// Journeys are the user journeys the service serves and the SLOs that
@@ -51,12 +51,12 @@ type Correction struct {
 	Description string    `yaml:"description,omitempty"`
 	Start       time.Time `yaml:"start"`
 	// End or Duration bounds the window; exactly one is set.
-	End      time.Time `yaml:"end,omitzero"`
+	End      time.Time `yaml:"end,omitempty"`
 	Duration Duration  `yaml:"duration,omitempty"`
 	// Every repeats the window, e.g. 7d for a weekly window.
 	Every Duration `yaml:"every,omitempty"`
 	// Until ends a repeating window; zero means forever.
-	Until time.Time `yaml:"until,omitzero"`
+	Until time.Time `yaml:"until,omitempty"`
 }
 
 // Length returns how long each occurrence of the window lasts.

@@ -37,7 +37,7 @@ type SLOSpec struct {
 	Objective Objective `yaml:"objective"`
 	// Window is the compliance period: rolling (30d) or calendar.
 	Window    Window    `yaml:"window"`
-	Budgeting Budgeting `yaml:"budgeting,omitzero"`
+	Budgeting Budgeting `yaml:"budgeting,omitempty"`
 	Indicator Indicator `yaml:"indicator"`
 	// GroupBy fans the SLO out into one SLO per combination of these label
 	// values (per handler, per tenant).
@@ -45,7 +45,7 @@ type SLOSpec struct {
 	// MaxGroups caps the fan-out; groups beyond it are dropped and
 	// reported. Default 100.
 	MaxGroups    int                `yaml:"maxGroups,omitempty"`
-	Alerting     Alerting           `yaml:"alerting,omitzero"`
+	Alerting     Alerting           `yaml:"alerting,omitempty"`
 	BudgetPolicy []BudgetPolicyStep `yaml:"budgetPolicy,omitempty"`
 	Corrections  []Correction       `yaml:"corrections,omitempty"`
 }
@@ -117,8 +117,13 @@ func (w Window) String() string {
 
 // Budgeting methods.
 const (
+	// Occurrences counts events: good events over all events.
 	Occurrences = "occurrences"
-	Timeslices  = "timeslices"
+	// Timeslices counts time slices that met the per-slice condition.
+	Timeslices = "timeslices"
+	// RatioTimeslices averages the good ratio of every time slice, as
+	// OpenSLO's RatioTimeslices does.
+	RatioTimeslices = "ratioTimeslices"
 )
 
 // Budgeting says what the error budget counts: events (occurrences) or
@@ -130,7 +135,7 @@ type Budgeting struct {
 	SliceLength Duration `yaml:"sliceLength,omitempty"`
 	// SliceObjective is, for ratio indicators, the ratio a slice must meet
 	// to be good. Default: the SLO's objective.
-	SliceObjective Objective `yaml:"sliceObjective,omitzero"`
+	SliceObjective Objective `yaml:"sliceObjective,omitempty"`
 }
 
 func (b *Budgeting) fromScalar(n *yaml.Node) error {
@@ -150,8 +155,10 @@ func (b Budgeting) MarshalYAML() (any, error) {
 	return plain(b), nil
 }
 
-// IsTimeslices reports whether the budget counts time slices.
-func (b Budgeting) IsTimeslices() bool { return b.Method == Timeslices }
+// IsTimeslices reports whether the budget is made of time slices.
+func (b Budgeting) IsTimeslices() bool {
+	return b.Method == Timeslices || b.Method == RatioTimeslices
+}
 
 // Indicator is the SLI. Exactly one of its fields is set.
 type Indicator struct {
@@ -289,6 +296,8 @@ type CompositePart struct {
 
 // Alerting configures the multi-window multi-burn-rate alerts of an SLO.
 type Alerting struct {
+	// Name is the alertname of burn-rate alerts. Default SLOErrorBudgetBurn.
+	Name string `yaml:"name,omitempty"`
 	// Page and Ticket are the two tiers; defaults come from the Google SRE
 	// workbook, scaled to the SLO window (see DefaultPage).
 	Page   *AlertTier `yaml:"page,omitempty"`
@@ -299,7 +308,7 @@ type Alerting struct {
 	Labels      map[string]string `yaml:"labels,omitempty"`
 	Annotations map[string]string `yaml:"annotations,omitempty"`
 	RunbookURL  string            `yaml:"runbookURL,omitempty"`
-	NoData      NoDataPolicy      `yaml:"noData,omitzero"`
+	NoData      NoDataPolicy      `yaml:"noData,omitempty"`
 	// MinEvents is the number of events below which a window is "low
 	// traffic" rather than good or bad. Default 1: a window without events
 	// is always low traffic.
@@ -312,6 +321,10 @@ type AlertTier struct {
 	Windows  []BurnWindow `yaml:"windows,omitempty"`
 	// For is how long a condition must hold before the alert fires.
 	For Duration `yaml:"for,omitempty"`
+	// Labels and Annotations are added to this tier's alerts only; a label
+	// named like the tier label replaces its value (severity: critical).
+	Labels      map[string]string `yaml:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty"`
 }
 
 // BurnWindow is a multi-window condition: the burn rate over both the long

@@ -34,6 +34,24 @@ type Origin struct {
 	Column int
 	// pos maps field paths ("spec.objective") to their nodes.
 	pos map[string]*yaml.Node
+	// failed holds the paths that did not decode.
+	failed map[string]bool
+}
+
+// decodeFailed reports whether path or one of its ancestors did not
+// decode; validation stays quiet about those.
+func (o Origin) decodeFailed(path string) bool {
+	for p := path; p != ""; {
+		if o.failed[p] {
+			return true
+		}
+		i := lastSep(p)
+		if i < 0 {
+			return false
+		}
+		p = p[:i]
+	}
+	return false
 }
 
 // At returns the position of the field at path, or of its nearest declared

@@ -151,8 +151,15 @@ func (o *Objective) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // MarshalYAML implements yaml.Marshaler.
-func (o Objective) MarshalYAML() (any, error) {
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: o.text}, nil
+func (o Objective) MarshalYAML() (any, error) { return numberNode(o.text), nil }
+
+// numberNode writes a number as written: 99 stays 99, 99.9 stays 99.9.
+func numberNode(text string) *yaml.Node {
+	tag := "!!float"
+	if _, err := strconv.Atoi(text); err == nil {
+		tag = "!!int"
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: text}
 }
 
 // Value is a threshold written as a plain number (0.7), a percentage
@@ -206,7 +213,7 @@ func (v *Value) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML implements yaml.Marshaler.
 func (v Value) MarshalYAML() (any, error) {
 	if _, err := strconv.ParseFloat(v.text, 64); err == nil {
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: v.text}, nil
+		return numberNode(v.text), nil
 	}
 	return v.text, nil
 }

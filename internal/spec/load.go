@@ -1,0 +1,281 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxFileSize bounds one spec file; larger files are refused unread.
+const MaxFileSize = 8 << 20
+
+// Load reads the spec files and directories in paths (directories
+// recursively, *.yaml and *.yml), converts OpenSLO and Sloth documents,
+// validates everything together and returns the set with every diagnostic
+// found. The set is complete only when diags.HasErrors() is false.
+func Load(paths ...string) (*Set, Diagnostics) {
+	var p loader
+	for _, path := range paths {
+		files, err := specFiles(path)
+		if err != nil {
+			p.diags.add(Diagnostic{File: path, Message: err.Error()})
+			continue
+		}
+		for _, f := range files {
+			data, err := readFile(f)
+			if err != nil {
+				p.diags.add(Diagnostic{File: f, Message: err.Error()})
+				continue
+			}
+			p.parse(f, data)
+		}
+	}
+	return p.finish()
+}
+
+// LoadBytes is Load for one in-memory file named name; relative policy
+// paths are resolved against the working directory.
+func LoadBytes(name string, data []byte) (*Set, Diagnostics) {
+	var p loader
+	p.parse(name, data)
+	return p.finish()
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// Devices and pipes could block forever or never end.
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("file larger than %d MiB", MaxFileSize>>20)
+	}
+	return data, nil
+}
+
+// specFiles expands path into the spec files it names.
+func specFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != path && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if ext := filepath.Ext(p); ext == ".yaml" || ext == ".yml" {
+			files = append(files, p)
+		}
+		return nil
+	})
+	slices.Sort(files)
+	return files, err
+}
+
+// loader accumulates objects and diagnostics across files.
+type loader struct {
+	diags   Diagnostics
+	objects []Object
+	openslo []*openSLODoc
+	formats []docFormat // the format of every document read
+}
+
+// docFormat records which language a document was written in.
+type docFormat struct {
+	file   string
+	line   int
+	format Format
+}
+
+// document is one YAML document and what is known about it.
+type document struct {
+	file string
+	node *yaml.Node // the document's root mapping
+}
+
+func (p *loader) parse(file string, data []byte) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for i := 0; ; i++ {
+		var root yaml.Node
+		err := dec.Decode(&root)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			p.diags.add(yamlError(file, err))
+			return
+		}
+		if len(root.Content) == 0 {
+			continue // empty document ("---" at the end)
+		}
+		n := root.Content[0]
+		if isNull(n) {
+			continue
+		}
+		if n.Kind != yaml.MappingNode {
+			p.diags.add(Diagnostic{File: file, Line: n.Line, Column: n.Column, Message: fmt.Sprintf("document %d: expected a mapping with apiVersion and kind, got %s", i+1, describe(n))})
+			continue
+		}
+		p.parseDocument(document{file: file, node: n})
+	}
+}
+
+// yamlError turns a YAML syntax error ("yaml: line 6: did not find
+// expected ',' or '}'") into a diagnostic with its line.
+func yamlError(file string, err error) Diagnostic {
+	msg := strings.TrimSpace(strings.TrimPrefix(err.Error(), "yaml: "))
+	d := Diagnostic{File: file}
+	var line int
+	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+		d.Line, d.Column = line, 1
+		_, msg, _ = strings.Cut(msg, ":")
+	}
+	d.Message = "invalid YAML: " + strings.TrimSpace(msg)
+	return d
+}
+
+// field returns the value node of key in a mapping, or nil.
+func field(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			v := n.Content[i+1]
+			if v.Kind == yaml.AliasNode && v.Alias != nil {
+				v = v.Alias
+			}
+			return v
+		}
+	}
+	return nil
+}
+
+func scalar(n *yaml.Node, key string) string {
+	v := field(n, key)
+	if v == nil || v.Kind != yaml.ScalarNode {
+		return ""
+	}
+	return v.Value
+}
+
+func (p *loader) parseDocument(doc document) {
+	apiVersion := scalar(doc.node, "apiVersion")
+	kind := scalar(doc.node, "kind")
+	record := func(f Format) { p.formats = append(p.formats, docFormat{doc.file, doc.node.Line, f}) }
+	switch {
+	case apiVersion == APIVersion:
+		record(FormatQSP)
+		p.parseQSP(doc, kind)
+	case apiVersion == "openslo/v1":
+		record(FormatOpenSLO)
+		p.parseOpenSLO(doc, kind)
+	case apiVersion == "sloth.slok.dev/v1" && kind == "PrometheusServiceLevel":
+		record(FormatSloth)
+		p.parseSloth(doc, field(doc.node, "spec"), true)
+	case scalar(doc.node, "version") == "prometheus/v1":
+		record(FormatSloth)
+		p.parseSloth(doc, doc.node, false)
+	case apiVersion == "":
+		p.diags.add(Diagnostic{File: doc.file, Line: doc.node.Line, Column: doc.node.Column, Field: "apiVersion",
+			Message: "missing; want qsp/v1 (or openslo/v1, or a Sloth document with version: prometheus/v1)"})
+	default:
+		v := field(doc.node, "apiVersion")
+		p.diags.add(Diagnostic{File: doc.file, Line: v.Line, Column: v.Column, Field: "apiVersion",
+			Message: fmt.Sprintf("unknown apiVersion %q; want qsp/v1, openslo/v1 or Sloth prometheus/v1", apiVersion)})
+	}
+}
+
+func (p *loader) parseQSP(doc document, kind string) {
+	var obj Object
+	switch kind {
+	case KindService:
+		obj = &Service{}
+	case KindSLO:
+		obj = &SLO{}
+	case KindPolicy:
+		obj = &Policy{}
+	case KindGate:
+		obj = &Gate{}
+	case KindPlaybook:
+		obj = &Playbook{}
+	default:
+		at := field(doc.node, "kind")
+		if at == nil {
+			at = doc.node
+		}
+		p.diags.add(Diagnostic{File: doc.file, Line: at.Line, Column: at.Column, Field: "kind",
+			Message: fmt.Sprintf("unknown kind %q; want one of Service, SLO, Policy, Gate, Playbook", kind)})
+		return
+	}
+	d := &decoder{diags: &p.diags, file: doc.file, pos: map[string]*yaml.Node{}, failed: map[string]bool{}}
+	d.object = kind + "/" + scalar(orEmpty(field(doc.node, "metadata")), "name")
+	d.decode(doc.node, reflect.ValueOf(obj).Elem(), "")
+	o := obj.Where()
+	*o = Origin{File: doc.file, Line: doc.node.Line, Column: doc.node.Column, pos: d.pos, failed: d.failed}
+	p.objects = append(p.objects, obj)
+}
+
+var emptyMapping = &yaml.Node{Kind: yaml.MappingNode}
+
+func orEmpty(n *yaml.Node) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return emptyMapping
+	}
+	return n
+}
+
+// finish validates everything parsed so far as one set.
+func (p *loader) finish() (*Set, Diagnostics) {
+	p.convertOpenSLO()
+	return p.validate()
+}
+
+// validate sorts the objects into a set and validates it.
+func (p *loader) validate() (*Set, Diagnostics) {
+	set := &Set{}
+	for _, o := range p.objects {
+		switch o := o.(type) {
+		case *Service:
+			set.Services = append(set.Services, o)
+		case *SLO:
+			set.SLOs = append(set.SLOs, o)
+		case *Policy:
+			set.Policies = append(set.Policies, o)
+		case *Gate:
+			set.Gates = append(set.Gates, o)
+		case *Playbook:
+			set.Playbooks = append(set.Playbooks, o)
+		}
+	}
+	v := validator{set: set, diags: &p.diags}
+	v.validate()
+	p.diags.Sort()
+	return set, p.diags
+}
