@@ -30,7 +30,9 @@ type slothSLO struct {
 }
 
 type slothSLI struct {
-	Raw    *struct{ ErrorRatioQuery string `yaml:"error_ratio_query"` } `yaml:"raw"`
+	Raw *struct {
+		ErrorRatioQuery string `yaml:"error_ratio_query"`
+	} `yaml:"raw"`
 	Events *struct {
 		ErrorQuery string `yaml:"error_query"`
 		TotalQuery string `yaml:"total_query"`

@@ -131,7 +131,7 @@ func golden(t *testing.T, path string, got []byte) {
 
 func TestObjectiveIsExact(t *testing.T) {
 	for _, tc := range []struct {
-		text         string
+		text          string
 		ratio, budget string
 	}{
 		{"99.9", "0.999", "0.001"},
