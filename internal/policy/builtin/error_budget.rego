@@ -9,6 +9,8 @@ import data.qsp.builtin.format
 
 risky := {"feature", "config"}
 
+risky_change if input.change.kind in risky
+
 # scope lists the SLOs the gate's budget check covers; empty means all.
 scope := object.get(input, ["checks", "budget", "slos"], [])
 
@@ -76,13 +78,13 @@ note(step) := "" if not step.message
 note(step) := "" if step.message == ""
 
 deny contains msg if {
-	input.change.kind in risky
+	risky_change
 	some why in blockers
 	msg := sprintf("%s may not deploy: %s; only fixes, rollbacks and mitigations may deploy now", [format.change, why])
 }
 
 warn contains msg if {
-	not input.change.kind in risky
+	not risky_change
 	some why in blockers
 	msg := sprintf("%s allowed despite the freeze: %s", [format.change, why])
 }
@@ -107,10 +109,22 @@ warn contains msg if {
 	msg := sprintf("SLO %s named by the budget check has no evaluation: its error budget cannot be checked", [name])
 }
 
+# overspent SLOs whose budget policy does not freeze (yet) pass, said so.
+overspent := sort([s.name | some s in known; s.budget_remaining <= 0])
+
 info contains msg if {
 	count(deny) + count(warn) == 0
 	count(slos) > 0
+	count(overspent) == 0
 	msg := sprintf("every SLO within budget (%d checked)", [count(slos)])
+}
+
+info contains msg if {
+	count(deny) + count(warn) == 0
+	count(overspent) > 0
+	msg := sprintf("%s %s spent the error budget, but no budget policy step freezes deploys (%d checked)", [
+		format.plural(count(overspent), "SLO"), format.list(overspent), count(slos),
+	])
 }
 
 info contains "no SLO to check" if {

@@ -40,14 +40,18 @@ impact := object.get(input, ["change", "expected_impact"], {}) if input.point ==
 impact := object.get(input, ["action", "expected_impact"], {}) if input.point == "playbook"
 
 # costs maps a category to what the change costs it.
-costs["performance"] := sprintf("raises latency by %s", [format.pct(impact.latency)]) if impact.latency > 0
+costs["performance"] := sprintf("raises latency by %s", [format.pct(impact.latency)]) if raises_latency
 
 # Throttling queues or rejects requests: it costs latency by nature.
 costs["performance"] := "throttles traffic, which raises latency" if {
 	input.point == "playbook"
 	input.action.kind == "throttle"
-	not impact.latency > 0
+	not raises_latency
 }
+
+# raises_latency is a helper because `not impact.latency > 0` would not
+# hold when latency is absent.
+raises_latency if impact.latency > 0
 
 costs["quality"] := sprintf("raises the error rate by %s", [format.pct(impact.error_rate)]) if impact.error_rate > 0
 
