@@ -347,6 +347,16 @@ func normalize(in Input, now time.Time) (Input, error) {
 			if s.AgeSeverity != "" && !slices.Contains(spec.Severities, s.AgeSeverity) {
 				return bad("checks.security.age_severity %q is not one of %v", s.AgeSeverity, spec.Severities)
 			}
+			for _, m := range []struct {
+				name string
+				keys map[string]int
+			}{{"counts", s.Counts}, {"max_findings", s.MaxFindings}} {
+				for sev := range m.keys {
+					if !slices.Contains(spec.Severities, sev) {
+						return bad("checks.security.%s severity %q is not one of %v", m.name, sev, spec.Severities)
+					}
+				}
+			}
 			for i, f := range s.Findings {
 				if !slices.Contains(spec.Severities, f.Severity) {
 					return bad("checks.security.findings[%d] (%s): severity %q is not one of %v", i, f.ID, f.Severity, spec.Severities)

@@ -191,7 +191,7 @@ func (s *source) moduleError(code, msg string, loc *ast.Location) *ModuleError {
 	} else {
 		e.File = s.file
 	}
-	if loc == nil {
+	if loc == nil || loc.Row == 0 {
 		return e
 	}
 	switch {
@@ -247,7 +247,11 @@ func (s *source) astErrors(err error) error {
 func sourcesErrors(byKey map[string]*source, fallback *source, err error) error {
 	var aerrs ast.Errors
 	if !errors.As(err, &aerrs) {
-		return locate(byKey, fallback, "", err.Error(), nil)
+		var one *ast.Error
+		if !errors.As(err, &one) {
+			return locate(byKey, fallback, "", err.Error(), nil)
+		}
+		aerrs = ast.Errors{one}
 	}
 	out := make([]error, 0, len(aerrs))
 	for _, e := range aerrs {
