@@ -355,12 +355,15 @@ func (e *Engine) selectPolicies(in Input) ([]*prepared, error) {
 	}
 	var out []*prepared
 	for _, p := range e.policies {
-		if named[p.name] || slices.Contains(p.points, in.Point) {
+		if named[p.name] || p.applies(in.Point) {
 			out = append(out, p)
 		}
 	}
 	return out, nil
 }
+
+// applies reports whether the policy applies to point by itself.
+func (s *source) applies(point string) bool { return slices.Contains(s.points, point) }
 
 // reasons reads the query's bindings as reasons: denies, warnings, infos.
 // A policy that said nothing passed, and says so.

@@ -11,24 +11,18 @@ risky := {"feature", "config"}
 
 risky_change if input.change.kind in risky
 
-# scope lists the SLOs the gate's budget check covers; empty means all.
-scope := object.get(input, ["checks", "budget", "slos"], [])
+# scope names the SLOs the gate's budget check covers; empty means all.
+scope := {name | some name in object.get(input, ["checks", "budget", "slos"], [])}
 
-slos contains s if {
-	some s in input.slos
-	count(scope) == 0
-}
+in_scope(s) if count(scope) == 0
 
-slos contains s if {
-	some s in input.slos
-	s.name in scope
-}
+in_scope(s) if s.name in scope
 
-# known are the SLOs in scope whose budget is known.
-known contains s if {
-	some s in slos
-	s.state != "no_data"
-}
+# slos are the SLOs in scope, known those whose budget is known. (Arrays,
+# not sets: sets of objects cost a hash of every object.)
+slos := [s | some s in input.slos; in_scope(s)]
+
+known := [s | some s in slos; s.state != "no_data"]
 
 # blockers say why risky deploys must wait, one per SLO and cause.
 blockers contains msg if {

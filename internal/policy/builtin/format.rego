@@ -23,11 +23,13 @@ dec1(x) := s if {
 max_listed := 5
 
 # list joins the first max_listed strings of xs: "a, b, c and 4 more".
-list(xs) := concat(", ", xs) if count(xs) <= max_listed
+list(xs) := list_n(array.slice(xs, 0, max_listed), count(xs))
 
-list(xs) := sprintf("%s and %d more", [concat(", ", array.slice(xs, 0, max_listed)), count(xs) - max_listed]) if {
-	count(xs) > max_listed
-}
+# list_n joins the listed strings xs of n in all, so that callers can
+# build only the strings they list.
+list_n(xs, n) := concat(", ", xs) if n <= count(xs)
+
+list_n(xs, n) := sprintf("%s and %d more", [concat(", ", xs), n - count(xs)]) if n > count(xs)
 
 # change describes the change at a gate: "feature 1.4.2", "rollback".
 change := sprintf("%s %s", [input.change.kind, input.change.version]) if {

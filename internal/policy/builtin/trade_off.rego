@@ -20,7 +20,7 @@ default priorities := ["quality", "security", "performance"]
 
 priorities := data.qsp.config.priorities
 
-rank[c] := i if some i, c in priorities
+rank := {c: i | some i, c in priorities}
 
 order := concat(" > ", priorities)
 

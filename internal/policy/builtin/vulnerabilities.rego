@@ -9,9 +9,13 @@ import data.qsp.builtin.format
 
 severities := ["critical", "high", "medium", "low", "unknown"]
 
-rank[s] := i if some i, s in severities
+rank := {"critical": 0, "high": 1, "medium": 2, "low": 3, "unknown": 4}
 
 sec := input.checks.security
+
+# sorted are the findings, most severe then oldest first; every list below
+# keeps this order by filtering it.
+sorted := [sec.findings[t[3]] | some t in sort([[rank[f.severity], 0 - f.age_days, f.id, i] | some i, f in sec.findings])]
 
 label(f) := sprintf("%s (%s)", [f.id, f.package]) if f.package != ""
 
@@ -19,12 +23,11 @@ label(f) := f.id if not f.package
 
 label(f) := f.id if f.package == ""
 
-# worst lists labels of findings fs, most severe then oldest first.
-worst(fs) := [label(t[3]) | some t in sort([[rank[f.severity], 0 - f.age_days, f.id, f] | some f in fs])]
+# listing lists the worst of findings fs (in sorted order), labelling only
+# those listed.
+listing(fs) := format.list_n([label(f) | some f in array.slice(fs, 0, format.max_listed)], count(fs)) if count(fs) > 0
 
-listing(labels) := format.list(labels) if count(labels) > 0
-
-listing(labels) := "no IDs in the input" if count(labels) == 0
+listing(fs) := "no IDs in the input" if count(fs) == 0
 
 days(x) := sprintf("%d", [x]) if x == round(x)
 
@@ -34,8 +37,9 @@ deny contains msg if {
 	some sev, most in sec.max_findings
 	n := object.get(sec.counts, sev, 0)
 	n > most
-	ids := worst([f | some f in sec.findings; f.severity == sev])
-	msg := sprintf("%d %s %s, at most %d allowed: %s", [n, sev, format.plural(n, "finding"), most, listing(ids)])
+	msg := sprintf("%d %s %s, at most %d allowed: %s", [
+		n, sev, format.plural(n, "finding"), most, listing([f | some f in sorted; f.severity == sev]),
+	])
 }
 
 # age_rank is the least severe rank the age check covers.
@@ -48,7 +52,7 @@ age_scope := "of any severity" if sec.age_severity == ""
 age_scope := sprintf("of severity %s or worse", [sec.age_severity]) if sec.age_severity != ""
 
 over_age := [f |
-	some f in sec.findings
+	some f in sorted
 	rank[f.severity] <= age_rank
 	f.age_days > sec.max_age_days
 ]
@@ -63,20 +67,20 @@ aged(f) := sprintf("%s (%s days)", [f.id, days(round(f.age_days))]) if f.package
 deny contains msg if {
 	sec.max_age_days > 0
 	count(over_age) > 0
-	labels := [aged(t[3]) | some t in sort([[rank[f.severity], 0 - f.age_days, f.id, f] | some f in over_age])]
+	labels := [aged(f) | some f in array.slice(over_age, 0, format.max_listed)]
 	msg := sprintf("%d %s %s open for more than %s days: %s", [
-		count(over_age), format.plural(count(over_age), "finding"), age_scope, days(sec.max_age_days), format.list(labels),
+		count(over_age), format.plural(count(over_age), "finding"), age_scope, days(sec.max_age_days), format.list_n(labels, count(over_age)),
 	])
 }
 
-no_fix := [f | some f in sec.findings; not has_fix(f)]
+no_fix := [f | some f in sorted; not has_fix(f)]
 
 has_fix(f) if f.fixed_version != ""
 
 warn contains msg if {
 	count(no_fix) > 0
 	verb := {true: "finding has", false: "findings have"}[count(no_fix) == 1]
-	msg := sprintf("%d %s no fix yet: %s", [count(no_fix), verb, format.list(worst(no_fix))])
+	msg := sprintf("%d %s no fix yet: %s", [count(no_fix), verb, listing(no_fix)])
 }
 
 total := sum([n | some n in sec.counts])
