@@ -41,6 +41,9 @@
 //     playbook, service, change, checks, action, trigger, slos, alerts,
 //     now) and its spec.data as data.qsp.params. It may import the
 //     built-in packages, e.g. data.qsp.builtin.error_budget.blockers.
+//   - Modules are type-checked against InputSchema, derived from Input:
+//     a reference to a field the input lacks (input.chnage) fails to
+//     compile instead of silently never matching.
 //   - A policy applies where its appliesTo says (default: gate and
 //     playbook) and wherever a gate or playbook names it (Input.Policies).
 //   - http.send, net.* and opa.runtime are not available: a module that

@@ -158,8 +158,11 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.Join(errs...)
 	}
 
+	schemas := ast.NewSchemaSet()
+	schemas.Put(ast.SchemaRootRef, inputSchema())
 	compiler := ast.NewCompiler().
 		WithCapabilities(caps).
+		WithSchemas(schemas).
 		WithEnablePrintStatements(true).
 		WithDefaultRegoVersion(ast.RegoV1)
 	compiler.Compile(modules)

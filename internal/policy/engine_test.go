@@ -250,6 +250,16 @@ func TestCompileErrors(t *testing.T) {
 			want:     []string{`rego_type_error: undefined function net\.lookup_ip_addr$`},
 		},
 		{
+			name:     "a typo in an input field is a type error, not a silent pass",
+			policies: []*spec.Policy{userPolicy("typo", "package team.typo\n\ndeny contains \"no\" if {\n  input.chnage.kind == \"feature\"\n}\n")},
+			want:     []string{`^policy "typo": rego line 4, column 3: rego_type_error: undefined ref: input\.chnage\.kind$`},
+		},
+		{
+			name:     "a typo in a nested field",
+			policies: []*spec.Policy{userPolicy("typo", "package team.typo\n\ndeny contains s.name if {\n  some s in input.slos\n  s.budget_remaning < 0\n}\n")},
+			want:     []string{`^policy "typo": rego line 5, column 3: rego_type_error: undefined ref: s\.budget_remaning$`},
+		},
+		{
 			name:     "reserved package",
 			policies: []*spec.Policy{userPolicy("sneaky", "package qsp.builtin.error_budget\n\ndeny := set()\n")},
 			want:     []string{`^policy "sneaky": rego line 1, column 1: package qsp\.builtin\.error_budget is reserved for QSP; use a package outside data\.qsp$`},
@@ -760,6 +770,114 @@ func TestPrintGoesToDebugLog(t *testing.T) {
 	for _, want := range []string{`msg="rego print"`, "component=policy", "policy=chatty", `msg="change is feature"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// TestSchemaAdmitsValidModules checks that the input schema does not
+// reject what the input really has: maps, nullable objects, every field.
+func TestSchemaAdmitsValidModules(t *testing.T) {
+	src := `package team.fields
+info contains sprintf("%v", [[
+	input.service.labels.team,
+	input.change.expected_impact.disables_security_controls[0],
+	input.change.labels.anything,
+	input.checks.security.counts.critical,
+	input.checks.security.findings[0].fixed_version,
+	input.checks.canary.failed_metrics[0],
+	input.checks.budget.max_burn_rate,
+	input.slos[0].burn_rates["1h"],
+	input.slos[0].policy_step.message,
+	input.action.expected_impact.latency,
+	input.trigger.burn_rate,
+	input.alerts[0].severity,
+	input.policies[0],
+	input.now,
+]]) if false
+warn contains "step reached" if {
+	some s in input.slos
+	s.policy_step != null
+	s.policy_step.action == "warn"
+}`
+	e := newTestEngine(t, Options{Policies: []*spec.Policy{userPolicy("fields", src)}})
+	d, err := e.Evaluate(context.Background(), gateInput(setSLO("checkout-waf", step(0.5, spec.ActionWarn, ""))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(d.Reasons, warn("fields", "step reached")) {
+		t.Errorf("reasons: %s", reasonLines(d.Reasons))
+	}
+
+	// Every key of a fully populated input is in the schema.
+	in := realisticGate()
+	in.Policies = []string{"x"}
+	in.Service.Labels = map[string]string{"team": "payments"}
+	in.Change.ExpectedImpact.DisablesSecurityControls = []string{"waf"}
+	full, err := normalize(in, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := normalize(playbookInput(func(in *Input) {
+		in.Action.ExpectedImpact = &Impact{Latency: 1, ErrorRate: 1}
+		in.Trigger.BurnRate = 14.4
+	}), testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range []Input{full, pb} {
+		raw, _ := json.Marshal(doc)
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatal(err)
+		}
+		checkAgainstSchema(t, "input", v, inputSchema())
+	}
+}
+
+// checkAgainstSchema reports keys of v that schema s does not declare.
+func checkAgainstSchema(t *testing.T, path string, v any, s map[string]any) {
+	t.Helper()
+	if alts, ok := s["anyOf"].([]any); ok {
+		if v == nil {
+			return
+		}
+		s = alts[0].(map[string]any)
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		if s["type"] != "object" {
+			t.Errorf("%s: object where the schema says %v", path, s["type"])
+			return
+		}
+		props, _ := s["properties"].(map[string]any)
+		for k, x := range v {
+			if ps, ok := props[k].(map[string]any); ok {
+				checkAgainstSchema(t, path+"."+k, x, ps)
+			} else if ap, ok := s["additionalProperties"].(map[string]any); ok {
+				checkAgainstSchema(t, path+"."+k, x, ap)
+			} else {
+				t.Errorf("%s.%s: not in the schema", path, k)
+			}
+		}
+	case []any:
+		if s["type"] != "array" {
+			t.Errorf("%s: array where the schema says %v", path, s["type"])
+			return
+		}
+		for i, x := range v {
+			checkAgainstSchema(t, fmt.Sprintf("%s[%d]", path, i), x, s["items"].(map[string]any))
+		}
+	case string:
+		if s["type"] != "string" {
+			t.Errorf("%s: string where the schema says %v", path, s["type"])
+		}
+	case float64:
+		if s["type"] != "number" {
+			t.Errorf("%s: number where the schema says %v", path, s["type"])
+		}
+	case bool:
+		if s["type"] != "boolean" {
+			t.Errorf("%s: boolean where the schema says %v", path, s["type"])
 		}
 	}
 }
