@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -296,6 +298,11 @@ func (e *Engine) decide(ctx context.Context, in Input, extra []rego.EvalOption) 
 	}
 	raw, err := json.Marshal(in)
 	if err != nil {
+		if path := nonFinite(reflect.ValueOf(in), "input"); path != "" {
+			// NaN and ±Inf have no JSON form; typically a burn rate over
+			// a window without traffic (0/0) the caller did not catch.
+			return nil, fmt.Errorf("%w: %s is not a finite number", ErrInvalidInput, path)
+		}
 		return nil, fmt.Errorf("encode input: %w", err)
 	}
 	value, err := ast.ValueFromReader(bytes.NewReader(raw))
@@ -344,6 +351,49 @@ func (e *Engine) decide(ctx context.Context, in Input, extra []rego.EvalOption) 
 		}
 	}
 	return d, nil
+}
+
+// nonFinite returns the JSON path of the first NaN or infinite float in v,
+// or "".
+func nonFinite(v reflect.Value, path string) string {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return path
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return nonFinite(v.Elem(), path)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				name = f.Name
+			}
+			if p := nonFinite(v.Field(i), path+"."+name); p != "" {
+				return p
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if p := nonFinite(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			if p := nonFinite(iter.Value(), fmt.Sprintf("%s[%q]", path, iter.Key())); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // selectPolicies returns, in engine order, the policies that apply to the

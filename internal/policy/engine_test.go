@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -671,6 +672,10 @@ func TestInvalidInput(t *testing.T) {
 		{"bad max_findings severity", gateInput(func(in *Input) {
 			in.Checks = &Checks{Security: &SecurityCheck{MaxFindings: map[string]int{"severe": 0}}}
 		}), `max_findings severity "severe"`},
+		{"NaN burn rate", gateInput(setSLO("checkout-waf", func(s *SLO) { s.BurnRates["5m"] = math.NaN() })),
+			`input.slos[1].burn_rates["5m"] is not a finite number`},
+		{"infinite latency", gateInput(func(in *Input) { in.Change.ExpectedImpact = &Impact{Latency: math.Inf(1)} }),
+			`input.change.expected_impact.latency is not a finite number`},
 		{"no playbook name", playbookInput(func(in *Input) { in.Playbook = "" }), "playbook is empty"},
 		{"no action", playbookInput(func(in *Input) { in.Action = nil }), "action.name is missing"},
 	}
