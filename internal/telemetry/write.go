@@ -421,7 +421,7 @@ type writeStats struct {
 	first                   []string
 }
 
-const maxRejectMessages = 3
+const maxRejectMessages = 5
 
 func (s *writeStats) reject(reason rejectReason, n int, msg func() string) {
 	s.rejected += n
