@@ -1,0 +1,752 @@
+// Package engine is the evaluation loop of qsp serve: it reads new whole
+// minutes of telemetry from a Source, folds them into per-SLO rollups, and
+// answers every window (5m to the SLO window and the calendar period) from
+// prefix sums, so a cycle's cost does not grow with window length. It
+// judges budgets, burn rates and no-data, steps the alert state machines,
+// persists what a restart needs, and hands alert transitions to whoever
+// acts on them (notifiers, incidents, playbooks).
+package engine
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/qsp-dev/qsp/internal/slo"
+	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/store"
+	"github.com/qsp-dev/qsp/internal/telemetry"
+)
+
+// Store is the persistence the engine needs; *store.Store implements it.
+// Methods are called from the engine's goroutine only.
+type Store interface {
+	LoadRollups(ctx context.Context) ([]store.Rollup, error)
+	SaveRollups(ctx context.Context, rs []store.Rollup) error
+	DeleteRollups(ctx context.Context, keys []string) error
+	LoadAlertStates(ctx context.Context) ([]store.AlertState, error)
+	RecordTransitions(ctx context.Context, ts []store.Transition, states []store.AlertState) error
+}
+
+// Options configure an Engine. Source, Store and Specs are required.
+type Options struct {
+	Source Source
+	Store  Store
+	Specs  *spec.Set
+	// Interval between cycles. Default 15s.
+	Interval time.Duration
+	// Settle is how long after a minute ends before it is folded, so
+	// samples in flight (remote_write batches) arrive first. Default 30s.
+	Settle time.Duration
+	// LateData is how long the engine waits for a whole SLO's telemetry to
+	// come back before it folds the missing minutes as no data; late
+	// samples within it are folded exactly. Default 10m.
+	LateData time.Duration
+	// PersistInterval between rollup snapshots. Default 5m.
+	PersistInterval time.Duration
+	// Chunk bounds one fetch during backfill and catch-up. Default 6h.
+	Chunk time.Duration
+	// Concurrency is how many SLOs are fetched at once. Default
+	// 2*GOMAXPROCS.
+	Concurrency int
+	// BatchMin is how many raw-sample selectors on one metric name are
+	// fetched together with one query. Default 4; 0 uses the default,
+	// negative disables batching.
+	BatchMin int
+	// OnTransitions receives alert transitions after they are persisted.
+	// It is called from the engine's goroutine and must not block.
+	OnTransitions func(ctx context.Context, ts []Transition)
+	// Progress receives backfill progress.
+	Progress   func(BackfillProgress)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// BackfillProgress reports the start-up backfill.
+type BackfillProgress struct {
+	SLOs, DoneSLOs int
+	// Minutes is the total number of SLO-minutes to fold; Done how many
+	// are folded.
+	Minutes, Done int64
+	Elapsed       time.Duration
+	Finished      bool
+}
+
+// Engine evaluates SLOs continuously. Create it with New and run it with
+// Run; Statuses, Status and Reload are safe to call from other goroutines.
+type Engine struct {
+	opts   Options
+	logger *slog.Logger
+	m      *metrics
+
+	// mu guards runtimes, set and order, which only the Run goroutine
+	// changes (during Reload and cycles).
+	mu       sync.Mutex
+	set      *spec.Set
+	runtimes map[string]*sloRuntime
+	order    []string
+
+	snapshot atomic.Pointer[Snapshot]
+	reload   chan reloadRequest
+	ready    atomic.Bool
+
+	sourceAlert   slo.Alert
+	sourceErr     error
+	pendingAlerts map[string]map[string]slo.Alert // restored states of groups not seen yet
+	lastPersist   time.Time
+}
+
+// Snapshot is the state of every SLO after a cycle. It is immutable.
+type Snapshot struct {
+	At       time.Time
+	Statuses []*Status // sorted by key
+	// SourceDown is set while the telemetry source is unavailable.
+	SourceDown *AlertStatus
+	byKey      map[string]*Status
+	bySLO      map[string][]*Status
+}
+
+// Status returns the status of a key, or nil.
+func (s *Snapshot) Status(key string) *Status { return s.byKey[key] }
+
+// SLO returns the statuses of an SLO's groups (one for an ungrouped SLO).
+func (s *Snapshot) SLO(name string) []*Status { return s.bySLO[name] }
+
+type reloadRequest struct {
+	set  *spec.Set
+	done chan error
+}
+
+// New checks the options and builds an engine; it reads nothing yet.
+func New(opts Options) (*Engine, error) {
+	switch {
+	case opts.Source == nil:
+		return nil, errors.New("engine: no source")
+	case opts.Store == nil:
+		return nil, errors.New("engine: no store")
+	case opts.Specs == nil:
+		return nil, errors.New("engine: no specs")
+	}
+	opts.Interval = cmp.Or(opts.Interval, 15*time.Second)
+	opts.Settle = cmp.Or(opts.Settle, 30*time.Second)
+	opts.LateData = cmp.Or(opts.LateData, 10*time.Minute)
+	opts.PersistInterval = cmp.Or(opts.PersistInterval, 5*time.Minute)
+	opts.Chunk = cmp.Or(opts.Chunk, 6*time.Hour)
+	opts.Concurrency = cmp.Or(opts.Concurrency, 2*runtime.GOMAXPROCS(0))
+	opts.BatchMin = cmp.Or(opts.BatchMin, 4)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.OnTransitions == nil {
+		opts.OnTransitions = func(context.Context, []Transition) {}
+	}
+	e := &Engine{
+		opts:          opts,
+		logger:        opts.Logger.With("component", "engine"),
+		runtimes:      map[string]*sloRuntime{},
+		reload:        make(chan reloadRequest),
+		pendingAlerts: map[string]map[string]slo.Alert{},
+	}
+	e.m = newMetrics(e, opts.Registerer)
+	e.snapshot.Store(&Snapshot{byKey: map[string]*Status{}, bySLO: map[string][]*Status{}})
+	return e, nil
+}
+
+// Snapshot returns the statuses after the last cycle.
+func (e *Engine) Snapshot() *Snapshot { return e.snapshot.Load() }
+
+// Ready reports whether the start-up backfill is done.
+func (e *Engine) Ready() bool { return e.ready.Load() }
+
+// Specs returns the spec set the engine evaluates.
+func (e *Engine) Specs() *spec.Set {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.set
+}
+
+// Reload replaces the spec set. Rollups of SLOs whose indicator, budgeting,
+// grouping, window and corrections did not change are kept; others are
+// rebuilt from telemetry. It waits until the engine has applied the set.
+func (e *Engine) Reload(ctx context.Context, set *spec.Set) error {
+	req := reloadRequest{set: set, done: make(chan error, 1)}
+	select {
+	case e.reload <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run restores persisted state, backfills the SLO windows and evaluates
+// every Interval until ctx ends; then it persists the rollups once more.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.apply(ctx, e.opts.Specs, true); err != nil {
+		return err
+	}
+	if err := e.backfill(ctx); err != nil {
+		if ctx.Err() != nil {
+			return e.shutdown()
+		}
+		return err
+	}
+	e.ready.Store(true)
+	t := time.NewTicker(e.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return e.shutdown()
+		case req := <-e.reload:
+			err := e.apply(ctx, req.set, false)
+			if err == nil {
+				e.cycle(ctx)
+			}
+			req.done <- err
+		case <-t.C:
+			e.cycle(ctx)
+		}
+	}
+}
+
+func (e *Engine) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return e.persist(ctx)
+}
+
+// apply builds runtimes for a spec set, keeping those whose plan is
+// unchanged. At start-up (restore) it loads persisted rollups and alerts.
+func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
+	plans := map[string]*plan{}
+	for _, s := range set.SLOs {
+		p, err := compile(s, set)
+		if err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		plans[s.Name()] = p
+	}
+	var saved map[string][]store.Rollup
+	if restore {
+		rs, err := e.opts.Store.LoadRollups(ctx)
+		if err != nil {
+			return fmt.Errorf("engine: load rollups: %w", err)
+		}
+		saved = map[string][]store.Rollup{}
+		for _, r := range rs {
+			saved[r.SLO] = append(saved[r.SLO], r)
+		}
+		states, err := e.opts.Store.LoadAlertStates(ctx)
+		if err != nil {
+			return fmt.Errorf("engine: load alert states: %w", err)
+		}
+		for _, a := range states {
+			if e.pendingAlerts[a.Key] == nil {
+				e.pendingAlerts[a.Key] = map[string]slo.Alert{}
+			}
+			e.pendingAlerts[a.Key][a.Severity] = slo.Alert{State: slo.AlertState(a.State), ActiveSince: a.ActiveSince, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt}
+		}
+		if sa, ok := e.pendingAlerts[""][SeverityNoData]; ok {
+			e.sourceAlert = sa
+		}
+	}
+	target := e.target()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := map[string]*sloRuntime{}
+	for name, p := range plans {
+		if old := e.runtimes[name]; old != nil && old.plan.hash == p.hash {
+			old.plan = p // alerting and objectives may have changed
+			next[name] = old
+			continue
+		}
+		start := target - slo.Minute(p.span)
+		rt := newRuntime(p, start)
+		if restore {
+			e.restoreRollups(rt, saved[name], start)
+		}
+		next[name] = rt
+	}
+	var gone []string
+	for name, rt := range e.runtimes {
+		if next[name] == nil || next[name] != rt {
+			for _, g := range rt.groups {
+				gone = append(gone, statusKey(name, g.labels))
+			}
+		}
+	}
+	e.runtimes, e.set = next, set
+	e.order = evaluationOrder(plans)
+	if len(gone) > 0 && !restore {
+		if err := e.opts.Store.DeleteRollups(ctx, gone); err != nil {
+			e.logger.Warn("delete old rollups", "err", err)
+		}
+	}
+	e.m.slos.Set(float64(len(next)))
+	return nil
+}
+
+// restoreRollups puts persisted rollups back into a fresh runtime when they
+// were built by the same plan. A corrupt rollup is dropped and rebuilt.
+func (e *Engine) restoreRollups(rt *sloRuntime, saved []store.Rollup, start slo.Minute) {
+	restored := false
+	next := slo.Minute(0)
+	for _, r := range saved {
+		if r.PlanHash != rt.plan.hash {
+			e.logger.Info("spec changed since the rollup was saved: rebuilding from telemetry", "slo", r.SLO)
+			continue
+		}
+		roll, err := unmarshalRollup(r.Data)
+		if err != nil {
+			e.logger.Warn("corrupt rollup: rebuilding from telemetry", "slo", r.SLO, "key", r.Key, "err", err)
+			e.m.corrupt.Inc()
+			continue
+		}
+		ls, err := groupLabels(r.Key, r.SLO)
+		if err != nil {
+			e.logger.Warn("unreadable rollup key: rebuilding from telemetry", "key", r.Key, "err", err)
+			continue
+		}
+		key, _ := groupKey(ls, rt.plan.slo.Spec.GroupBy)
+		if roll.next <= start {
+			continue // too old to be of use
+		}
+		rt.groups[key] = &groupRuntime{key: key, labels: ls, roll: roll, lastSampled: slo.Minute(r.LastSampled), alerts: map[string]slo.Alert{}}
+		if !restored || roll.next < next {
+			next = roll.next
+		}
+		restored = true
+	}
+	if restored {
+		rt.next = next
+		// Groups that started later than others catch up from there.
+		for _, g := range rt.groups {
+			if g.roll.next < next {
+				g.roll = newRollup(next, sizeFor(rt.plan.span))
+			}
+		}
+	}
+}
+
+// groupLabels parses the labels out of a status key: name{a="b"}.
+func groupLabels(key, name string) (labelsT, error) {
+	rest := strings.TrimPrefix(key, name)
+	if rest == "" {
+		return emptyLabels(), nil
+	}
+	return parser.NewParser(parser.Options{}).ParseMetric(rest)
+}
+
+// evaluationOrder puts composites after the SLOs they combine.
+func evaluationOrder(plans map[string]*plan) []string {
+	var order []string
+	done := map[string]bool{}
+	var visit func(name string, depth int)
+	visit = func(name string, depth int) {
+		p := plans[name]
+		if p == nil || done[name] || depth > 32 {
+			return
+		}
+		for _, c := range p.composite {
+			visit(c.name, depth+1)
+		}
+		done[name] = true
+		order = append(order, name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(plans)) {
+		visit(name, 0)
+	}
+	return order
+}
+
+// target is the minute before which minutes are complete.
+func (e *Engine) target() slo.Minute {
+	return slo.MinuteOf(e.opts.Now().Add(-e.opts.Settle))
+}
+
+// backfill folds every SLO up to the target minute, in chunks, reporting
+// progress. Minutes of persisted rollups are not read again.
+func (e *Engine) backfill(ctx context.Context) error {
+	start := e.opts.Now()
+	target := e.target()
+	e.mu.Lock()
+	rts := slices.Collect(maps.Values(e.runtimes))
+	e.mu.Unlock()
+	var total int64
+	for _, rt := range rts {
+		if rt.plan.composite == nil && rt.next < target {
+			total += int64(target - rt.next)
+			rt.backfilling = true
+		}
+	}
+	var done, doneSLOs atomic.Int64
+	report := func(finished bool) {
+		if e.opts.Progress != nil {
+			e.opts.Progress(BackfillProgress{SLOs: len(rts), DoneSLOs: int(doneSLOs.Load()), Minutes: total, Done: done.Load(), Elapsed: e.opts.Now().Sub(start), Finished: finished})
+		}
+	}
+	e.logger.Info("backfill started", "slos", len(rts), "minutes", total)
+	report(false)
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				report(false)
+			}
+		}
+	}()
+	chunk := slo.Minute(e.opts.Chunk / time.Minute)
+	for {
+		var work []*sloRuntime
+		for _, rt := range rts {
+			if rt.plan.composite == nil && rt.next < target && rt.lastErr == nil {
+				work = append(work, rt)
+			} else if rt.backfilling {
+				rt.backfilling = false
+				doneSLOs.Add(1)
+			}
+		}
+		if len(work) == 0 {
+			break
+		}
+		before := map[*sloRuntime]slo.Minute{}
+		for _, rt := range work {
+			before[rt] = rt.next
+		}
+		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, true)
+		if ctx.Err() != nil {
+			close(stop)
+			return ctx.Err()
+		}
+		progressed := false
+		for _, rt := range work {
+			done.Add(int64(rt.next - before[rt]))
+			if rt.next > before[rt] {
+				progressed = true
+			}
+		}
+		if !progressed {
+			// Every remaining SLO failed (source down): give up the
+			// backfill; cycles catch up when the source returns.
+			break
+		}
+	}
+	close(stop)
+	for _, rt := range rts {
+		rt.backfilling = false
+	}
+	e.evaluateAll(ctx)
+	report(true)
+	e.logger.Info("backfill done", "slos", len(rts), "minutes", done.Load(), "duration", e.opts.Now().Sub(start).Round(time.Millisecond))
+	e.m.backfillSeconds.Set(e.opts.Now().Sub(start).Seconds())
+	return e.persist(ctx)
+}
+
+// cycle is one evaluation: fetch the new minutes, fold, evaluate, persist
+// transitions, notify.
+func (e *Engine) cycle(ctx context.Context) {
+	start := time.Now()
+	target := e.target()
+	e.mu.Lock()
+	rts := make([]*sloRuntime, 0, len(e.runtimes))
+	for _, name := range e.order {
+		rts = append(rts, e.runtimes[name])
+	}
+	e.mu.Unlock()
+	var work []*sloRuntime
+	for _, rt := range rts {
+		if rt.plan.composite == nil && rt.next < target {
+			work = append(work, rt)
+		}
+	}
+	chunk := slo.Minute(e.opts.Chunk / time.Minute)
+	e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, false)
+	e.evaluateAll(ctx)
+	if e.opts.Now().Sub(e.lastPersist) >= e.opts.PersistInterval {
+		if err := e.persist(ctx); err != nil {
+			e.logger.Error("persist rollups", "err", err)
+		}
+	}
+	e.m.cycleSeconds.Observe(time.Since(start).Seconds())
+	e.m.lastCycle.Set(float64(e.opts.Now().Unix()))
+}
+
+// evaluateAll evaluates every SLO, persists and hands out transitions,
+// and publishes a new snapshot.
+func (e *Engine) evaluateAll(ctx context.Context) {
+	now := e.opts.Now()
+	e.mu.Lock()
+	rts := e.runtimes
+	order := e.order
+	e.mu.Unlock()
+	sourceDown := e.sourceErr != nil
+	ec := evalContext{now: now, sourceDown: sourceDown, children: func(name string) *sloRuntime { return rts[name] }}
+	var ts []Transition
+	snap := &Snapshot{At: now, byKey: map[string]*Status{}, bySLO: map[string][]*Status{}}
+	target := e.target()
+	for _, name := range order {
+		rt := rts[name]
+		rt.target = target
+		e.applyPendingAlerts(rt)
+		ts = append(ts, rt.evaluate(ec)...)
+		for _, st := range rt.statuses() {
+			snap.Statuses = append(snap.Statuses, st)
+			snap.byKey[st.Key] = st
+			snap.bySLO[st.SLO] = append(snap.bySLO[st.SLO], st)
+		}
+	}
+	// One alert for a source that is down, instead of one per SLO.
+	prev := e.sourceAlert
+	next, changed := prev.Step(now, sourceDown, max(e.opts.Interval, time.Minute))
+	e.sourceAlert = next
+	if next.State != slo.Inactive {
+		as := AlertStatus{Severity: SeverityNoData, Name: AlertSourceDown, State: next.State, Since: next.ActiveSince, FiredAt: next.FiredAt, ResolvedAt: next.ResolvedAt}
+		snap.SourceDown = &as
+	}
+	if changed {
+		from := cmp.Or(prev.State, slo.Inactive)
+		ts = append(ts, Transition{Key: "", SLO: "", Service: "", Severity: SeverityNoData, Alert: AlertSourceDown, From: from, To: next.State, At: now, Condition: errString(e.sourceErr)})
+	}
+	slices.SortFunc(snap.Statuses, func(a, b *Status) int { return strings.Compare(a.Key, b.Key) })
+	e.snapshot.Store(snap)
+	if len(ts) == 0 {
+		return
+	}
+	if err := e.recordTransitions(ctx, ts); err != nil {
+		// The transitions still go out: alerting must not depend on the
+		// database being writable. The next restart may re-send them.
+		e.logger.Error("record transitions", "err", err, "transitions", len(ts))
+	}
+	for _, t := range ts {
+		e.m.transitions.WithLabelValues(t.Severity, string(t.To)).Inc()
+		e.logger.Info("alert transition", "key", t.Key, "severity", t.Severity, "from", t.From, "to", t.To, "condition", t.Condition)
+	}
+	e.opts.OnTransitions(ctx, ts)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// applyPendingAlerts hands restored alert states to groups that now exist.
+func (e *Engine) applyPendingAlerts(rt *sloRuntime) {
+	if len(e.pendingAlerts) == 0 {
+		return
+	}
+	for _, g := range rt.groups {
+		key := statusKey(rt.plan.slo.Name(), g.labels)
+		if st, ok := e.pendingAlerts[key]; ok {
+			maps.Copy(g.alerts, st)
+			delete(e.pendingAlerts, key)
+		}
+	}
+}
+
+func (e *Engine) recordTransitions(ctx context.Context, ts []Transition) error {
+	rows := make([]store.Transition, 0, len(ts))
+	states := make([]store.AlertState, 0, len(ts))
+	for _, t := range ts {
+		var status []byte
+		if t.Status != nil {
+			status, _ = json.Marshal(t.Status)
+		}
+		rows = append(rows, store.Transition{At: t.At, Key: t.Key, SLO: t.SLO, Service: t.Service, Severity: t.Severity, Alert: t.Alert,
+			From: string(t.From), To: string(t.To), Condition: t.Condition, Status: status})
+		a := store.AlertState{Key: t.Key, Severity: t.Severity, State: string(t.To)}
+		if t.Status != nil {
+			if as := t.Status.Alert(t.Severity); as != nil {
+				a.ActiveSince, a.FiredAt, a.ResolvedAt = as.Since, as.FiredAt, as.ResolvedAt
+			}
+		} else {
+			a.ActiveSince, a.FiredAt, a.ResolvedAt = e.sourceAlert.ActiveSince, e.sourceAlert.FiredAt, e.sourceAlert.ResolvedAt
+		}
+		states = append(states, a)
+	}
+	return e.opts.Store.RecordTransitions(ctx, rows, states)
+}
+
+// persist snapshots every rollup.
+func (e *Engine) persist(ctx context.Context) error {
+	e.mu.Lock()
+	var rs []store.Rollup
+	now := e.opts.Now()
+	for name, rt := range e.runtimes {
+		for _, g := range rt.groups {
+			if g.roll == nil {
+				continue // composites keep no rollup
+			}
+			rs = append(rs, store.Rollup{Key: statusKey(name, g.labels), SLO: name, PlanHash: rt.plan.hash, Data: g.roll.marshal(), LastSampled: int64(g.lastSampled), UpdatedAt: now})
+		}
+	}
+	e.mu.Unlock()
+	start := time.Now()
+	err := e.opts.Store.SaveRollups(ctx, rs)
+	e.m.persistSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		e.m.persistFailures.Inc()
+		return fmt.Errorf("persist rollups: %w", err)
+	}
+	e.lastPersist = now
+	return nil
+}
+
+// fetchAndFold brings the given runtimes up to until(rt): raw samples are
+// fetched in batches across SLOs, range queries per SLO, concurrently.
+func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until func(*sloRuntime) slo.Minute, backfill bool) {
+	if len(work) == 0 {
+		e.sourceErr = nil
+		return
+	}
+	type job struct {
+		rt       *sloRuntime
+		from, to slo.Minute
+		sels     []selectorRequest
+	}
+	jobs := make([]*job, 0, len(work))
+	var reqs []*selectorRequest
+	for _, rt := range work {
+		j := &job{rt: rt, from: rt.next, to: until(rt)}
+		look := rt.feeder.lookback()
+		for _, ms := range rt.feeder.selectors() {
+			// Samples reads (start, end]; minutes are [from, to), so both
+			// ends move back by a millisecond.
+			j.sels = append(j.sels, selectorRequest{matchers: ms, start: j.from.Time().Add(-look - time.Millisecond), end: j.to.Time().Add(-time.Millisecond)})
+		}
+		jobs = append(jobs, j)
+	}
+	for _, j := range jobs {
+		for i := range j.sels {
+			reqs = append(reqs, &j.sels[i])
+		}
+	}
+	fetchCtx, cancel := context.WithTimeout(ctx, e.fetchTimeout(backfill))
+	defer cancel()
+	e.fetchSamples(fetchCtx, reqs)
+
+	var unavailable atomic.Int64
+	var lastUnavailable atomic.Value
+	sem := make(chan struct{}, e.opts.Concurrency)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			rt := j.rt
+			raw := make([]promqlMatrix, len(j.sels))
+			var err error
+			for i, s := range j.sels {
+				raw[i] = s.result
+				if s.err != nil {
+					err = s.err
+				}
+			}
+			var groups map[string]*groupMinutes
+			var commit func()
+			if err == nil {
+				groups, commit, err = rt.feeder.feed(fetchCtx, e.opts.Source, raw, j.from, j.to, rt.admit)
+			}
+			if err != nil {
+				rt.lastErr = err
+				rt.sourceDown = errors.Is(err, telemetry.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+				if rt.sourceDown {
+					unavailable.Add(1)
+					lastUnavailable.Store(err)
+				}
+				e.m.fetchFailures.Inc()
+				return
+			}
+			rt.lastErr, rt.sourceDown = nil, false
+			if !backfill && e.holdBack(rt, groups, j.to) {
+				return
+			}
+			commit()
+			rt.fold(j.from, j.to, groups)
+			rt.expireGroups()
+			for _, c := range counterOf(rt.feeder) {
+				c.expire(j.to.Time().Add(-groupExpiry).UnixMilli())
+			}
+		}()
+	}
+	wg.Wait()
+	if n := unavailable.Load(); n > 0 {
+		err, _ := lastUnavailable.Load().(error)
+		if e.sourceErr == nil {
+			e.logger.Warn("telemetry source unavailable", "failed_slos", n, "err", err)
+		}
+		e.sourceErr = err
+	} else {
+		e.sourceErr = nil
+	}
+}
+
+func (e *Engine) fetchTimeout(backfill bool) time.Duration {
+	if backfill {
+		return 5 * time.Minute
+	}
+	return max(e.opts.Interval, 10*time.Second)
+}
+
+// holdBack decides not to fold yet when a whole SLO has no telemetry in
+// the new minutes but had some recently: its samples may be in flight
+// (a remote_write backlog after a network partition), and folding them
+// later keeps the counts exact. After LateData the minutes are folded as
+// no data.
+func (e *Engine) holdBack(rt *sloRuntime, groups map[string]*groupMinutes, to slo.Minute) bool {
+	for _, g := range groups {
+		if slices.Contains(g.sampled, true) {
+			return false
+		}
+	}
+	last := slo.Minute(-1 << 62)
+	for _, g := range rt.groups {
+		last = max(last, g.lastSampled)
+	}
+	if last < rt.next-staleMinutes-1 {
+		return false // no recent data to wait for
+	}
+	return to-last <= slo.Minute(e.opts.LateData/time.Minute)
+}
+
+func counterOf(f feeder) []*counter {
+	switch f := f.(type) {
+	case *ratioFeeder:
+		return f.counters()
+	case *eventSlices:
+		return counterOf(f.inner)
+	}
+	return nil
+}

@@ -1,0 +1,400 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/qsp-dev/qsp/internal/slo"
+)
+
+// Source is what the engine reads telemetry from; telemetry.Embedded and
+// telemetry.Remote implement it. Implementations are safe for concurrent
+// use; errors that mean the source is unreachable wrap
+// telemetry.ErrUnavailable.
+type Source interface {
+	// Range evaluates query at every step in [start, end].
+	Range(ctx context.Context, query string, start, end time.Time, step time.Duration) (promql.Matrix, error)
+	// Samples returns the raw samples in (start, end] of the series that
+	// match all matchers.
+	Samples(ctx context.Context, matchers []*labels.Matcher, start, end time.Time) (promql.Matrix, error)
+}
+
+// groupMinutes is what a feeder produces for one group of an SLO over
+// minutes [from, to): the counts to fold (events, or slices at the minute a
+// slice ends) and which minutes had telemetry.
+type groupMinutes struct {
+	labels  labels.Labels
+	counts  []slo.Counts
+	sampled []bool
+}
+
+func newGroupMinutes(ls labels.Labels, n int) *groupMinutes {
+	return &groupMinutes{labels: ls, counts: make([]slo.Counts, n), sampled: make([]bool, n)}
+}
+
+// A feeder turns telemetry into per-minute counts for the groups of one
+// SLO. Calls come with consecutive ranges [from, to); feeders keep state
+// between them (counter predecessors, partial time slices).
+type feeder interface {
+	// selectors are the raw-sample selectors the feeder reads; the engine
+	// fetches them (batched across SLOs) and passes the results to feed in
+	// the same order.
+	selectors() [][]*labels.Matcher
+	// lookback is how far before from the raw samples must reach.
+	lookback() time.Duration
+	// feed returns the groups' minutes for [from, to). admit says whether
+	// a new group may be created. State that depends on the range (partial
+	// time slices) changes only when the engine calls commit, which it does
+	// when it folds the minutes; counter state changes only with samples.
+	feed(ctx context.Context, src Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (groups map[string]*groupMinutes, commit func(), err error)
+	// approximate reports whether counts come from PromQL evaluated at
+	// minute steps (extrapolated) rather than from raw samples.
+	approximate() bool
+}
+
+// counterLookback lets a cold counter find each series' predecessor.
+const counterLookback = staleMinutes * time.Minute
+
+// ratioFeeder counts good (or bad) and total events exactly from counters.
+type ratioFeeder struct {
+	good, bad, total *counter // good or bad is nil
+}
+
+func (f *ratioFeeder) counters() []*counter {
+	var cs []*counter
+	for _, c := range []*counter{f.good, f.bad, f.total} {
+		if c != nil {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+func (f *ratioFeeder) selectors() [][]*labels.Matcher {
+	var out [][]*labels.Matcher
+	for _, c := range f.counters() {
+		out = append(out, c.matchers)
+	}
+	return out
+}
+
+func (f *ratioFeeder) lookback() time.Duration {
+	for _, c := range f.counters() {
+		if !c.warm {
+			return counterLookback
+		}
+	}
+	return 0
+}
+
+func (f *ratioFeeder) approximate() bool { return false }
+
+func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+	cs := f.counters()
+	if len(raw) != len(cs) {
+		return nil, nil, fmt.Errorf("engine: %d sample sets for %d counters", len(raw), len(cs))
+	}
+	// Groups come into being through the total query; good and bad only
+	// add to groups that exist.
+	results := make([]map[string]*counterGroup, len(cs))
+	n := int(to - from)
+	for i, c := range cs {
+		results[i] = map[string]*counterGroup{}
+		gate := admit
+		if c != f.total {
+			gate = func(string) bool { return true }
+		}
+		c.increases(raw[i], from, to, results[i], gate)
+	}
+	totals := results[len(cs)-1]
+	out := make(map[string]*groupMinutes, len(totals))
+	for key, tg := range totals {
+		g := newGroupMinutes(tg.labels, n)
+		copy(g.sampled, tg.sampled)
+		for m := range n {
+			g.counts[m].Total = tg.inc[m]
+		}
+		if part := results[0][key]; f.good != nil && part != nil {
+			for m := range n {
+				g.counts[m].Good = part.inc[m]
+			}
+		} else if f.bad != nil {
+			for m := range n {
+				g.counts[m].Good = g.counts[m].Total
+			}
+			if part != nil {
+				for m := range n {
+					g.counts[m].Good -= part.inc[m]
+				}
+			}
+		}
+		out[key] = g
+	}
+	return out, noCommit, nil
+}
+
+func noCommit() {}
+
+// rangeRatioFeeder evaluates ratio queries that are not a plain
+// sum(rate(counter)) with PromQL at minute steps: each step's value over
+// the last minute is that minute's count. Prometheus extrapolates rate(),
+// so the counts are approximate and the SLO is marked so.
+type rangeRatioFeeder struct {
+	good, bad, total string  // queries with the window set to 1m
+	perSecond        [3]bool // multiply by 60: rate() gives per-second values
+	groupBy          []string
+}
+
+func (f *rangeRatioFeeder) selectors() [][]*labels.Matcher { return nil }
+func (f *rangeRatioFeeder) lookback() time.Duration        { return 0 }
+func (f *rangeRatioFeeder) approximate() bool              { return true }
+
+func (f *rangeRatioFeeder) feed(ctx context.Context, src Source, _ []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+	n := int(to - from)
+	out := map[string]*groupMinutes{}
+	// The value at the end of minute m covers minute m.
+	start, end := (from + 1).Time(), to.Time()
+	type part struct {
+		q    string
+		mult float64
+		set  func(c *slo.Counts, v float64)
+	}
+	parts := []part{{f.total, mult(f.perSecond[2]), func(c *slo.Counts, v float64) { c.Total += v }}}
+	if f.good != "" {
+		parts = append(parts, part{f.good, mult(f.perSecond[0]), func(c *slo.Counts, v float64) { c.Good += v }})
+	} else {
+		parts = append(parts, part{f.bad, mult(f.perSecond[1]), func(c *slo.Counts, v float64) { c.Good -= v }})
+	}
+	for pi, p := range parts {
+		m, err := src.Range(ctx, p.q, start, end, time.Minute)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, s := range m {
+			key, ls := groupKey(s.Metric, f.groupBy)
+			g := out[key]
+			if g == nil {
+				if pi > 0 || !admit(key) {
+					continue
+				}
+				g = newGroupMinutes(ls, n)
+				out[key] = g
+			}
+			for _, pt := range s.Floats {
+				i := int(slo.MinuteOf(msTime(pt.T))-from) - 1
+				if i < 0 || i >= n || math.IsNaN(pt.F) || math.IsInf(pt.F, 0) {
+					continue
+				}
+				p.set(&g.counts[i], pt.F*p.mult)
+				if pi == 0 {
+					g.sampled[i] = true
+				}
+			}
+		}
+	}
+	if f.bad != "" {
+		// Good was set to -bad; add total.
+		for _, g := range out {
+			for i := range g.counts {
+				g.counts[i].Good += g.counts[i].Total
+			}
+		}
+	}
+	return out, noCommit, nil
+}
+
+func mult(perSecond bool) float64 {
+	if perSecond {
+		return 60
+	}
+	return 1
+}
+
+// sampleFeeder counts raw samples of a boolean probe (up, probe_success):
+// each sample is an event, good when it is 1.
+type sampleFeeder struct {
+	matchers []*labels.Matcher
+	groupBy  []string
+	lastT    map[uint64]int64
+}
+
+func (f *sampleFeeder) selectors() [][]*labels.Matcher { return [][]*labels.Matcher{f.matchers} }
+func (f *sampleFeeder) lookback() time.Duration        { return 0 }
+func (f *sampleFeeder) approximate() bool              { return false }
+
+func (f *sampleFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+	n := int(to - from)
+	out := map[string]*groupMinutes{}
+	fromMs, toMs := from.Time().UnixMilli(), to.Time().UnixMilli()
+	for _, s := range raw[0] {
+		key, ls := groupKey(s.Metric, f.groupBy)
+		g := out[key]
+		if g == nil {
+			if !admit(key) {
+				continue
+			}
+			g = newGroupMinutes(ls, n)
+			out[key] = g
+		}
+		for _, p := range s.Floats {
+			if p.T < fromMs || p.T >= toMs || math.IsNaN(p.F) {
+				continue
+			}
+			i := int(slo.MinuteOf(msTime(p.T)) - from)
+			g.counts[i].Total++
+			if p.F >= 1 {
+				g.counts[i].Good++
+			}
+			g.sampled[i] = true
+		}
+	}
+	return out, noCommit, nil
+}
+
+// valueSlices judges time slices by values observed in them: a threshold
+// query or a probe evaluated every minute, or a percentile evaluated once
+// per slice. Each group's values are kept until its slice ends.
+type valueSlices struct {
+	query   string
+	step    time.Duration // evaluation step: 1m, or the slice length for percentiles
+	length  slo.Minute    // slice length in minutes
+	cond    func(float64) bool
+	groupBy []string
+	partial map[string][]float64 // values of the current slice, per group
+	labels  map[string]labels.Labels
+}
+
+func newValueSlices(query string, step time.Duration, length slo.Minute, cond func(float64) bool, groupBy []string) *valueSlices {
+	return &valueSlices{query: query, step: step, length: length, cond: cond, groupBy: groupBy,
+		partial: map[string][]float64{}, labels: map[string]labels.Labels{}}
+}
+
+func (f *valueSlices) selectors() [][]*labels.Matcher { return nil }
+func (f *valueSlices) lookback() time.Duration        { return 0 }
+func (f *valueSlices) approximate() bool              { return false }
+
+func (f *valueSlices) feed(ctx context.Context, src Source, _ []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+	n := int(to - from)
+	stepMin := slo.Minute(f.step / time.Minute)
+	// Evaluate at the end of every step-aligned minute in (from, to].
+	first := from + 1
+	if rem := first % stepMin; rem != 0 {
+		first += stepMin - rem
+	}
+	values := map[string]map[slo.Minute][]float64{}
+	newLabels := map[string]labels.Labels{}
+	if first <= to {
+		m, err := src.Range(ctx, f.query, first.Time(), to.Time(), f.step)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, s := range m {
+			key, ls := groupKey(s.Metric, f.groupBy)
+			if _, known := f.labels[key]; !known {
+				if _, isNew := newLabels[key]; !isNew && !admit(key) {
+					continue
+				}
+				newLabels[key] = ls
+			}
+			vs := values[key]
+			if vs == nil {
+				vs = map[slo.Minute][]float64{}
+				values[key] = vs
+			}
+			for _, p := range s.Floats {
+				// The value at the end of minute m belongs to minute m.
+				mm := slo.MinuteOf(msTime(p.T)) - 1
+				vs[mm] = append(vs[mm], p.F)
+			}
+		}
+	}
+	all := maps.Clone(f.labels)
+	maps.Copy(all, newLabels)
+	out := make(map[string]*groupMinutes, len(all))
+	partial := make(map[string][]float64, len(all))
+	for key, ls := range all {
+		g := newGroupMinutes(ls, n)
+		vs := values[key]
+		acc := slices.Clone(f.partial[key])
+		for i := range n {
+			m := from + slo.Minute(i)
+			if v, ok := vs[m]; ok {
+				acc = append(acc, v...)
+				g.sampled[i] = len(v) > 0 && !allNaN(v)
+			}
+			if (m+1)%f.length == 0 {
+				// The slice [m+1-length, m+1) is complete.
+				g.counts[i] = slo.ValueSlice(acc, f.cond)
+				acc = acc[:0]
+			}
+		}
+		partial[key] = acc
+		out[key] = g
+	}
+	commit := func() {
+		maps.Copy(f.labels, newLabels)
+		f.partial = partial
+	}
+	return out, commit, nil
+}
+
+func allNaN(vs []float64) bool {
+	for _, v := range vs {
+		if !math.IsNaN(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// eventSlices turns the per-minute events of an inner feeder into time
+// slices judged by their ratio (Timeslices) or counted by their ratio
+// (RatioTimeslices).
+type eventSlices struct {
+	inner     feeder
+	length    slo.Minute
+	objective float64 // for Timeslices; ratio mode ignores it
+	ratio     bool
+	partial   map[string]slo.Counts
+}
+
+func (f *eventSlices) selectors() [][]*labels.Matcher { return f.inner.selectors() }
+func (f *eventSlices) lookback() time.Duration        { return f.inner.lookback() }
+func (f *eventSlices) approximate() bool              { return f.inner.approximate() }
+
+func (f *eventSlices) feed(ctx context.Context, src Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+	groups, innerCommit, err := f.inner.feed(ctx, src, raw, from, to, admit)
+	if err != nil {
+		return nil, nil, err
+	}
+	partial := maps.Clone(f.partial)
+	for key, g := range groups {
+		acc := partial[key]
+		for i := range g.counts {
+			m := from + slo.Minute(i)
+			acc = acc.Add(g.counts[i])
+			g.counts[i] = slo.Counts{}
+			if (m+1)%f.length == 0 {
+				if f.ratio {
+					g.counts[i] = slo.RatioTimeslice(acc)
+				} else {
+					g.counts[i] = slo.RatioSlice(acc, f.objective)
+				}
+				acc = slo.Counts{}
+			}
+		}
+		partial[key] = acc
+	}
+	commit := func() {
+		innerCommit()
+		f.partial = partial
+	}
+	return groups, commit, nil
+}

@@ -1,0 +1,395 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/qsp-dev/qsp/internal/slo"
+)
+
+// A rollup answers "how many good and total events between minute a and
+// minute b" in constant time, whatever the distance, from cumulative sums
+// kept at bucket boundaries.
+//
+// Boundary b holds the sums over [start, b). Three tiers keep boundaries
+// at decreasing resolution so memory stays bounded: every minute for the
+// recent past (covering the 5m to 6h windows exactly), every 5 minutes for
+// the days after (1d, 3d), every hour for the rest of the SLO window. A
+// window whose start falls between two boundaries of a coarse tier starts
+// at the next boundary, so it is at most 4 minutes (5-minute tier) or 59
+// minutes (hour tier) shorter than asked; Window reports the start it used.
+//
+// The sums are float64: counts are exact integers up to 2^53, and a
+// window is the difference of two sums, never an average of ratios.
+type rollup struct {
+	start slo.Minute // boundary start holds zero
+	next  slo.Minute // minutes before next are folded; sums at boundary next
+	cum   sums
+	tiers [3]tier
+}
+
+// sums are cumulative counts at one boundary. data counts the minutes that
+// had telemetry, so a window can tell how much of it was covered.
+type sums struct {
+	good, total float64
+	data        uint32
+}
+
+func (s sums) sub(o sums) sums {
+	return sums{s.good - o.good, s.total - o.total, s.data - o.data}
+}
+
+// tier is a ring of boundaries every step minutes.
+type tier struct {
+	step   int64
+	good   []float64
+	total  []float64
+	data   []uint32
+	head   int        // index of the newest boundary
+	n      int        // boundaries stored
+	newest slo.Minute // the newest boundary
+}
+
+func newTier(step int64, capacity int) tier {
+	return tier{step: step, good: make([]float64, capacity), total: make([]float64, capacity), data: make([]uint32, capacity), head: -1}
+}
+
+func (t *tier) push(b slo.Minute, s sums) {
+	t.head = (t.head + 1) % len(t.good)
+	t.good[t.head], t.total[t.head], t.data[t.head] = s.good, s.total, s.data
+	t.newest = b
+	t.n = min(t.n+1, len(t.good))
+}
+
+// oldest returns the oldest boundary stored; ok is false when empty.
+func (t *tier) oldest() (slo.Minute, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	return t.newest - slo.Minute(int64(t.n-1)*t.step), true
+}
+
+// at returns the sums at boundary b, which must be stored.
+func (t *tier) at(b slo.Minute) sums {
+	back := int((t.newest - b) / slo.Minute(t.step))
+	i := (t.head - back + len(t.good)) % len(t.good)
+	return sums{t.good[i], t.total[i], t.data[i]}
+}
+
+// addFrom adds d to every stored boundary after minute m (boundary > m).
+func (t *tier) addFrom(m slo.Minute, d sums) {
+	for k := 0; k < t.n; k++ {
+		b := t.newest - slo.Minute(int64(k)*t.step)
+		if b <= m {
+			return
+		}
+		i := (t.head - k + len(t.good)) % len(t.good)
+		t.good[i] += d.good
+		t.total[i] += d.total
+		t.data[i] += d.data
+	}
+}
+
+// Tier resolutions, in minutes.
+const (
+	fineStep   = 1
+	mediumStep = 5
+	coarseStep = 60
+)
+
+// rollupSize says how far back each tier reaches.
+type rollupSize struct {
+	fine, medium, coarse int // boundaries kept
+}
+
+// sizeFor returns the tier capacities for a longest window of w minutes:
+// minute boundaries for 6h, 5-minute ones for 3d, hourly ones beyond.
+func sizeFor(w int64) rollupSize {
+	const fineSpan, mediumSpan = 6 * 60, 3 * 24 * 60
+	s := rollupSize{fine: int(min(w, fineSpan)) + 1 + mediumStep}
+	if w > fineSpan {
+		s.medium = int(min(w, mediumSpan)/mediumStep) + 2
+	}
+	if w > mediumSpan {
+		s.coarse = int(w/coarseStep) + 2
+	}
+	return s
+}
+
+func newRollup(start slo.Minute, size rollupSize) *rollup {
+	r := &rollup{start: start, next: start}
+	r.tiers[0] = newTier(fineStep, size.fine)
+	r.tiers[1] = newTier(mediumStep, max(size.medium, 1))
+	r.tiers[2] = newTier(coarseStep, max(size.coarse, 1))
+	if size.medium == 0 {
+		r.tiers[1] = tier{step: mediumStep, head: -1}
+	}
+	if size.coarse == 0 {
+		r.tiers[2] = tier{step: coarseStep, head: -1}
+	}
+	r.record(start)
+	return r
+}
+
+// record stores the current sums as boundary b in every tier b falls on.
+func (r *rollup) record(b slo.Minute) {
+	for i := range r.tiers {
+		t := &r.tiers[i]
+		if len(t.good) > 0 && int64(b)%t.step == 0 {
+			t.push(b, r.cum)
+		}
+	}
+}
+
+// fold adds the counts of minute m, which must be r.next. hasData says
+// whether telemetry covered the minute.
+func (r *rollup) fold(m slo.Minute, c slo.Counts, hasData bool) {
+	if m != r.next {
+		panic(fmt.Sprintf("rollup: fold minute %d, want %d", m, r.next))
+	}
+	r.cum.good += c.Good
+	r.cum.total += c.Total
+	if hasData {
+		r.cum.data++
+	}
+	r.next++
+	r.record(r.next)
+}
+
+// revise adds a correction to minute m, already folded: late samples. The
+// cost is the number of boundaries after m.
+func (r *rollup) revise(m slo.Minute, d slo.Counts, becameData bool) {
+	if m >= r.next || m < r.start {
+		return
+	}
+	ds := sums{good: d.Good, total: d.Total}
+	if becameData {
+		ds.data = 1
+	}
+	r.cum.good += ds.good
+	r.cum.total += ds.total
+	r.cum.data += ds.data
+	for i := range r.tiers {
+		r.tiers[i].addFrom(m, ds)
+	}
+}
+
+// sumsAt returns the sums at the earliest stored boundary at or after b,
+// and that boundary.
+func (r *rollup) sumsAt(b slo.Minute) (sums, slo.Minute) {
+	if b >= r.next {
+		return r.cum, r.next
+	}
+	if b <= r.start {
+		b = r.start
+	}
+	for i := range r.tiers {
+		t := &r.tiers[i]
+		old, ok := t.oldest()
+		if !ok {
+			continue
+		}
+		// Round up to the tier's grid.
+		bb := b
+		if rem := int64(bb) % t.step; rem != 0 {
+			bb += slo.Minute(t.step - rem)
+		}
+		if bb >= old && bb <= t.newest {
+			return t.at(bb), bb
+		}
+	}
+	// Older than anything kept: the oldest boundary there is.
+	best := r.next
+	var bs sums = r.cum
+	for i := range r.tiers {
+		if old, ok := r.tiers[i].oldest(); ok && old < best {
+			best, bs = old, r.tiers[i].at(old)
+		}
+	}
+	return bs, best
+}
+
+// windowSums are the counts of a window and the range they cover.
+type windowSums struct {
+	counts slo.Counts
+	from   slo.Minute // the start used (a boundary at or after the one asked)
+	to     slo.Minute
+	data   uint32 // minutes with telemetry
+}
+
+// window returns the sums over [from, to).
+func (r *rollup) window(from, to slo.Minute) windowSums {
+	if from > to {
+		from = to
+	}
+	end, toB := r.sumsAt(to)
+	begin, fromB := r.sumsAt(from)
+	if fromB > toB {
+		fromB = toB
+		begin = end
+	}
+	d := end.sub(begin)
+	return windowSums{counts: slo.Counts{Good: d.good, Total: d.total}, from: fromB, to: toB, data: d.data}
+}
+
+// last returns the sums over the last d minutes.
+func (r *rollup) last(minutes int64) windowSums {
+	return r.window(r.next-slo.Minute(minutes), r.next)
+}
+
+// Serialisation. A rollup is written as its header and, per tier, the
+// boundaries from oldest to newest as deltas: counts per bucket are mostly
+// small integers, so they take one to three bytes as varints. Values that
+// are not non-negative integers (approximate SLIs, revisions) are written
+// as raw float64 behind a tag bit.
+
+const rollupVersion = 1
+
+var errCorrupt = errors.New("corrupt rollup")
+
+func (r *rollup) marshal() []byte {
+	buf := make([]byte, 0, 64+8*r.tiers[0].n)
+	buf = binary.AppendUvarint(buf, rollupVersion)
+	buf = binary.AppendVarint(buf, int64(r.start))
+	buf = binary.AppendVarint(buf, int64(r.next))
+	buf = appendFloat(buf, r.cum.good)
+	buf = appendFloat(buf, r.cum.total)
+	buf = binary.AppendUvarint(buf, uint64(r.cum.data))
+	for i := range r.tiers {
+		t := &r.tiers[i]
+		buf = binary.AppendUvarint(buf, uint64(len(t.good)))
+		buf = binary.AppendUvarint(buf, uint64(t.n))
+		buf = binary.AppendVarint(buf, int64(t.newest))
+		var prev sums
+		for k := t.n - 1; k >= 0; k-- {
+			s := t.at(t.newest - slo.Minute(int64(k)*t.step))
+			buf = appendDelta(buf, s.good-prev.good)
+			buf = appendDelta(buf, s.total-prev.total)
+			buf = binary.AppendUvarint(buf, uint64(s.data-prev.data))
+			prev = s
+		}
+	}
+	return buf
+}
+
+func appendFloat(buf []byte, f float64) []byte {
+	return binary.LittleEndian.AppendUint64(buf, math.Float64bits(f))
+}
+
+// appendDelta writes d as uvarint(d<<1) when d is a small non-negative
+// integer, else as 1 followed by the float's bits.
+func appendDelta(buf []byte, d float64) []byte {
+	if d >= 0 && d < 1<<52 && d == math.Trunc(d) {
+		return binary.AppendUvarint(buf, uint64(d)<<1)
+	}
+	buf = binary.AppendUvarint(buf, 1)
+	return appendFloat(buf, d)
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) float() float64 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) < 8 {
+		r.err = errCorrupt
+		return 0
+	}
+	f := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return f
+}
+
+func (r *reader) delta() float64 {
+	v := r.uvarint()
+	if v&1 == 0 {
+		return float64(v >> 1)
+	}
+	return r.float()
+}
+
+// unmarshalRollup reads a rollup written by marshal, refusing anything
+// inconsistent: a corrupt snapshot is rebuilt from telemetry, never used.
+func unmarshalRollup(b []byte) (*rollup, error) {
+	rd := &reader{b: b}
+	if v := rd.uvarint(); v != rollupVersion {
+		if rd.err == nil {
+			return nil, fmt.Errorf("rollup version %d: %w", v, errCorrupt)
+		}
+		return nil, rd.err
+	}
+	r := &rollup{start: slo.Minute(rd.varint()), next: slo.Minute(rd.varint())}
+	r.cum.good, r.cum.total = rd.float(), rd.float()
+	r.cum.data = uint32(rd.uvarint())
+	steps := [3]int64{fineStep, mediumStep, coarseStep}
+	for i := range r.tiers {
+		capacity, n := rd.uvarint(), rd.uvarint()
+		if rd.err != nil || capacity > 1<<20 || n > capacity {
+			return nil, errCorrupt
+		}
+		t := newTier(steps[i], int(capacity))
+		if capacity == 0 {
+			t = tier{step: steps[i], head: -1}
+		}
+		newest := slo.Minute(rd.varint())
+		var s sums
+		for k := int(n) - 1; k >= 0; k-- {
+			s.good += rd.delta()
+			s.total += rd.delta()
+			s.data += uint32(rd.uvarint())
+			t.push(newest-slo.Minute(int64(k)*t.step), s)
+		}
+		if rd.err != nil {
+			return nil, rd.err
+		}
+		if n > 0 && (t.newest != newest || newest > r.next) {
+			return nil, errCorrupt
+		}
+		r.tiers[i] = t
+	}
+	if len(rd.b) != 0 || r.next < r.start {
+		return nil, errCorrupt
+	}
+	return r, nil
+}
+
+// bytes estimates the memory the rollup holds.
+func (r *rollup) bytes() int {
+	n := 96
+	for i := range r.tiers {
+		n += len(r.tiers[i].good)*20 + 72
+	}
+	return n
+}

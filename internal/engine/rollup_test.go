@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/qsp-dev/qsp/internal/slo"
+)
+
+// TestRollupWindows folds 35 days of random minutes and checks windows of
+// every length against a brute-force sum over the raw minutes.
+func TestRollupWindows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const days = 35
+	start := slo.Minute(29_000_000 + 17) // not aligned to 5 or 60
+	n := days * 24 * 60
+	good := make([]float64, n)
+	total := make([]float64, n)
+	data := make([]bool, n)
+	r := newRollup(start, sizeFor(30*24*60))
+	for i := range n {
+		total[i] = float64(rng.IntN(1000))
+		good[i] = total[i] - float64(rng.IntN(3))
+		data[i] = rng.IntN(50) != 0
+		if good[i] < 0 {
+			good[i] = 0
+		}
+		r.fold(start+slo.Minute(i), slo.Counts{Good: good[i], Total: total[i]}, data[i])
+	}
+	brute := func(from, to slo.Minute) (slo.Counts, uint32) {
+		var c slo.Counts
+		var d uint32
+		for m := from; m < to; m++ {
+			i := int(m - start)
+			c.Good += good[i]
+			c.Total += total[i]
+			if data[i] {
+				d++
+			}
+		}
+		return c, d
+	}
+	for _, w := range []int64{1, 5, 30, 60, 120, 360, 1440, 3 * 1440, 7 * 1440, 28 * 1440, 30 * 1440} {
+		for _, back := range []int64{0, 1, 7, 59, 61} { // window ending in the past too
+			to := r.next - slo.Minute(back)
+			from := to - slo.Minute(w)
+			got := r.window(from, to)
+			// The start may move up to the next boundary of the tier that
+			// holds it, never before the start asked for.
+			maxShift := slo.Minute(0)
+			switch age := int64(r.next - from); {
+			case age > 3*24*60+5:
+				maxShift = coarseStep - 1
+			case age > 6*60+5:
+				maxShift = mediumStep - 1
+			}
+			if back > 0 && int64(r.next-to) > 6*60 {
+				t.Fatalf("test bug")
+			}
+			if got.from < from || got.from-from > maxShift {
+				t.Errorf("window %dm ending %dm ago: start moved from %d to %d (max %d)", w, back, from, got.from, maxShift)
+			}
+			want, wantData := brute(got.from, got.to)
+			if got.counts != want || got.data != wantData {
+				t.Errorf("window %dm ending %dm ago [%d,%d): got %+v data %d, want %+v data %d", w, back, got.from, got.to, got.counts, got.data, want, wantData)
+			}
+			if w <= 360 && back == 0 && got.from != from {
+				t.Errorf("window %dm must be exact, started at %d not %d", w, got.from, from)
+			}
+		}
+	}
+	// Hour-aligned windows are exact at every length.
+	for to := r.next - 30; to < r.next; to++ {
+		if int64(to)%60 != 0 {
+			continue
+		}
+		got := r.window(to-30*1440, to)
+		if want, _ := brute(to-30*1440, to); got.counts != want || got.from != to-30*1440 {
+			t.Errorf("aligned 30d window: got %+v from %d, want %+v", got.counts, got.from, want)
+		}
+	}
+}
+
+func TestRollupStartAndFuture(t *testing.T) {
+	r := newRollup(1000, sizeFor(60))
+	for m := slo.Minute(1000); m < 1010; m++ {
+		r.fold(m, slo.Counts{Good: 1, Total: 2}, true)
+	}
+	// A window reaching before the first minute covers what there is.
+	if got := r.window(900, 1010); got.counts != (slo.Counts{Good: 10, Total: 20}) || got.from != 1000 {
+		t.Errorf("window before start: got %+v", got)
+	}
+	if got := r.window(1010, 1020); got.counts != (slo.Counts{}) {
+		t.Errorf("future window: got %+v", got)
+	}
+}
+
+func TestRollupRevise(t *testing.T) {
+	r := newRollup(0, sizeFor(7*1440))
+	for m := slo.Minute(0); m < 2000; m++ {
+		r.fold(m, slo.Counts{Good: 10, Total: 10}, m != 1990)
+	}
+	// Late samples for minute 1990 arrive: 5 more events, 2 of them bad.
+	r.revise(1990, slo.Counts{Good: 3, Total: 5}, true)
+	w := r.window(1985, 2000)
+	if want := (slo.Counts{Good: 153, Total: 155}); w.counts != want || w.data != 15 {
+		t.Errorf("after revise: got %+v data %d, want %+v data 15", w.counts, w.data, want)
+	}
+	if w := r.window(1000, 1990); w.counts != (slo.Counts{Good: 9900, Total: 9900}) {
+		t.Errorf("window before the revised minute changed: %+v", w.counts)
+	}
+	if w := r.window(0, 2000); w.counts.Total != 20005 {
+		t.Errorf("whole: got %+v", w.counts)
+	}
+}
+
+func TestRollupMarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	r := newRollup(12345, sizeFor(30*1440))
+	for i := range 10 * 1440 {
+		c := slo.Counts{Good: float64(rng.IntN(100)), Total: 100}
+		if i%97 == 0 {
+			c.Good = 12.5 // not an integer: approximate SLIs
+		}
+		r.fold(r.next, c, i%13 != 0)
+	}
+	b := r.marshal()
+	got, err := unmarshalRollup(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []int64{5, 60, 1440, 7 * 1440, 10 * 1440} {
+		a, b := r.last(w), got.last(w)
+		if a != b {
+			t.Errorf("last %dm: before %+v, after %+v", w, a, b)
+		}
+	}
+	if got.next != r.next || got.cum != r.cum {
+		t.Errorf("header differs: %+v vs %+v", got.cum, r.cum)
+	}
+	t.Logf("10 days of minutes marshal to %d bytes (memory %d bytes)", len(b), r.bytes())
+	for _, bad := range [][]byte{nil, {9}, b[:len(b)/2], append(append([]byte{}, b...), 0)} {
+		if _, err := unmarshalRollup(bad); err == nil {
+			t.Errorf("corrupt input of %d bytes accepted", len(bad))
+		}
+	}
+}
+
+func TestRollupMemoryBound(t *testing.T) {
+	r := newRollup(0, sizeFor(30*1440))
+	if b := r.bytes(); b > 50*1024 {
+		t.Errorf("a 30d rollup holds %d bytes, more than 50 KiB", b)
+	}
+}
+
+func FuzzUnmarshalRollup(f *testing.F) {
+	r := newRollup(0, sizeFor(7*1440))
+	for m := range slo.Minute(3000) {
+		r.fold(m, slo.Counts{Good: 1, Total: 1}, true)
+	}
+	f.Add(r.marshal())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := unmarshalRollup(b); err == nil {
+			_ = r.last(60)
+			_ = r.window(r.start-10, r.next+10)
+		}
+	})
+}

@@ -1,0 +1,343 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/qsp-dev/qsp/internal/slo"
+	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/telemetry"
+)
+
+// flakySource wraps a real source and fails while down is set, the way an
+// unreachable Prometheus does.
+type flakySource struct {
+	Source
+	mu   sync.Mutex
+	down bool
+}
+
+func (f *flakySource) setDown(d bool) { f.mu.Lock(); f.down = d; f.mu.Unlock() }
+
+func (f *flakySource) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return fmt.Errorf("connection refused: %w", telemetry.ErrUnavailable)
+	}
+	return nil
+}
+
+func (f *flakySource) Range(ctx context.Context, q string, s, e time.Time, step time.Duration) (promql.Matrix, error) {
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	return f.Source.Range(ctx, q, s, e, step)
+}
+
+func (f *flakySource) Samples(ctx context.Context, ms []*labels.Matcher, s, e time.Time) (promql.Matrix, error) {
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	return f.Source.Samples(ctx, ms, s, e)
+}
+
+const twoSLOs = `
+apiVersion: qsp/v1
+kind: Service
+metadata: {name: shop}
+spec: {owner: team}
+---
+apiVersion: qsp/v1
+kind: SLO
+metadata: {name: shop-availability}
+spec:
+  service: shop
+  category: quality
+  objective: 99.9
+  window: 30d
+  alerting:
+    minEvents: 10
+    noData: {after: 3m}
+  indicator:
+    ratio:
+      bad: sum(rate(req_total{service="shop",code="500"}[{{.window}}]))
+      total: sum(rate(req_total{service="shop"}[{{.window}}]))
+---
+apiVersion: qsp/v1
+kind: SLO
+metadata: {name: shop-tenants}
+spec:
+  service: shop
+  category: quality
+  objective: 99
+  window: 7d
+  groupBy: [tenant]
+  maxGroups: 3
+  indicator:
+    ratio:
+      bad: sum by (tenant) (rate(req_total{service="shop",code="500"}[{{.window}}]))
+      total: sum by (tenant) (rate(req_total{service="shop"}[{{.window}}]))
+`
+
+// liveWriter appends samples of req_total as time advances: per tenant a
+// 200 counter and a 500 counter, one sample per 15s.
+type liveWriter struct {
+	db     *telemetry.Embedded
+	values map[string]float64
+}
+
+func (w *liveWriter) write(t testing.TB, from, to time.Time, perSample map[string][2]float64) {
+	t.Helper()
+	app := w.db.DB().Appender(context.Background())
+	for ts := from; ts.Before(to); ts = ts.Add(15 * time.Second) {
+		for tenant, d := range perSample {
+			for i, code := range []string{"200", "500"} {
+				k := tenant + code
+				w.values[k] += d[i]
+				ls := labels.FromStrings("__name__", "req_total", "service", "shop", "tenant", tenant, "code", code)
+				if _, err := app.Append(0, ls, ts.UnixMilli(), w.values[k]); err != nil {
+					t.Fatalf("append: %v", err)
+				}
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStates(t *testing.T) {
+	db := openTSDB(t)
+	w := &liveWriter{db: db, values: map[string]float64{}}
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	// Two hours of healthy history for three tenants.
+	healthy := map[string][2]float64{"a": {100, 0}, "b": {50, 0}, "c": {20, 0}}
+	w.write(t, t0.Add(-2*time.Hour), t0, healthy)
+	src := &flakySource{Source: db}
+	clk := &clock{t0.Add(30 * time.Second)}
+	var mu sync.Mutex
+	var got []Transition
+	st := openStore(t)
+	set := loadSpecs(t, twoSLOs)
+	e, err := New(Options{Source: src, Store: st, Specs: set, Now: clk.now, Interval: 15 * time.Second,
+		OnTransitions: func(_ context.Context, ts []Transition) { mu.Lock(); got = append(got, ts...); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.apply(ctx, set, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.backfill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	advance := func(d time.Duration, perSample map[string][2]float64) {
+		t.Helper()
+		for end := now.Add(d); now.Before(end); now = now.Add(15 * time.Second) {
+			if perSample != nil {
+				w.write(t, now, now.Add(15*time.Second), perSample)
+			}
+			clk.t = now.Add(15*time.Second + 30*time.Second)
+			e.cycle(ctx)
+		}
+	}
+	state := func(key string) *Status {
+		t.Helper()
+		s := e.Snapshot().Status(key)
+		if s == nil {
+			t.Fatalf("no status for %s (have %d statuses)", key, len(e.Snapshot().Statuses))
+		}
+		return s
+	}
+	transitions := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, tr := range got {
+			out = append(out, fmt.Sprintf("%s %s %s->%s", tr.Key, tr.Severity, tr.From, tr.To))
+		}
+		got = nil
+		return out
+	}
+
+	if s := state("shop-availability"); s.State != StateOK {
+		t.Fatalf("after backfill: %s (%s)", s.State, s.Reason)
+	}
+	if n := len(e.Snapshot().SLO("shop-tenants")); n != 3 {
+		t.Errorf("tenants: got %d groups, want 3", n)
+	}
+
+	t.Run("outage pages within two minutes", func(t *testing.T) {
+		outage := map[string][2]float64{"a": {0, 100}, "b": {0, 50}, "c": {20, 0}}
+		advance(2*time.Minute, outage)
+		s := state("shop-availability")
+		if p := s.Alert(spec.SeverityPage); p == nil || p.State != slo.Firing {
+			t.Fatalf("page not firing 2 minutes into a full outage: %+v", s.Alerts)
+		}
+		// The 7d SLO pages on 14.4x over 14m/1m: a full outage needs
+		// 14.4% of 14 minutes, a third minute.
+		advance(time.Minute, outage)
+		tenantA := state(`shop-tenants{tenant="a"}`)
+		if tenantA.State != StateFiring {
+			t.Errorf("tenant a: %s", tenantA.State)
+		}
+		if c := state(`shop-tenants{tenant="c"}`); c.State != StateOK {
+			t.Errorf("tenant c is healthy but %s", c.State)
+		}
+		tr := strings.Join(transitions(), "\n")
+		for _, want := range []string{"shop-availability page inactive->firing", `shop-tenants{tenant="a"} page inactive->firing`} {
+			if !strings.Contains(tr, want) {
+				t.Errorf("transitions lack %q:\n%s", want, tr)
+			}
+		}
+	})
+
+	t.Run("recovery resolves", func(t *testing.T) {
+		// The 6h/30m pair holds until the outage leaves the 30m window.
+		advance(35*time.Minute, healthy)
+		s := state("shop-availability")
+		if p := s.Alert(spec.SeverityPage); p.State != slo.Resolved {
+			t.Errorf("page after recovery: %s", p.State)
+		}
+		if !strings.Contains(strings.Join(transitions(), "\n"), "shop-availability page firing->resolved") {
+			t.Error("no resolve transition")
+		}
+	})
+
+	t.Run("cardinality limit", func(t *testing.T) {
+		advance(time.Minute, map[string][2]float64{"a": {100, 0}, "b": {50, 0}, "c": {20, 0}, "d": {5, 0}})
+		statuses := e.Snapshot().SLO("shop-tenants")
+		if len(statuses) != 3 {
+			t.Errorf("got %d groups, want the limit of 3", len(statuses))
+		}
+		if statuses[0].DroppedGroup != 1 {
+			t.Errorf("dropped groups: got %d, want 1", statuses[0].DroppedGroup)
+		}
+	})
+
+	t.Run("telemetry stops: no_data, never ok", func(t *testing.T) {
+		transitions()
+		// no_data after 5 minutes without samples, the alert after the
+		// 3m grace.
+		advance(9*time.Minute, nil)
+		s := state("shop-availability")
+		if s.State != StateNoData || !strings.Contains(s.Reason, "no samples since") {
+			t.Fatalf("got %s (%s), want no_data", s.State, s.Reason)
+		}
+		if a := s.Alert(SeverityNoData); a.State != slo.Firing {
+			t.Errorf("telemetry alert: %s", a.State)
+		}
+		if !strings.Contains(strings.Join(transitions(), "\n"), "shop-availability no_data pending->firing") {
+			t.Error("no QSPTelemetryMissing transition")
+		}
+	})
+
+	t.Run("late data is folded in", func(t *testing.T) {
+		// The samples of the last nine minutes arrive now, late (a
+		// remote_write backlog after a partition).
+		w.write(t, now.Add(-9*time.Minute), now, healthy)
+		advance(time.Minute, healthy)
+		s := state("shop-availability")
+		if s.State == StateNoData {
+			t.Fatalf("after data returned: %s (%s)", s.State, s.Reason)
+		}
+		// Every window saw every request, the late ones included: 4
+		// samples a minute of 170 requests.
+		// (The 30m window also holds the minute tenant d sent 4x5 more.)
+		for d, extra := range map[time.Duration]float64{5 * time.Minute: 0, 30 * time.Minute: 20} {
+			w := s.WindowStat(d)
+			if want := float64(d/time.Minute)*4*170 + extra; w.Total != want || w.Coverage != 1 {
+				t.Errorf("%s window after late data: total %v coverage %v, want %v and 1", w.Name, w.Total, w.Coverage, want)
+			}
+		}
+		if a := s.Alert(SeverityNoData); a.State != slo.Resolved {
+			t.Errorf("telemetry alert after data returned: %s", a.State)
+		}
+	})
+
+	t.Run("source down raises one alert", func(t *testing.T) {
+		transitions()
+		src.setDown(true)
+		advance(2*time.Minute, healthy)
+		snap := e.Snapshot()
+		if snap.SourceDown == nil || snap.SourceDown.State != slo.Firing {
+			t.Fatalf("source-down alert: %+v", snap.SourceDown)
+		}
+		for _, s := range snap.Statuses {
+			if s.State != StateNoData || !strings.Contains(s.Reason, "unavailable") {
+				t.Errorf("%s: %s (%s), want no_data because the source is down", s.Key, s.State, s.Reason)
+			}
+			if a := s.Alert(SeverityNoData); a != nil && a.State == slo.Firing {
+				t.Errorf("%s raised its own telemetry alert while the source is down", s.Key)
+			}
+		}
+		// Only the source alert moves; SLO alerts hold their state.
+		for _, tr := range transitions() {
+			if !strings.HasPrefix(tr, " no_data") {
+				t.Errorf("transition while the source is down: %s", tr)
+			}
+		}
+		src.setDown(false)
+		advance(time.Minute, healthy)
+		if s := state("shop-availability"); s.State == StateNoData {
+			t.Errorf("after the source returned: %s (%s)", s.State, s.Reason)
+		}
+		if snap := e.Snapshot(); snap.SourceDown == nil || snap.SourceDown.State != slo.Resolved {
+			t.Errorf("source alert after the source returned: %+v", snap.SourceDown)
+		}
+		// Minutes during the outage were folded when the source came back.
+		if w5 := state("shop-availability").WindowStat(5 * time.Minute); w5.Coverage != 1 {
+			t.Errorf("coverage after the source returned: %v", w5.Coverage)
+		}
+	})
+
+	t.Run("restart resumes without re-alerting", func(t *testing.T) {
+		// Fire the page, then restart from the store.
+		outage := map[string][2]float64{"a": {0, 100}, "b": {0, 50}, "c": {0, 20}}
+		advance(2*time.Minute, outage)
+		if p := state("shop-availability").Alert(spec.SeverityPage); p.State != slo.Firing {
+			t.Fatalf("page: %s", p.State)
+		}
+		if err := e.persist(ctx); err != nil {
+			t.Fatal(err)
+		}
+		transitions()
+		e2, err := New(Options{Source: src, Store: st, Specs: set, Now: clk.now, Interval: 15 * time.Second,
+			OnTransitions: func(_ context.Context, ts []Transition) { mu.Lock(); got = append(got, ts...); mu.Unlock() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e2.apply(ctx, set, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := e2.backfill(ctx); err != nil {
+			t.Fatal(err)
+		}
+		e = e2
+		advance(30*time.Second, outage)
+		if p := state("shop-availability").Alert(spec.SeverityPage); p.State != slo.Firing {
+			t.Errorf("page after restart: %s", p.State)
+		}
+		for _, tr := range transitions() {
+			if strings.Contains(tr, "->firing") {
+				t.Errorf("re-alerted after restart: %s", tr)
+			}
+		}
+	})
+}
+
+func TestSourceErrorClassification(t *testing.T) {
+	if !errors.Is(fmt.Errorf("x: %w", telemetry.ErrUnavailable), telemetry.ErrUnavailable) {
+		t.Fatal("wrapping")
+	}
+}

@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+)
+
+// Rollup is the persisted rollup of one SLO group.
+type Rollup struct {
+	Key         string
+	SLO         string
+	PlanHash    string
+	Data        []byte
+	LastSampled int64 // minute
+	UpdatedAt   time.Time
+}
+
+// SaveRollups writes rollups in one transaction, replacing older ones.
+func (s *Store) SaveRollups(ctx context.Context, rs []Rollup) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, r := range rs {
+			_, err := s.txExec(ctx, tx, `INSERT INTO rollups (key, slo, plan_hash, data, last_sampled, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+				ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, plan_hash = excluded.plan_hash, data = excluded.data,
+				last_sampled = excluded.last_sampled, updated_at = excluded.updated_at`,
+				r.Key, r.SLO, r.PlanHash, r.Data, r.LastSampled, ms(r.UpdatedAt))
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LoadRollups returns every persisted rollup.
+func (s *Store) LoadRollups(ctx context.Context) ([]Rollup, error) {
+	rows, err := s.query(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Rollup
+	for rows.Next() {
+		var r Rollup
+		var updated int64
+		if err := rows.Scan(&r.Key, &r.SLO, &r.PlanHash, &r.Data, &r.LastSampled, &updated); err != nil {
+			return nil, err
+		}
+		r.UpdatedAt = fromMs(updated)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// DeleteRollups removes the rollups of SLOs no longer declared.
+func (s *Store) DeleteRollups(ctx context.Context, keys []string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			if _, err := s.txExec(ctx, tx, `DELETE FROM rollups WHERE key = ?`, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// AlertState is the persisted state of one alert.
+type AlertState struct {
+	Key         string
+	Severity    string
+	State       string
+	ActiveSince time.Time
+	FiredAt     time.Time
+	ResolvedAt  time.Time
+}
+
+// LoadAlertStates returns every persisted alert state.
+func (s *Store) LoadAlertStates(ctx context.Context) ([]AlertState, error) {
+	rows, err := s.query(ctx, `SELECT key, severity, state, active_since, fired_at, resolved_at FROM alert_states`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AlertState
+	for rows.Next() {
+		var a AlertState
+		var since, fired, resolved int64
+		if err := rows.Scan(&a.Key, &a.Severity, &a.State, &since, &fired, &resolved); err != nil {
+			return nil, err
+		}
+		a.ActiveSince, a.FiredAt, a.ResolvedAt = fromMs(since), fromMs(fired), fromMs(resolved)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Transition is a persisted alert transition.
+type Transition struct {
+	ID        int64
+	At        time.Time
+	Key       string
+	SLO       string
+	Service   string
+	Severity  string
+	Alert     string
+	From      string
+	To        string
+	Condition string
+	Status    json.RawMessage
+}
+
+// RecordTransitions stores transitions and the alert states they lead to
+// in one transaction, so a restart resumes exactly where the alerts were
+// and never re-alerts.
+func (s *Store) RecordTransitions(ctx context.Context, ts []Transition, states []AlertState) error {
+	if len(ts) == 0 && len(states) == 0 {
+		return nil
+	}
+	now := s.now()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, t := range ts {
+			status := t.Status
+			if status == nil {
+				status = json.RawMessage("null")
+			}
+			if _, err := s.txExec(ctx, tx, `INSERT INTO transitions (at, key, slo, service, severity, alert, from_state, to_state, condition, status)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				ms(t.At), t.Key, t.SLO, t.Service, t.Severity, t.Alert, t.From, t.To, t.Condition, string(status)); err != nil {
+				return err
+			}
+		}
+		for _, a := range states {
+			if _, err := s.txExec(ctx, tx, `INSERT INTO alert_states (key, severity, state, active_since, fired_at, resolved_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (key, severity) DO UPDATE SET state = excluded.state, active_since = excluded.active_since,
+				fired_at = excluded.fired_at, resolved_at = excluded.resolved_at, updated_at = excluded.updated_at`,
+				a.Key, a.Severity, a.State, ms(a.ActiveSince), ms(a.FiredAt), ms(a.ResolvedAt), ms(now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// TransitionFilter selects transitions.
+type TransitionFilter struct {
+	SLO      string
+	Service  string
+	From, To time.Time
+	Limit    int
+}
+
+// Transitions returns transitions matching f, newest first.
+func (s *Store) Transitions(ctx context.Context, f TransitionFilter) ([]Transition, error) {
+	q := `SELECT id, at, key, slo, service, severity, alert, from_state, to_state, condition, status FROM transitions WHERE 1=1`
+	var args []any
+	if f.SLO != "" {
+		q += ` AND slo = ?`
+		args = append(args, f.SLO)
+	}
+	if f.Service != "" {
+		q += ` AND service = ?`
+		args = append(args, f.Service)
+	}
+	if !f.From.IsZero() {
+		q += ` AND at >= ?`
+		args = append(args, ms(f.From))
+	}
+	if !f.To.IsZero() {
+		q += ` AND at < ?`
+		args = append(args, ms(f.To))
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	q += ` ORDER BY at DESC, id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Transition
+	for rows.Next() {
+		var t Transition
+		var at int64
+		var status string
+		if err := rows.Scan(&t.ID, &at, &t.Key, &t.SLO, &t.Service, &t.Severity, &t.Alert, &t.From, &t.To, &t.Condition, &status); err != nil {
+			return nil, err
+		}
+		t.At = fromMs(at)
+		t.Status = json.RawMessage(status)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}

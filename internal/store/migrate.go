@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// migrations are the schema, one version per entry, applied in order and
+// recorded in schema_migrations. Never edit a released migration: add one.
+// {{id}} and {{blob}} are replaced per dialect.
+var migrations = []string{
+	// 1: engine state.
+	`CREATE TABLE rollups (
+		key          TEXT PRIMARY KEY,
+		slo          TEXT NOT NULL,
+		plan_hash    TEXT NOT NULL,
+		data         {{blob}} NOT NULL,
+		last_sampled BIGINT NOT NULL,
+		updated_at   BIGINT NOT NULL
+	);
+	CREATE TABLE alert_states (
+		key          TEXT NOT NULL,
+		severity     TEXT NOT NULL,
+		state        TEXT NOT NULL,
+		active_since BIGINT NOT NULL,
+		fired_at     BIGINT NOT NULL,
+		resolved_at  BIGINT NOT NULL,
+		updated_at   BIGINT NOT NULL,
+		PRIMARY KEY (key, severity)
+	);
+	CREATE TABLE transitions (
+		id         {{id}},
+		at         BIGINT NOT NULL,
+		key        TEXT NOT NULL,
+		slo        TEXT NOT NULL,
+		service    TEXT NOT NULL,
+		severity   TEXT NOT NULL,
+		alert      TEXT NOT NULL,
+		from_state TEXT NOT NULL,
+		to_state   TEXT NOT NULL,
+		condition  TEXT NOT NULL,
+		status     TEXT NOT NULL
+	);
+	CREATE INDEX transitions_slo_at ON transitions (slo, at);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := s.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("migrate: database schema version %d is newer than this qsp (%d): upgrade qsp", current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		stmts := s.dialectSQL(migrations[v-1])
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			for _, stmt := range strings.Split(stmts, ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return err
+				}
+			}
+			_, err := s.txExec(ctx, tx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, s.now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate to version %d: %w", v, err)
+		}
+		s.logger.Info("schema migrated", "version", v)
+	}
+	return nil
+}
+
+func (s *Store) dialectSQL(q string) string {
+	id, blob := "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"
+	if s.dialect.name == "postgres" {
+		id, blob = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BYTEA"
+	}
+	return strings.NewReplacer("{{id}}", id, "{{blob}}", blob).Replace(q)
+}
