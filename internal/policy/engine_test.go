@@ -886,3 +886,17 @@ func checkAgainstSchema(t *testing.T, path string, v any, s map[string]any) {
 		}
 	}
 }
+
+func TestInputSchemaDocument(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(InputSchema(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	props, _ := doc["properties"].(map[string]any)
+	if doc["$schema"] == nil || doc["additionalProperties"] != false || props["slos"] == nil || props["change"] == nil {
+		t.Errorf("InputSchema: %s", InputSchema())
+	}
+	if _, ok := inputSchema()["$schema"]; ok {
+		t.Error("InputSchema modified the schema the compiler uses")
+	}
+}

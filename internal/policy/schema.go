@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -19,20 +20,22 @@ var (
 	schemaDoc  map[string]any
 )
 
-// inputSchema returns the JSON schema of Input as decoded JSON.
+// inputSchema returns the JSON schema of Input as decoded JSON. It is
+// built once and only read after that.
 func inputSchema() map[string]any {
-	schemaOnce.Do(func() {
-		schemaDoc = schemaOf(reflect.TypeFor[Input]())
-		schemaDoc["$schema"] = "http://json-schema.org/draft-07/schema#"
-		schemaDoc["title"] = "QSP policy input"
-	})
+	schemaOnce.Do(func() { schemaDoc = schemaOf(reflect.TypeFor[Input]()) })
 	return schemaDoc
 }
 
 // InputSchema returns the JSON schema (draft 07) of the document policies
 // see as input, for the API and for editors of Rego modules.
 func InputSchema() []byte {
-	b, err := json.MarshalIndent(inputSchema(), "", "  ")
+	doc := map[string]any{
+		"$schema": "http://json-schema.org/draft-07/schema#",
+		"title":   "QSP policy input",
+	}
+	maps.Copy(doc, inputSchema())
+	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		panic(err) // the schema is built from plain maps and strings
 	}
