@@ -62,13 +62,13 @@ alerts on error-budget burn, gates deploys and runs guarded playbooks.`,
 		newVersionCommand(),
 		newValidateCommand(),
 		newImportCommand(),
+		newServeCommand(),
+		newStatusCommand(),
+		newGenerateCommand(),
 	)
 	for _, c := range []struct{ use, short string }{
-		{"serve", "Run the controller"},
 		{"demo", "Run the controller with simulated traffic and incidents"},
-		{"status", "Show SLO status from a running controller"},
 		{"gate NAME", "Evaluate a deploy gate"},
-		{"generate", "Generate Prometheus rules or Grafana dashboards"},
 	} {
 		root.AddCommand(pendingCommand(c.use, c.short))
 	}

@@ -398,13 +398,18 @@ func (e *Engine) backfill(ctx context.Context) error {
 	rts := slices.Collect(maps.Values(e.runtimes))
 	e.mu.Unlock()
 	var total int64
+	var done, doneSLOs atomic.Int64
 	for _, rt := range rts {
-		if rt.plan.composite == nil && rt.next < target {
+		switch {
+		case rt.plan.composite != nil:
+			doneSLOs.Add(1) // composites keep no rollups of their own
+		case rt.next < target:
 			total += int64(target - rt.next)
 			rt.backfilling = true
+		default:
+			doneSLOs.Add(1)
 		}
 	}
-	var done, doneSLOs atomic.Int64
 	report := func(finished bool) {
 		if e.opts.Progress != nil {
 			e.opts.Progress(BackfillProgress{SLOs: len(rts), DoneSLOs: int(doneSLOs.Load()), Minutes: total, Done: done.Load(), Elapsed: e.opts.Now().Sub(start), Finished: finished})

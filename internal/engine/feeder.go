@@ -259,11 +259,11 @@ func (f *sampleFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, fr
 }
 
 // valueSlices judges time slices by values observed in them: a threshold
-// query or a probe evaluated every minute, or a percentile evaluated once
-// per slice. Each group's values are kept until its slice ends.
+// query or a probe evaluated every valueStep, or a percentile evaluated
+// once per slice. Each group's values are kept until its slice ends.
 type valueSlices struct {
 	query   string
-	step    time.Duration // evaluation step: 1m, or the slice length for percentiles
+	step    time.Duration // evaluation step: valueStep, or the slice length for percentiles
 	length  slo.Minute    // slice length in minutes
 	cond    func(float64) bool
 	groupBy []string
@@ -276,22 +276,27 @@ func newValueSlices(query string, step time.Duration, length slo.Minute, cond fu
 		partial: map[string][]float64{}, labels: map[string]labels.Labels{}}
 }
 
+// valueStep is how often threshold and probe queries are evaluated within
+// a slice: Prometheus' default rule evaluation interval, so a spike that
+// lasts one 15s scrape is seen.
+const valueStep = 15 * time.Second
+
 func (f *valueSlices) selectors() [][]*labels.Matcher { return nil }
 func (f *valueSlices) lookback() time.Duration        { return 0 }
 func (f *valueSlices) approximate() bool              { return false }
 
 func (f *valueSlices) feed(ctx context.Context, src Source, _ []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	n := int(to - from)
-	stepMin := slo.Minute(f.step / time.Minute)
-	// Evaluate at the end of every step-aligned minute in (from, to].
-	first := from + 1
-	if rem := first % stepMin; rem != 0 {
-		first += stepMin - rem
+	// Evaluate at every step-aligned time in (from, to]; the value at t
+	// belongs to the minute that ends at or after t.
+	first := from.Time().Add(time.Millisecond).Add(f.step - 1).Truncate(f.step)
+	if f.step%time.Minute != 0 {
+		first = from.Time().Add(f.step)
 	}
 	values := map[string]map[slo.Minute][]float64{}
 	newLabels := map[string]labels.Labels{}
-	if first <= to {
-		m, err := src.Range(ctx, f.query, first.Time(), to.Time(), f.step)
+	if !first.After(to.Time()) {
+		m, err := src.Range(ctx, f.query, first, to.Time(), f.step)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -309,8 +314,7 @@ func (f *valueSlices) feed(ctx context.Context, src Source, _ []promql.Matrix, f
 				values[key] = vs
 			}
 			for _, p := range s.Floats {
-				// The value at the end of minute m belongs to minute m.
-				mm := slo.MinuteOf(msTime(p.T)) - 1
+				mm := slo.MinuteOf(msTime(p.T - 1))
 				vs[mm] = append(vs[mm], p.F)
 			}
 		}

@@ -105,7 +105,7 @@ func compile(s *spec.SLO, set *spec.Set) (*plan, error) {
 	case ind.Threshold != nil:
 		t := *ind.Threshold
 		p.newFeeder = func() feeder {
-			return newValueSlices(t.Query, time.Minute, p.sliceLength, t.Compare, s.Spec.GroupBy)
+			return newValueSlices(t.Query, valueStep, p.sliceLength, t.Compare, s.Spec.GroupBy)
 		}
 	case ind.Availability != nil:
 		if err := p.availability(ind.Availability.Query); err != nil {
@@ -307,7 +307,7 @@ func (p *plan) availability(q string) error {
 	cond := func(v float64) bool { return v >= 1 }
 	if p.sliceLength > 0 {
 		length := p.sliceLength
-		p.newFeeder = func() feeder { return newValueSlices(q, time.Minute, length, cond, by) }
+		p.newFeeder = func() feeder { return newValueSlices(q, valueStep, length, cond, by) }
 		return nil
 	}
 	// A plain selector counts every probe sample; anything else is

@@ -159,6 +159,7 @@ func (rt *sloRuntime) evaluate(ec evalContext) []Transition {
 	rt.empty = nil
 	if len(rt.groups) == 0 {
 		st := rt.baseStatus(nil, ec)
+		st.Budget = slo.ComputeBudget(slo.Counts{}, rt.plan.budget)
 		st.State, st.Reason = StateNoData, "no series match the indicator's queries, so there is no group yet"
 		if ec.sourceDown || rt.sourceDown || rt.lastErr != nil {
 			st.Reason = "telemetry source unavailable"
@@ -183,8 +184,12 @@ func (rt *sloRuntime) evaluate(ec evalContext) []Transition {
 func (rt *sloRuntime) baseStatus(g *groupRuntime, ec evalContext) *Status {
 	p := rt.plan
 	s := p.slo
+	ls := labels.EmptyLabels()
+	if g != nil {
+		ls = g.labels
+	}
 	st := &Status{
-		Key: statusKey(s.Name(), g.labels), SLO: s.Name(), Service: s.Spec.Service, Category: s.Spec.Category,
+		Key: statusKey(s.Name(), ls), SLO: s.Name(), Service: s.Spec.Service, Category: s.Spec.Category,
 		Objective: p.objective, Window: s.Spec.Window.String(), Budgeting: s.Spec.Budgeting.Method,
 		Approximate: p.approximate, EvaluatedAt: ec.now, DroppedGroup: len(rt.dropped),
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/slo"
@@ -157,4 +158,32 @@ func durationString(d time.Duration) string {
 		return "-" + spec.Duration(-d).String()
 	}
 	return spec.Duration(d).String()
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (d *Durations) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Allowed   string `json:"allowed"`
+		Remaining string `json:"remaining"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	parse := func(s string) (time.Duration, error) {
+		neg := strings.HasPrefix(s, "-")
+		var sd spec.Duration
+		if err := sd.UnmarshalText([]byte(strings.TrimPrefix(s, "-"))); err != nil {
+			return 0, err
+		}
+		if neg {
+			return -sd.D(), nil
+		}
+		return sd.D(), nil
+	}
+	var err error
+	if d.Allowed, err = parse(w.Allowed); err != nil {
+		return err
+	}
+	d.Remaining, err = parse(w.Remaining)
+	return err
 }

@@ -279,3 +279,26 @@ func (p *loader) validate() (*Set, Diagnostics) {
 	p.diags.Sort()
 	return set, p.diags
 }
+
+// Decode strictly decodes one YAML document from data into v (a pointer to
+// a struct with yaml tags), the way spec files are decoded: unknown fields,
+// duplicate keys and wrong types are reported with file:line:col, all at
+// once. Other configuration files (the server's) use it.
+func Decode(file string, data []byte, v any) Diagnostics {
+	var diags Diagnostics
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		diags.add(yamlError(file, err))
+		return diags
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		panic("spec.Decode: v must be a non-nil pointer")
+	}
+	if len(root.Content) == 0 {
+		return diags
+	}
+	d := &decoder{diags: &diags, file: file}
+	d.decode(&root, rv.Elem(), "")
+	return diags
+}

@@ -229,3 +229,13 @@ func formatFloat(f float64) string {
 	}
 	return s
 }
+
+// UnmarshalText reads a duration from flags and other plain text.
+func (d *Duration) UnmarshalText(b []byte) error {
+	md, err := model.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use a number and a unit: ms, s, m, h, d, w, y)", string(b))
+	}
+	*d = Duration(md)
+	return nil
+}

@@ -9,10 +9,12 @@ import (
 
 // migrations are the schema, one version per entry, applied in order and
 // recorded in schema_migrations. Never edit a released migration: add one.
-// {{id}} and {{blob}} are replaced per dialect.
-var migrations = []string{
+// {{id}} and {{blob}} are replaced per dialect. Each concern registers its
+// own versions from its file (see register), so the schema of alerts,
+// decisions and playbooks sits next to the code that uses it.
+var migrations = map[int]string{
 	// 1: engine state.
-	`CREATE TABLE rollups (
+	1: `CREATE TABLE rollups (
 		key          TEXT PRIMARY KEY,
 		slo          TEXT NOT NULL,
 		plan_hash    TEXT NOT NULL,
@@ -46,6 +48,16 @@ var migrations = []string{
 	CREATE INDEX transitions_slo_at ON transitions (slo, at);`,
 }
 
+// register adds migration version v. Versions are assigned per concern:
+// 1 engine, 2 alerting and incidents, 3 decisions, gates and deploys,
+// 4 playbooks, 5 replicas; later ones take the next free number.
+func register(v int, sql string) {
+	if _, dup := migrations[v]; dup {
+		panic(fmt.Sprintf("store: migration %d registered twice", v))
+	}
+	migrations[v] = sql
+}
+
 func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -54,11 +66,17 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if current > len(migrations) {
-		return fmt.Errorf("migrate: database schema version %d is newer than this qsp (%d): upgrade qsp", current, len(migrations))
+	latest := len(migrations)
+	for v := 1; v <= latest; v++ {
+		if _, ok := migrations[v]; !ok {
+			return fmt.Errorf("migrate: migration %d is missing (versions must be consecutive)", v)
+		}
 	}
-	for v := current + 1; v <= len(migrations); v++ {
-		stmts := s.dialectSQL(migrations[v-1])
+	if current > latest {
+		return fmt.Errorf("migrate: database schema version %d is newer than this qsp (%d): upgrade qsp", current, latest)
+	}
+	for v := current + 1; v <= latest; v++ {
+		stmts := s.dialectSQL(migrations[v])
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			for _, stmt := range strings.Split(stmts, ";") {
 				if strings.TrimSpace(stmt) == "" {

@@ -1,0 +1,356 @@
+// Package app is the composition root of qsp serve: it builds every
+// component from the configuration, wires them (telemetry → engine →
+// alerting, policy, gates, playbooks → API, UI, /metrics), owns every
+// goroutine, reloads specs, and shuts down in reverse order even after a
+// partial start.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/qsp-dev/qsp/internal/api"
+	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/store"
+	"github.com/qsp-dev/qsp/internal/telemetry"
+)
+
+// Options configure an App.
+type Options struct {
+	Config *Config
+	// Specs is the loaded spec set; nil loads Config.Specs.
+	Specs  *spec.Set
+	Logger *slog.Logger
+	// Progress receives the engine's backfill progress.
+	Progress func(engine.BackfillProgress)
+	Now      func() time.Time
+	// Listener, if set, is served instead of listening on Config.Listen
+	// (tests pass 127.0.0.1:0).
+	Listener net.Listener
+}
+
+// App is a running QSP.
+type App struct {
+	cfg      *Config
+	logger   *slog.Logger
+	now      func() time.Time
+	registry *prometheus.Registry
+
+	store    *store.Store
+	embedded *telemetry.Embedded // nil in remote mode
+	source   engine.Source
+	engine   *engine.Engine
+	server   *http.Server
+	listener net.Listener
+
+	// closers run in reverse order at shutdown.
+	closers []func() error
+	specsMu sync.Mutex
+	specs   *spec.Set
+}
+
+// New builds every component. On error, what was built is closed.
+func New(ctx context.Context, opts Options) (_ *App, err error) {
+	if opts.Config == nil {
+		return nil, errors.New("app: no config")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cfg := opts.Config
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, logger: opts.Logger, now: opts.Now, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	set := opts.Specs
+	if set == nil {
+		var diags spec.Diagnostics
+		set, diags = spec.Load(cfg.Specs...)
+		for _, d := range diags.Warnings() {
+			a.logger.Warn("spec warning", "diagnostic", d.String())
+		}
+		if diags.HasErrors() {
+			return nil, fmt.Errorf("specs are invalid:\n%w", diags)
+		}
+	}
+	a.specs = set
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := a.openStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.openSource(); err != nil {
+		return nil, err
+	}
+	a.engine, err = engine.New(engine.Options{
+		Source:          a.source,
+		Store:           a.store,
+		Specs:           set,
+		Interval:        cfg.Evaluation.Interval.D(),
+		Settle:          cfg.Evaluation.Settle.D(),
+		LateData:        cfg.Evaluation.LateData.D(),
+		PersistInterval: cfg.Evaluation.PersistInterval.D(),
+		Progress:        opts.Progress,
+		Logger:          a.logger,
+		Registerer:      a.registry,
+		Now:             a.now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux, err := a.routes()
+	if err != nil {
+		return nil, err
+	}
+	a.server = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	a.listener = opts.Listener
+	if a.listener == nil {
+		a.listener, err = net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+	}
+	a.closers = append(a.closers, func() error { return a.listener.Close() })
+	return a, nil
+}
+
+func (a *App) openStore(ctx context.Context) error {
+	opts := store.Options{Driver: a.cfg.Store.Driver, Path: filepath.Join(a.cfg.DataDir, "qsp.db"), Logger: a.logger, Now: a.now}
+	if opts.Driver == "postgres" {
+		dsn := os.Getenv("QSP_POSTGRES_DSN")
+		if a.cfg.Store.DSNFile != "" {
+			b, err := os.ReadFile(a.cfg.Store.DSNFile)
+			if err != nil {
+				return fmt.Errorf("store: read dsnFile: %w", err)
+			}
+			dsn = string(b)
+		}
+		opts.DSN = dsn
+	}
+	s, err := store.Open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := s.Check(ctx); err != nil {
+		s.Close()
+		return fmt.Errorf("store %s: %w (restore it from a backup or move it aside to start afresh)", opts.Path, err)
+	}
+	a.store = s
+	a.closers = append(a.closers, s.Close)
+	return nil
+}
+
+func (a *App) openSource() error {
+	sc := a.cfg.Source
+	switch sc.Mode {
+	case ModeRemote:
+		rc := sc.Remote
+		opts := telemetry.RemoteOptions{
+			URL: rc.URL, Timeout: rc.Timeout.D(), MaxRetries: rc.MaxRetries, BearerTokenFile: rc.BearerTokenFile,
+			TLS:      telemetry.TLSOptions{CAFile: rc.TLS.CAFile, CertFile: rc.TLS.CertFile, KeyFile: rc.TLS.KeyFile, ServerName: rc.TLS.ServerName, InsecureSkipVerify: rc.TLS.InsecureSkipVerify},
+			TenantID: rc.TenantID, TenantHeader: rc.TenantHeader, Headers: rc.Headers,
+			Logger: a.logger, Registerer: a.registry,
+		}
+		if rc.BasicAuth != nil {
+			opts.BasicAuth = &telemetry.BasicAuth{Username: rc.BasicAuth.Username, PasswordFile: rc.BasicAuth.PasswordFile}
+		}
+		r, err := telemetry.NewRemote(opts)
+		if err != nil {
+			return err
+		}
+		a.source = r
+	default:
+		ec := sc.Embedded
+		db, err := telemetry.OpenEmbedded(telemetry.EmbeddedOptions{
+			Dir:                  filepath.Join(a.cfg.DataDir, "tsdb"),
+			Retention:            ec.Retention.D(),
+			RetentionBytes:       ec.RetentionBytes,
+			WALCompression:       ec.WALCompression,
+			MinBlockDuration:     ec.MinBlockDuration.D(),
+			MaxBlockDuration:     ec.MaxBlockDuration.D(),
+			OutOfOrderTimeWindow: ec.OutOfOrderWindow.D(),
+			Logger:               a.logger,
+			Registerer:           a.registry,
+		})
+		if err != nil {
+			return err
+		}
+		a.embedded = db
+		a.source = db
+		a.closers = append(a.closers, db.Close)
+	}
+	return nil
+}
+
+// routes builds the HTTP handler of every component.
+func (a *App) routes() (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.engine.Ready() {
+			http.Error(w, "backfilling", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	api, err := api.New(api.Options{Engine: a.engine, Logger: a.logger})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/api/v1/", api)
+	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.Reload(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		w.Write([]byte("reloaded\n"))
+	})
+	if a.embedded != nil {
+		ropts := telemetry.ReceiverOptions{
+			Storage: a.embedded,
+			Limits: telemetry.Limits{
+				MaxBodyBytes:        a.cfg.Receivers.MaxBodyBytes,
+				MaxSeriesPerRequest: a.cfg.Receivers.MaxSeriesPerRequest,
+				MaxLabelValueLength: a.cfg.Receivers.MaxLabelValueLength,
+			},
+			AcceptNonFiniteValues: a.cfg.Receivers.AcceptNonFiniteValues,
+			Logger:                a.logger,
+			Registerer:            a.registry,
+			Now:                   a.now,
+		}
+		write, err := telemetry.NewWriteHandler(ropts)
+		if err != nil {
+			return nil, err
+		}
+		otlp, err := telemetry.NewOTLPHandler(withRegistry(ropts, prometheus.WrapRegistererWith(prometheus.Labels{"receiver": "otlp"}, a.registry)))
+		if err != nil {
+			return nil, err
+		}
+		events, err := telemetry.NewEventsHandler(withRegistry(ropts, prometheus.WrapRegistererWith(prometheus.Labels{"receiver": "events"}, a.registry)))
+		if err != nil {
+			return nil, err
+		}
+		query, err := telemetry.NewQueryAPI(telemetry.QueryAPIOptions{Embedded: a.embedded, Logger: a.logger, Now: a.now})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("POST /api/v1/write", write)
+		mux.Handle("POST /v1/metrics", otlp)
+		mux.Handle("POST /api/v1/events", events)
+		mux.Handle("/prometheus/api/v1/", query)
+	}
+	return mux, nil
+}
+
+func withRegistry(o telemetry.ReceiverOptions, r prometheus.Registerer) telemetry.ReceiverOptions {
+	o.Registerer = r
+	return o
+}
+
+// Reload reads the spec files again and hands them to the engine. An
+// invalid set is refused and the running one kept.
+func (a *App) Reload(ctx context.Context) error {
+	set, diags := spec.Load(a.cfg.Specs...)
+	if diags.HasErrors() {
+		a.logger.Warn("reload refused: specs are invalid", "errors", len(diags.Errors()))
+		return fmt.Errorf("specs are invalid:\n%w", diags)
+	}
+	if err := a.engine.Reload(ctx, set); err != nil {
+		return err
+	}
+	a.specsMu.Lock()
+	a.specs = set
+	a.specsMu.Unlock()
+	a.logger.Info("specs reloaded", "slos", len(set.SLOs))
+	return nil
+}
+
+// Addr returns the address the server listens on.
+func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// Engine returns the engine, for tests and the demo.
+func (a *App) Engine() *engine.Engine { return a.engine }
+
+// Store returns the store.
+func (a *App) Store() *store.Store { return a.store }
+
+// Embedded returns the embedded TSDB, or nil in remote mode.
+func (a *App) Embedded() *telemetry.Embedded { return a.embedded }
+
+// Run serves until ctx ends, then shuts everything down in reverse order.
+func (a *App) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a.logger.Info("listening", "addr", a.Addr(), "url", a.cfg.ExternalURL)
+		if err := a.server.Serve(a.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("http server: %w", err)
+			cancel()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := a.engine.Run(ctx); err != nil && ctx.Err() == nil {
+			errs <- fmt.Errorf("engine: %w", err)
+			cancel()
+		}
+	}()
+	<-ctx.Done()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	_ = a.server.Shutdown(shutdownCtx)
+	wg.Wait()
+	close(errs)
+	err := <-errs
+	if cerr := a.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// close runs the closers in reverse order.
+func (a *App) close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,292 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/qsp-dev/qsp/internal/spec"
+)
+
+// Config is the server configuration (qsp.yaml): where QSP listens, keeps
+// its data, reads telemetry and specs, and whom it notifies. Specs (the
+// qsp/v1 objects) live elsewhere, in Git.
+type Config struct {
+	// Listen is the HTTP address. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// ExternalURL is how users reach QSP, for links in alerts. Default
+	// http://<listen>.
+	ExternalURL string `yaml:"externalURL"`
+	// DataDir holds the embedded TSDB (tsdb/) and the SQLite database
+	// (qsp.db). Default ./data.
+	DataDir string `yaml:"dataDir"`
+	// Specs are spec files or folders, relative to this file.
+	Specs      []string         `yaml:"specs"`
+	Source     SourceConfig     `yaml:"source"`
+	Evaluation EvaluationConfig `yaml:"evaluation"`
+	Store      StoreConfig      `yaml:"store"`
+	Receivers  ReceiverConfig   `yaml:"receivers"`
+	Alerting   AlertingConfig   `yaml:"alerting"`
+	Auth       AuthConfig       `yaml:"auth"`
+	Playbooks  PlaybookConfig   `yaml:"playbooks"`
+	LogLevel   string           `yaml:"logLevel"`
+	LogFormat  string           `yaml:"logFormat"`
+
+	file string // where the config was read from
+}
+
+// SourceConfig says where telemetry comes from.
+type SourceConfig struct {
+	// Mode is embedded (default: the built-in TSDB with receivers) or
+	// remote (a Prometheus-compatible API).
+	Mode     string         `yaml:"mode"`
+	Embedded EmbeddedConfig `yaml:"embedded"`
+	Remote   RemoteConfig   `yaml:"remote"`
+}
+
+// Source modes.
+const (
+	ModeEmbedded = "embedded"
+	ModeRemote   = "remote"
+)
+
+// EmbeddedConfig tunes the embedded TSDB.
+type EmbeddedConfig struct {
+	Retention        spec.Duration `yaml:"retention"`      // default 35d: the longest SLO window and then some
+	RetentionBytes   int64         `yaml:"retentionBytes"` // 0: no cap
+	WALCompression   string        `yaml:"walCompression"` // snappy (default), zstd, none
+	MinBlockDuration spec.Duration `yaml:"minBlockDuration"`
+	MaxBlockDuration spec.Duration `yaml:"maxBlockDuration"`
+	// OutOfOrderWindow accepts samples this far behind their series'
+	// newest; default 10m, so a remote_write backlog after a partition is
+	// stored.
+	OutOfOrderWindow spec.Duration `yaml:"outOfOrderWindow"`
+}
+
+// RemoteConfig is a Prometheus-compatible query API.
+type RemoteConfig struct {
+	URL             string            `yaml:"url"`
+	Timeout         spec.Duration     `yaml:"timeout"`
+	MaxRetries      int               `yaml:"maxRetries"`
+	BearerTokenFile string            `yaml:"bearerTokenFile"`
+	BasicAuth       *BasicAuthConfig  `yaml:"basicAuth"`
+	TLS             TLSConfig         `yaml:"tls"`
+	TenantID        string            `yaml:"tenantID"`
+	TenantHeader    string            `yaml:"tenantHeader"`
+	Headers         map[string]string `yaml:"headers"`
+}
+
+// BasicAuthConfig holds basic credentials; the password is read from a file.
+type BasicAuthConfig struct {
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"passwordFile"`
+}
+
+// TLSConfig configures a TLS client.
+type TLSConfig struct {
+	CAFile             string `yaml:"caFile"`
+	CertFile           string `yaml:"certFile"`
+	KeyFile            string `yaml:"keyFile"`
+	ServerName         string `yaml:"serverName"`
+	InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
+}
+
+// EvaluationConfig tunes the engine.
+type EvaluationConfig struct {
+	Interval        spec.Duration `yaml:"interval"`        // default 15s
+	Settle          spec.Duration `yaml:"settle"`          // default 30s
+	LateData        spec.Duration `yaml:"lateData"`        // default 10m
+	PersistInterval spec.Duration `yaml:"persistInterval"` // default 5m
+}
+
+// StoreConfig chooses the database.
+type StoreConfig struct {
+	// Driver is sqlite (default, in the data dir) or postgres.
+	Driver string `yaml:"driver"`
+	// DSNFile holds the PostgreSQL connection string (it has a password).
+	DSNFile string `yaml:"dsnFile"`
+}
+
+// ReceiverConfig bounds ingestion.
+type ReceiverConfig struct {
+	MaxBodyBytes          int64 `yaml:"maxBodyBytes"`
+	MaxSeriesPerRequest   int   `yaml:"maxSeriesPerRequest"`
+	MaxLabelValueLength   int   `yaml:"maxLabelValueLength"`
+	AcceptNonFiniteValues bool  `yaml:"acceptNonFiniteValues"`
+}
+
+// AlertingConfig lists where alerts go.
+type AlertingConfig struct {
+	Alertmanagers []AlertmanagerConfig `yaml:"alertmanagers"`
+	Webhooks      []WebhookConfig      `yaml:"webhooks"`
+	// ResendInterval is how often firing alerts are re-sent to
+	// Alertmanager. Default 1m.
+	ResendInterval spec.Duration `yaml:"resendInterval"`
+}
+
+// AlertmanagerConfig is one Alertmanager of an HA cluster.
+type AlertmanagerConfig struct {
+	URL             string        `yaml:"url"`
+	Timeout         spec.Duration `yaml:"timeout"`
+	BearerTokenFile string        `yaml:"bearerTokenFile"`
+	TLS             TLSConfig     `yaml:"tls"`
+}
+
+// WebhookConfig is a generic JSON webhook receiver.
+type WebhookConfig struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// SecretFile holds the HMAC-SHA256 key for the signature header.
+	SecretFile string        `yaml:"secretFile"`
+	Timeout    spec.Duration `yaml:"timeout"`
+}
+
+// AuthConfig guards the API and UI.
+type AuthConfig struct {
+	// Tokens are API tokens by role; only their SHA-256 is stored here.
+	Tokens []TokenConfig `yaml:"tokens"`
+	// Anonymous is the role of requests without a token: none (default
+	// when tokens are set), or viewer.
+	Anonymous string    `yaml:"anonymous"`
+	TLS       ServerTLS `yaml:"tls"`
+	// CORSOrigins allows these origins; none by default.
+	CORSOrigins []string `yaml:"corsOrigins"`
+}
+
+// TokenConfig is one API token.
+type TokenConfig struct {
+	Name string `yaml:"name"`
+	// Role is viewer, operator, admin or ingest.
+	Role string `yaml:"role"`
+	// SHA256 is the hex SHA-256 of the token (qsp token hash prints it).
+	SHA256 string `yaml:"sha256"`
+}
+
+// ServerTLS serves HTTPS.
+type ServerTLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// PlaybookConfig bounds what playbooks may do.
+type PlaybookConfig struct {
+	// Allowlist holds URL prefixes (scheme://host[:port][/path]) webhook
+	// actions may call; anything else is refused (SSRF guard).
+	Allowlist []string `yaml:"allowlist"`
+	// Exec enables exec actions. Off by default.
+	Exec bool `yaml:"exec"`
+	// KillSwitch stops every playbook action.
+	KillSwitch bool `yaml:"killSwitch"`
+	// SecretsDir holds secret files named after the secret
+	// ({{ secret "NAME" }} reads SecretsDir/NAME), besides QSP_SECRET_NAME.
+	SecretsDir string `yaml:"secretsDir"`
+}
+
+// Defaults of the configuration.
+const (
+	DefaultListen    = "127.0.0.1:8080"
+	DefaultDataDir   = "data"
+	DefaultRetention = 35 * 24 * time.Hour
+)
+
+// LoadConfig reads a configuration file strictly; errors carry
+// file:line:col.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var c Config
+	if diags := spec.Decode(path, data, &c); diags.HasErrors() {
+		return nil, diags
+	}
+	c.file = path
+	// Relative paths are relative to the config file.
+	base := filepath.Dir(path)
+	for i, s := range c.Specs {
+		c.Specs[i] = resolve(base, s)
+	}
+	if c.DataDir != "" {
+		c.DataDir = resolve(base, c.DataDir)
+	}
+	return &c, nil
+}
+
+func resolve(base, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(base, p)
+}
+
+// Normalize applies defaults and checks the configuration.
+func (c *Config) Normalize() error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("config: listen: %q is not host:port", c.Listen)
+	}
+	if c.ExternalURL == "" {
+		c.ExternalURL = "http://" + c.Listen
+	} else if u, err := url.Parse(c.ExternalURL); err != nil || u.Host == "" {
+		return fmt.Errorf("config: externalURL: %q is not an absolute URL", c.ExternalURL)
+	}
+	c.ExternalURL = strings.TrimSuffix(c.ExternalURL, "/")
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	switch c.Source.Mode {
+	case "":
+		c.Source.Mode = ModeEmbedded
+	case ModeEmbedded:
+	case ModeRemote:
+		if c.Source.Remote.URL == "" {
+			return errors.New("config: source.remote.url is required in remote mode")
+		}
+	default:
+		return fmt.Errorf("config: source.mode: want embedded or remote, got %q", c.Source.Mode)
+	}
+	if c.Source.Embedded.Retention == 0 {
+		c.Source.Embedded.Retention = spec.Duration(DefaultRetention)
+	}
+	if c.Source.Embedded.OutOfOrderWindow == 0 {
+		c.Source.Embedded.OutOfOrderWindow = spec.Duration(10 * time.Minute)
+	}
+	switch c.Store.Driver {
+	case "", "sqlite":
+		c.Store.Driver = "sqlite"
+	case "postgres":
+		if c.Store.DSNFile == "" && os.Getenv("QSP_POSTGRES_DSN") == "" {
+			return errors.New("config: store.dsnFile (or QSP_POSTGRES_DSN) is required for postgres")
+		}
+	default:
+		return fmt.Errorf("config: store.driver: want sqlite or postgres, got %q", c.Store.Driver)
+	}
+	for i, t := range c.Auth.Tokens {
+		switch t.Role {
+		case "viewer", "operator", "admin", "ingest":
+		default:
+			return fmt.Errorf("config: auth.tokens[%d] (%s): role must be viewer, operator, admin or ingest, got %q", i, t.Name, t.Role)
+		}
+		if len(t.SHA256) != 64 {
+			return fmt.Errorf("config: auth.tokens[%d] (%s): sha256 must be 64 hex digits (qsp token hash prints it)", i, t.Name)
+		}
+	}
+	for i, a := range c.Alerting.Alertmanagers {
+		if u, err := url.Parse(a.URL); err != nil || u.Host == "" {
+			return fmt.Errorf("config: alerting.alertmanagers[%d].url: %q is not an absolute URL", i, a.URL)
+		}
+	}
+	for i, w := range c.Alerting.Webhooks {
+		if u, err := url.Parse(w.URL); err != nil || u.Host == "" {
+			return fmt.Errorf("config: alerting.webhooks[%d].url: %q is not an absolute URL", i, w.URL)
+		}
+	}
+	return nil
+}

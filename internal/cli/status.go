@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qsp-dev/qsp/internal/engine"
+)
+
+func newStatusCommand() *cobra.Command {
+	var addr, output, token, service, category, state string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the SLOs of a running controller",
+		Long: `Status asks a running qsp serve for every SLO's state, budget and burn
+rates and prints them as a table, or as JSON with -o json.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if token == "" {
+				token = os.Getenv("QSP_TOKEN")
+			}
+			u, err := url.Parse(strings.TrimSuffix(addr, "/") + "/api/v1/slos")
+			if err != nil {
+				return fmt.Errorf("--url: %w", err)
+			}
+			q := u.Query()
+			q.Set("limit", "10000")
+			for k, v := range map[string]string{"service": service, "category": category, "state": state} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			u.RawQuery = q.Encode()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+			if err != nil {
+				return err
+			}
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			if resp.StatusCode != http.StatusOK {
+				var e struct{ Error string }
+				_ = json.Unmarshal(body, &e)
+				return fmt.Errorf("status: %s: %s", resp.Status, e.Error)
+			}
+			switch output {
+			case "json":
+				_, err := cmd.OutOrStdout().Write(body)
+				return err
+			case "table":
+				var p struct {
+					Items []*engine.Status `json:"items"`
+				}
+				if err := json.Unmarshal(body, &p); err != nil {
+					return fmt.Errorf("status: decode: %w", err)
+				}
+				return printStatusTable(cmd.OutOrStdout(), p.Items)
+			}
+			return fmt.Errorf("unknown output format %q: want table or json", output)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&addr, "url", "http://127.0.0.1:8080", "URL of the running qsp serve")
+	fl.StringVarP(&output, "output", "o", "table", "table or json")
+	fl.StringVar(&token, "token", "", "API token (default $QSP_TOKEN)")
+	fl.StringVar(&service, "service", "", "only this service")
+	fl.StringVar(&category, "category", "", "only this category: quality, security or performance")
+	fl.StringVar(&state, "state", "", "only this state: ok, pending, firing, no_data, low_traffic")
+	return cmd
+}
+
+func printStatusTable(w io.Writer, sts []*engine.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLO\tSERVICE\tCATEGORY\tSTATE\tOBJECTIVE\tSLI\tBUDGET LEFT\tBURN 1H\tBURN 5M\tALERTS")
+	for _, st := range sts {
+		name := st.Key
+		alerts := []string{}
+		for _, a := range st.Alerts {
+			if a.State == "firing" || a.State == "pending" {
+				alerts = append(alerts, a.Severity+":"+string(a.State))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, st.Service, st.Category, st.State,
+			pct(st.Objective), optPct(st.SLI), fmt.Sprintf("%.1f%%", 100*st.Budget.RemainingRatio),
+			burn(st, time.Hour), burn(st, 5*time.Minute), strings.Join(alerts, ","))
+	}
+	return tw.Flush()
+}
+
+func pct(f float64) string { return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.4f", 100*f), "0"), ".") + "%" }
+
+func optPct(f *float64) string {
+	if f == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.4f%%", 100**f)
+}
+
+func burn(st *engine.Status, d time.Duration) string {
+	for _, w := range st.Windows {
+		if w.Name == durationName(d) && w.BurnRate != nil {
+			return fmt.Sprintf("%.2f", *w.BurnRate)
+		}
+	}
+	return "-"
+}
+
+func durationName(d time.Duration) string {
+	switch d {
+	case time.Hour:
+		return "1h"
+	case 5 * time.Minute:
+		return "5m"
+	}
+	return d.String()
+}
