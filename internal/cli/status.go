@@ -108,7 +108,9 @@ func printStatusTable(w io.Writer, sts []*engine.Status) error {
 	return tw.Flush()
 }
 
-func pct(f float64) string { return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.4f", 100*f), "0"), ".") + "%" }
+func pct(f float64) string {
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.4f", 100*f), "0"), ".") + "%"
+}
 
 func optPct(f *float64) string {
 	if f == nil {

@@ -118,7 +118,7 @@ func TestBadInput(t *testing.T) {
 		{"events malformed JSON", ev, js, "", []byte(`{"events": [`), 400, "malformed JSON"},
 		{"events wrong content type", ev, "text/plain", "", []byte(`{"events": []}`), 415, "Content-Type"},
 		{"events missing list", ev, js, "", []byte(`{}`), 400, "events: required"},
-		{"events unknown field", ev, js, "", []byte(`{"events": [{"type": "counts", "service": "s", "sli": "x", "goood": 1}]}`), 400, `events[0]: json: unknown field "goood"`},
+		{"events unknown field", ev, js, "", []byte(`{"events": [{"type": "counts", "service": "s", "sli": "x", "goood": 1}]}`), 400, `events[0]: unknown field "goood"`},
 		{"events bad fields", ev, js, "", []byte(`{"events": [
 			{"type": "counts", "service": "s", "sli": "x", "good": 1},
 			{"type": "counts", "sli": "x", "good": 1},
@@ -129,7 +129,7 @@ func TestBadInput(t *testing.T) {
 			{"type": "alert", "service": "s"}
 		]}`), 400, strings.Join([]string{
 			"events[1].service: required",
-			"events[2]: good: must be a float64, not a string",
+			"events[2].good: must be a number, not a string",
 			"events[3].good: must not be negative",
 			`events[4].time: "yesterday" is not an RFC 3339 time`,
 			`events[5].labels: label name "__x" is reserved; events[5].labels: label name "outcome" is reserved`,

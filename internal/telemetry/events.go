@@ -11,6 +11,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -228,7 +229,12 @@ func parseEvents(body []byte, now time.Time, lim Limits) ([]countEvent, []Deploy
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&ev); err != nil {
-			add("events[%d]: %s", i, jsonErr(err))
+			var typ *json.UnmarshalTypeError
+			if errors.As(err, &typ) && typ.Field != "" {
+				add("events[%d].%s: must be %s, not %s", i, typ.Field, jsonTypeName(typ.Type.Kind()), article(typ.Value))
+			} else {
+				add("events[%d]: %s", i, jsonErr(err))
+			}
 			continue
 		}
 		before := len(problems)
@@ -340,15 +346,40 @@ func jsonErr(err error) string {
 		return fmt.Sprintf("%v at byte %d", syn, syn.Offset)
 	case errors.As(err, &typ):
 		if typ.Field != "" {
-			return fmt.Sprintf("%s: must be a %s, not a %s", typ.Field, typ.Type, typ.Value)
+			return fmt.Sprintf("%s: must be %s, not %s", typ.Field, jsonTypeName(typ.Type.Kind()), article(typ.Value))
 		}
-		return fmt.Sprintf("must be a %s, not a %s", typ.Type, typ.Value)
+		return fmt.Sprintf("must be %s, not %s", jsonTypeName(typ.Type.Kind()), article(typ.Value))
 	case errors.Is(err, io.EOF):
 		return "empty body"
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "unexpected end of input"
 	}
-	return err.Error()
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonTypeName names a Go kind the way the API documentation does.
+func jsonTypeName(k reflect.Kind) string {
+	switch k {
+	case reflect.Float64, reflect.Float32, reflect.Int, reflect.Int64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Bool:
+		return "a boolean"
+	}
+	return "a " + k.String()
+}
+
+func article(jsonType string) string {
+	switch jsonType {
+	case "object", "array":
+		return "an " + jsonType
+	}
+	return "a " + jsonType
 }
 
 // storeCounts adds the counts to their running totals and appends the new

@@ -48,7 +48,22 @@ type OTLPTranslation struct {
 	KeepIdentifyingResourceAttributes bool
 	// PromoteScopeMetadata adds otel_scope_* labels.
 	PromoteScopeMetadata bool
+	// MaxAge rejects data points older than this (default 1h; negative
+	// disables). The TSDB refuses samples more than an hour behind its
+	// newest anyway, unless an out-of-order window is configured, and the
+	// translator writes a target_info sample every 2.5 minutes between a
+	// resource's oldest and newest points: without a bound, one point dated
+	// 1970 would make a request write millions of samples.
+	MaxAge time.Duration
 }
+
+// Defaults and bounds of OTLP translation.
+const (
+	DefaultOTLPMaxAge = time.Hour
+	// maxBucketsPerPoint bounds the buckets (or quantiles) of one
+	// histogram (or summary) point: each becomes a series.
+	maxBucketsPerPoint = 512
+)
 
 func (t OTLPTranslation) settings() (prw.Settings, error) {
 	strategy := otlptranslator.TranslationStrategyOption(t.TranslationStrategy)
@@ -100,6 +115,7 @@ func (t OTLPTranslation) settings() (prw.Settings, error) {
 type OTLPHandler struct {
 	opts       ReceiverOptions
 	settings   prw.Settings
+	maxAge     time.Duration
 	log        *slog.Logger
 	converters sync.Pool
 	deltas     *deltaAccumulator
@@ -122,9 +138,17 @@ func NewOTLPHandler(opts ReceiverOptions) (*OTLPHandler, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxAge := opts.OTLP.MaxAge
+	switch {
+	case maxAge == 0:
+		maxAge = DefaultOTLPMaxAge
+	case maxAge < 0:
+		maxAge = time.Duration(math.MaxInt64)
+	}
 	h := &OTLPHandler{
 		opts:     opts,
 		settings: settings,
+		maxAge:   maxAge,
 		log:      opts.Logger,
 		deltas:   newDeltaAccumulator(opts.Now),
 	}
@@ -278,6 +302,10 @@ func (h *OTLPHandler) store(ctx context.Context, md pmetric.Metrics, points int)
 	res := &otlpResult{points: points}
 	now := h.opts.Now()
 	maxT := pcommon.NewTimestampFromTime(now.Add(maxAheadTime))
+	minT := pcommon.Timestamp(0)
+	if h.maxAge < time.Duration(now.UnixNano()) {
+		minT = pcommon.NewTimestampFromTime(now.Add(-h.maxAge))
+	}
 
 	var txn *deltaTxn
 	if hasDelta(md) {
@@ -286,7 +314,7 @@ func (h *OTLPHandler) store(ctx context.Context, md pmetric.Metrics, points int)
 		txn = h.deltas.begin(now)
 		defer txn.end()
 	}
-	h.filter(md, maxT, txn, res)
+	h.filter(md, minT, maxT, txn, res)
 
 	app := &otlpAppender{
 		AppenderV2: h.opts.Storage.AppenderV2(ctx),
@@ -357,7 +385,7 @@ func hasDelta(md pmetric.Metrics) bool {
 
 // filter removes from md the data points that must not be stored, counting
 // them in res, and rewrites delta metrics as cumulative ones through txn.
-func (h *OTLPHandler) filter(md pmetric.Metrics, maxT pcommon.Timestamp, txn *deltaTxn, res *otlpResult) {
+func (h *OTLPHandler) filter(md pmetric.Metrics, minT, maxT pcommon.Timestamp, txn *deltaTxn, res *otlpResult) {
 	finite := func(v float64) bool {
 		return h.opts.AcceptNonFiniteValues || !(math.IsNaN(v) || math.IsInf(v, 0))
 	}
@@ -385,9 +413,21 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, maxT pcommon.Timestamp, txn *de
 				where := func(ts pcommon.Timestamp) string {
 					return fmt.Sprintf("metric %s point @%s", quoteTrunc(name), ts.AsTime().UTC().Format(time.RFC3339Nano))
 				}
-				future := func(ts pcommon.Timestamp) bool {
-					if ts > maxT {
+				// outside rejects points too far in the future or past.
+				outside := func(ts pcommon.Timestamp) bool {
+					switch {
+					case ts > maxT:
 						res.reject(1, where(ts)+": timestamp is more than "+maxAheadTime.String()+" in the future")
+						return true
+					case ts < minT:
+						res.reject(1, where(ts)+": timestamp is more than "+h.maxAge.String()+" in the past")
+						return true
+					}
+					return false
+				}
+				tooManyBuckets := func(ts pcommon.Timestamp, n int) bool {
+					if n > maxBucketsPerPoint {
+						res.reject(1, fmt.Sprintf("%s: %d buckets exceed the limit of %d", where(ts), n, maxBucketsPerPoint))
 						return true
 					}
 					return false
@@ -404,7 +444,7 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, maxT pcommon.Timestamp, txn *de
 				switch m.Type() {
 				case pmetric.MetricTypeGauge:
 					m.Gauge().DataPoints().RemoveIf(func(p pmetric.NumberDataPoint) bool {
-						if future(p.Timestamp()) {
+						if outside(p.Timestamp()) {
 							return true
 						}
 						if !p.Flags().NoRecordedValue() && p.ValueType() == pmetric.NumberDataPointValueTypeDouble && !finite(p.DoubleValue()) {
@@ -417,7 +457,7 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, maxT pcommon.Timestamp, txn *de
 					s := m.Sum()
 					delta := s.AggregationTemporality() == pmetric.AggregationTemporalityDelta
 					s.DataPoints().RemoveIf(func(p pmetric.NumberDataPoint) bool {
-						if future(p.Timestamp()) {
+						if outside(p.Timestamp()) {
 							return true
 						}
 						if !p.Flags().NoRecordedValue() && p.ValueType() == pmetric.NumberDataPointValueTypeDouble && !finite(p.DoubleValue()) {
@@ -439,7 +479,10 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, maxT pcommon.Timestamp, txn *de
 					hist := m.Histogram()
 					delta := hist.AggregationTemporality() == pmetric.AggregationTemporalityDelta
 					hist.DataPoints().RemoveIf(func(p pmetric.HistogramDataPoint) bool {
-						if future(p.Timestamp()) {
+						if outside(p.Timestamp()) {
+							return true
+						}
+						if tooManyBuckets(p.Timestamp(), p.ExplicitBounds().Len()) {
 							return true
 						}
 						if n, b := p.BucketCounts().Len(), p.ExplicitBounds().Len(); n != 0 && n != b+1 {
@@ -470,9 +513,14 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, maxT pcommon.Timestamp, txn *de
 						eh.DataPoints().RemoveIf(func(pmetric.ExponentialHistogramDataPoint) bool { return true })
 						continue
 					}
-					eh.DataPoints().RemoveIf(func(p pmetric.ExponentialHistogramDataPoint) bool { return future(p.Timestamp()) })
+					eh.DataPoints().RemoveIf(func(p pmetric.ExponentialHistogramDataPoint) bool {
+						return outside(p.Timestamp()) ||
+							tooManyBuckets(p.Timestamp(), p.Positive().BucketCounts().Len()+p.Negative().BucketCounts().Len())
+					})
 				case pmetric.MetricTypeSummary:
-					m.Summary().DataPoints().RemoveIf(func(p pmetric.SummaryDataPoint) bool { return future(p.Timestamp()) })
+					m.Summary().DataPoints().RemoveIf(func(p pmetric.SummaryDataPoint) bool {
+						return outside(p.Timestamp()) || tooManyBuckets(p.Timestamp(), p.QuantileValues().Len())
+					})
 				}
 			}
 		}

@@ -259,7 +259,7 @@ func (a *QueryAPI) queryRange(r *http.Request) (any, annotations.Annotations, *a
 		return nil, nil, invalidParam(errors.New("zero or negative query resolution step widths are not accepted. Try a positive integer"), "step")
 	}
 	if end.Sub(start)/step > time.Duration(a.opts.MaxPointsPerSeries) {
-		return nil, nil, &apiError{errBadData, fmt.Errorf("exceeded maximum resolution of %d points per timeseries. Try decreasing the query resolution (?step=XX)", a.opts.MaxPointsPerSeries)}
+		return nil, nil, &apiError{errBadData, fmt.Errorf("exceeded maximum resolution of %s points per timeseries. Try decreasing the query resolution (?step=XX)", thousands(a.opts.MaxPointsPerSeries))}
 	}
 	ctx, cancel, aerr := a.timeoutCtx(r)
 	if aerr != nil {
@@ -582,4 +582,13 @@ func appendFloat(b []byte, v float64) []byte {
 		return append(b, "-Inf"...)
 	}
 	return strconv.AppendFloat(b, v, 'f', -1, 64)
+}
+
+// thousands formats n with comma separators, as Prometheus' messages do.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -433,7 +433,11 @@ func (s *writeStats) reject(reason rejectReason, n int, msg func() string) {
 
 func (s *writeStats) message() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d samples rejected (", s.rejected, s.total)
+	if s.rejected == s.total {
+		fmt.Fprintf(&b, "all %d samples rejected (", s.total)
+	} else {
+		fmt.Fprintf(&b, "%d of %d samples rejected (", s.rejected, s.total)
+	}
 	sep := ""
 	for r, n := range s.byReason {
 		if n > 0 {
@@ -441,7 +445,11 @@ func (s *writeStats) message() string {
 			sep = ", "
 		}
 	}
-	b.WriteString("), the others were stored; first: ")
+	if s.rejected == s.total {
+		b.WriteString("): ")
+	} else {
+		b.WriteString("), the others were stored: ")
+	}
 	b.WriteString(strings.Join(s.first, "; "))
 	return b.String()
 }

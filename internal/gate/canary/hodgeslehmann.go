@@ -3,6 +3,7 @@ package canary
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Shift is the Hodges-Lehmann estimate of the location shift between two
@@ -52,13 +53,9 @@ func hodgesLehmannSorted(xs, ys []float64, confLevel float64, alt Alternative, t
 	m, n := len(xs), len(ys)
 	mn := m * n
 	res := Shift{ConfLevel: confLevel, Lower: math.Inf(-1), Upper: math.Inf(1)}
-	if mn%2 == 1 {
-		res.Estimate = sel.selectK(mn / 2)
-	} else {
-		a, b := sel.selectK(mn/2-1), sel.selectK(mn/2)
-		res.Estimate = (a + b) / 2
-	}
 	alpha := 1 - confLevel
+	// 0-based ranks of the interval bounds; -1 for an open side.
+	kLo, kHi := -1, -1
 	if m < 50 && n < 50 && !ties {
 		res.Method = MethodExact
 		dist, err := wilcoxCounts(m, n)
@@ -73,39 +70,57 @@ func hodgesLehmannSorted(xs, ys []float64, confLevel float64, alt Alternative, t
 		if qu == 0 {
 			qu = 1
 		}
-		ql := mn - qu
-		// R indexes the sorted differences from 1: diffs[qu], diffs[ql+1].
-		if alt != Less {
-			res.Lower = sel.selectK(qu - 1)
+		// R indexes the sorted differences from 1: diffs[qu] and
+		// diffs[mn - qu + 1].
+		kLo, kHi = qu-1, mn-qu
+	} else {
+		res.Method = MethodAsymptotic
+		// Between pairwise differences the pooled sample of x - d and y
+		// only has the ties within x and within y.
+		fm, fn := float64(m), float64(n)
+		tie := tieTerm(xs) + tieTerm(ys)
+		sigma := math.Sqrt((fm * fn / 12) * ((fm + fn + 1) - tie/((fm+fn)*(fm+fn-1))))
+		zq := -qnorm(alpha)
+		if alt == TwoSided {
+			zq = -qnorm(alpha / 2)
 		}
-		if alt != Greater {
-			res.Upper = sel.selectK(ql)
+		// The standardized statistic with continuity correction crosses
+		// zq where U, the number of differences above d, crosses c; that
+		// happens at the difference of 0-based rank floor(mn - c).
+		half := float64(mn) / 2
+		rank := func(c float64) int {
+			k := math.Floor(float64(mn) - c)
+			return int(math.Min(math.Max(k, 0), float64(mn-1)))
 		}
-		return res, nil
+		kLo, kHi = rank(half+zq*sigma+0.5), rank(half-zq*sigma-0.5)
 	}
-	res.Method = MethodAsymptotic
-	// Between pairwise differences the pooled sample of x - d and y only
-	// has the ties within x and within y.
-	fm, fn := float64(m), float64(n)
-	tie := tieTerm(xs) + tieTerm(ys)
-	sigma := math.Sqrt((fm * fn / 12) * ((fm + fn + 1) - tie/((fm+fn)*(fm+fn-1))))
-	zq := -qnorm(alpha)
-	if alt == TwoSided {
-		zq = -qnorm(alpha / 2)
+	if alt == Less {
+		kLo = -1
 	}
-	// The standardized statistic with continuity correction crosses zq
-	// where U, the number of differences above d, crosses c; that happens
-	// at the difference of 0-based rank floor(mn - c).
-	half := float64(mn) / 2
-	rank := func(c float64) int {
-		k := math.Floor(float64(mn) - c)
-		return int(math.Min(math.Max(k, 0), float64(mn-1)))
+	if alt == Greater {
+		kHi = -1
 	}
-	if alt != Less {
-		res.Lower = sel.selectK(rank(half + zq*sigma + 0.5))
+	mid := (mn - 1) / 2 // with an even count the median pairs mid and mid+1
+	ks := []int{mid}
+	for _, k := range []int{kLo, kHi} {
+		if k >= 0 {
+			ks = append(ks, k)
+		}
 	}
-	if alt != Greater {
-		res.Upper = sel.selectK(rank(half - zq*sigma - 0.5))
+	slices.Sort(ks)
+	ks = slices.Compact(ks)
+	vals, nexts := sel.selectRanks(ks, mid)
+	at := func(k int) float64 { return vals[slices.Index(ks, k)] }
+	if mn%2 == 1 {
+		res.Estimate = at(mid)
+	} else {
+		res.Estimate = (at(mid) + nexts[slices.Index(ks, mid)]) / 2
+	}
+	if kLo >= 0 {
+		res.Lower = at(kLo)
+	}
+	if kHi >= 0 {
+		res.Upper = at(kHi)
 	}
 	return res, nil
 }
