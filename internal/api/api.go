@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/store"
 )
 
 // Snapshotter returns the engine's latest statuses.
@@ -22,8 +23,18 @@ type Snapshotter interface {
 // Options configure the API.
 type Options struct {
 	Engine Snapshotter
+	// Store serves the records (incidents, alerts, decisions, gates,
+	// playbook runs); routes that need it are off without one.
+	Store  *store.Store
 	Logger *slog.Logger
+	// Extra holds the dependencies of route sets added by other files
+	// (see routeSets), keyed by name.
+	Extra map[string]any
 }
+
+// routeSets add routes to the API; each file of the package that serves
+// one concern appends its function here from an init func.
+var routeSets []func(a *API)
 
 // API serves /api/v1.
 type API struct {
@@ -43,6 +54,9 @@ func New(opts Options) (*API, error) {
 	a := &API{opts: opts, log: opts.Logger.With("component", "api"), mux: http.NewServeMux()}
 	a.handle("GET /api/v1/slos", a.listSLOs)
 	a.handle("GET /api/v1/slos/{name}", a.getSLO)
+	for _, add := range routeSets {
+		add(a)
+	}
 	return a, nil
 }
 

@@ -224,7 +224,7 @@ func (a *App) routes() (http.Handler, error) {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	api, err := api.New(api.Options{Engine: a.engine, Logger: a.logger})
+	api, err := api.New(api.Options{Engine: a.engine, Store: a.store, Logger: a.logger})
 	if err != nil {
 		return nil, err
 	}

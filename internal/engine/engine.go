@@ -755,3 +755,40 @@ func counterOf(f feeder) []*counter {
 	}
 	return nil
 }
+
+// BadSince returns the start of the current stretch of bad minutes of an
+// SLO group: going back minute by minute from the newest folded one (at
+// most 6h, the minute-resolution tier), the first minute of the run whose
+// error ratio is above threshold times the budget (threshold 1: burning
+// faster than the budget allows). Incidents use it as "first bad minute";
+// ok is false when the newest minute is not bad or the key is unknown.
+func (e *Engine) BadSince(key string, threshold float64) (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, rt := range e.runtimes {
+		if !strings.HasPrefix(key, name) {
+			continue
+		}
+		for _, g := range rt.groups {
+			if g.roll == nil || statusKey(name, g.labels) != key {
+				continue
+			}
+			limit := rt.plan.budget * threshold
+			t := &g.roll.tiers[0]
+			first := slo.Minute(-1)
+			for m := g.roll.next - 1; m > g.roll.next-slo.Minute(t.n); m-- {
+				w := g.roll.window(m, m+1)
+				e, ok := w.counts.ErrorRatio()
+				if !ok || e <= limit {
+					break
+				}
+				first = m
+			}
+			if first < 0 {
+				return time.Time{}, false
+			}
+			return first.Time(), true
+		}
+	}
+	return time.Time{}, false
+}
