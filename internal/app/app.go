@@ -58,9 +58,30 @@ type App struct {
 
 	// closers run in reverse order at shutdown.
 	closers []func() error
-	specsMu sync.Mutex
-	specs   *spec.Set
+	// runners are the components' loops, started by Run after the HTTP
+	// server and the engine, and stopped with them.
+	runners []runner
+	// onTransitions fan the engine's alert transitions out to the
+	// components that act on them (alerting, incidents, playbooks).
+	onTransitions []func(ctx context.Context, ts []engine.Transition)
+	// mounts add the components' HTTP routes.
+	mounts []func(mux *http.ServeMux)
+	// apiExtra holds dependencies for the API's route sets.
+	apiExtra map[string]any
+	specsMu  sync.Mutex
+	specs    *spec.Set
 }
+
+// runner is a component loop owned by the App.
+type runner struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// component builders, one file each (alerting.go, gates.go, playbooks.go,
+// ui.go): they run in this order after the engine exists and register
+// runners, transition handlers, routes and closers on the App.
+var componentBuilders []func(ctx context.Context, a *App) error
 
 // New builds every component. On error, what was built is closed.
 func New(ctx context.Context, opts Options) (_ *App, err error) {
@@ -119,9 +140,20 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		Logger:          a.logger,
 		Registerer:      a.registry,
 		Now:             a.now,
+		OnTransitions: func(ctx context.Context, ts []engine.Transition) {
+			for _, h := range a.onTransitions {
+				h(ctx, ts)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
+	}
+	a.apiExtra = map[string]any{}
+	for _, build := range componentBuilders {
+		if err := build(ctx, a); err != nil {
+			return nil, err
+		}
 	}
 	mux, err := a.routes()
 	if err != nil {
@@ -224,7 +256,7 @@ func (a *App) routes() (http.Handler, error) {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	api, err := api.New(api.Options{Engine: a.engine, Store: a.store, Logger: a.logger})
+	api, err := api.New(api.Options{Engine: a.engine, Store: a.store, Logger: a.logger, Extra: a.apiExtra})
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +268,9 @@ func (a *App) routes() (http.Handler, error) {
 		}
 		w.Write([]byte("reloaded\n"))
 	})
+	for _, m := range a.mounts {
+		m(mux)
+	}
 	if a.embedded != nil {
 		ropts := telemetry.ReceiverOptions{
 			Storage: a.embedded,
@@ -305,6 +340,25 @@ func (a *App) Engine() *engine.Engine { return a.engine }
 // Store returns the store.
 func (a *App) Store() *store.Store { return a.store }
 
+// Config returns the normalized configuration.
+func (a *App) Config() *Config { return a.cfg }
+
+// Logger returns the app's logger.
+func (a *App) Logger() *slog.Logger { return a.logger }
+
+// Registry returns the metrics registry served on /metrics.
+func (a *App) Registry() *prometheus.Registry { return a.registry }
+
+// Now returns the app's clock.
+func (a *App) Now() time.Time { return a.now() }
+
+// Specs returns the current spec set.
+func (a *App) Specs() *spec.Set {
+	a.specsMu.Lock()
+	defer a.specsMu.Unlock()
+	return a.specs
+}
+
 // Embedded returns the embedded TSDB, or nil in remote mode.
 func (a *App) Embedded() *telemetry.Embedded { return a.embedded }
 
@@ -312,9 +366,18 @@ func (a *App) Embedded() *telemetry.Embedded { return a.embedded }
 func (a *App) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2)
+	errs := make(chan error, 2+len(a.runners))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(2 + len(a.runners))
+	for _, r := range a.runners {
+		go func() {
+			defer wg.Done()
+			if err := r.run(ctx); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("%s: %w", r.name, err)
+				cancel()
+			}
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		a.logger.Info("listening", "addr", a.Addr(), "url", a.cfg.ExternalURL)
