@@ -68,6 +68,10 @@ type App struct {
 	mounts []func(mux *http.ServeMux)
 	// apiExtra holds dependencies for the API's route sets.
 	apiExtra map[string]any
+	// deploySink receives deploy markers from the events API.
+	deploySink telemetry.DeploySink
+	// onReload tell components that the spec set changed.
+	onReload []func(set *spec.Set)
 	specsMu  sync.Mutex
 	specs    *spec.Set
 }
@@ -280,6 +284,7 @@ func (a *App) routes() (http.Handler, error) {
 				MaxLabelValueLength: a.cfg.Receivers.MaxLabelValueLength,
 			},
 			AcceptNonFiniteValues: a.cfg.Receivers.AcceptNonFiniteValues,
+			DeploySink:            a.deploySink,
 			Logger:                a.logger,
 			Registerer:            a.registry,
 			Now:                   a.now,
@@ -327,6 +332,9 @@ func (a *App) Reload(ctx context.Context) error {
 	a.specsMu.Lock()
 	a.specs = set
 	a.specsMu.Unlock()
+	for _, f := range a.onReload {
+		f(set)
+	}
 	a.logger.Info("specs reloaded", "slos", len(set.SLOs))
 	return nil
 }
