@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -93,7 +94,7 @@ func TestSIGKILLDurability(t *testing.T) {
 	}
 	defer remote.Close()
 	got, err := remote.Samples(context.Background(),
-		[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "durability_test")},
+		[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, "durability_test")},
 		time.UnixMilli(base-1), time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/model/value"
@@ -328,7 +329,7 @@ func parseEvents(body []byte, now time.Time, lim Limits) ([]countEvent, []Deploy
 
 func eventLabels(ev wireEvent, outcome string) labels.Labels {
 	b := labels.NewBuilder(labels.FromMap(ev.Labels))
-	b.Set(labels.MetricName, EventsMetric)
+	b.Set(model.MetricNameLabel, EventsMetric)
 	b.Set("service", ev.Service)
 	b.Set("sli", ev.SLI)
 	b.Set("outcome", outcome)

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/otlptranslator"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -623,10 +624,10 @@ func (a *otlpAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 // it belongs to the same point as the previous rejection. target_info is
 // synthesized by the translator, not a data point, and is not counted.
 func (a *otlpAppender) rejectSample(ls labels.Labels, t int64, family, msg string) {
-	if ls.Get(labels.MetricName) == "target_info" {
+	if ls.Get(model.MetricNameLabel) == "target_info" {
 		return
 	}
-	hash, _ := ls.HashWithoutLabels(nil, labels.MetricName, labels.BucketLabel, "quantile")
+	hash, _ := ls.HashWithoutLabels(nil, model.MetricNameLabel, labels.BucketLabel, "quantile")
 	p := rejectedPoint{family: family, t: t, hash: hash}
 	if p == a.lastReject {
 		return

@@ -291,7 +291,7 @@ func testRemoteSourceMatches(t *testing.T, f *realPrometheus) {
 				t.Errorf("%s %s: instant %v, range %v; want results, 8 steps", s.name, q, v, m)
 			}
 		}
-		sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "qsp_test_requests_total")}
+		sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, "qsp_test_requests_total")}
 		m, err := s.src.Samples(ctx, sel, f.start, f.end)
 		add("samples", m, err)
 		if err == nil && (len(m) != 2 || len(m[0].Floats) < 5) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
@@ -328,7 +329,7 @@ func buildLabels(req *writeRequest, s *wireSeries, sb *labels.ScratchBuilder, li
 			continue
 		}
 		name := unsafeString(l.name)
-		if name == labels.MetricName {
+		if name == model.MetricNameLabel {
 			hasName = true
 		}
 		sb.Add(name, unsafeString(l.value))
