@@ -29,8 +29,10 @@ type Source interface {
 	Range(ctx context.Context, query string, start, end time.Time, step time.Duration) (promql.Matrix, error)
 	// Samples returns the raw float samples of every series that matches
 	// all matchers, with timestamps in (start, end]. Series are sorted by
-	// labels and samples by time. This is what exact per-minute counter
-	// increases are computed from, in both embedded and remote mode.
+	// labels and samples by time; series without samples in the range are
+	// left out. Staleness markers and native histogram samples are not
+	// returned. This is what exact per-minute counter increases are
+	// computed from, in both embedded and remote mode.
 	Samples(ctx context.Context, matchers []*labels.Matcher, start, end time.Time) (promql.Matrix, error)
 	// Series returns the label sets of series matching any of the selectors
 	// in [start, end].

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -125,23 +126,8 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"status", status, "remote", r.RemoteAddr, "stored", stats.stored, "rejected", stats.rejected, "err", err)
 }
 
-func statusLabel(code int) string {
-	switch code {
-	case 204:
-		return "204"
-	case 400:
-		return "400"
-	case 413:
-		return "413"
-	case 415:
-		return "415"
-	case 500:
-		return "500"
-	case 503:
-		return "503"
-	}
-	return fmt.Sprint(code)
-}
+// statusLabel is the code label of the request counters.
+func statusLabel(code int) string { return strconv.Itoa(code) }
 
 func (h *WriteHandler) serve(r *http.Request, buf *writeBuffers) (writeStats, error) {
 	var stats writeStats

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/tsdb"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
 var promqlParser = parser.NewParser(parser.Options{})
@@ -206,5 +207,42 @@ func TestWriteNativeHistogram(t *testing.T) {
 	// Samples returns float samples only.
 	if got := rawSamples(t, e, "latency_seconds", ms(ts-1), ms(ts)); len(got) != 0 {
 		t.Errorf("Samples returned histogram samples: %s", got)
+	}
+}
+
+// TestStorageFaultIsRetryable closes the store under the receivers: a
+// storage fault must be a 5xx, which senders retry, never a 4xx, which
+// they drop.
+func TestStorageFaultIsRetryable(t *testing.T) {
+	e, err := OpenEmbedded(EmbeddedOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	wh := newWriteHandler(t, e, now)
+	oh, err := NewOTLPHandler(ReceiverOptions{Storage: e, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eh, err := NewEventsHandler(ReceiverOptions{Storage: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, body := postWrite(t, wh, encodeWrite(t, series([]prompb.Sample{{Value: 1, Timestamp: now.UnixMilli()}}, "__name__", "m")))
+	if code != http.StatusInternalServerError || !strings.Contains(errorMessage(t, body), "commit") {
+		t.Errorf("remote_write: %d %s, want 500", code, body)
+	}
+	md, mets := otlpResource()
+	g := mets.AppendEmpty()
+	g.SetName("g")
+	g.SetEmptyGauge().DataPoints().AppendEmpty().SetTimestamp(pcommon.NewTimestampFromTime(now))
+	if code, _, body := postOTLP(t, oh, md, false); code != http.StatusServiceUnavailable {
+		t.Errorf("otlp: %d %s, want 503", code, body)
+	}
+	if code, body := postEvents(t, eh, `{"events": [{"type": "counts", "service": "s", "sli": "x", "good": 1}]}`); code != http.StatusServiceUnavailable {
+		t.Errorf("events: %d %s, want 503", code, body)
 	}
 }
