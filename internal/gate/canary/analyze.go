@@ -346,12 +346,24 @@ func judgeSamples(mc MetricConfig, alpha float64, kayenta bool, in MetricInput, 
 	if !kayenta && mc.Tail != TailDisabled {
 		// Spread and tails see every valid sample, outliers included.
 		bf := brownForsytheSorted(cAll, bAll)
+		// The effect is the change of the dispersion relative to the
+		// median where both medians are positive, so that a pure change
+		// of scale (all latencies 10% slower) counts as a shift, not
+		// also as a spread change; the test itself is on absolute
+		// deviations, as Brown and Forsythe define it.
+		bAllMed, cAllMed := medianSorted(bAll), medianSorted(cAll)
 		eff := relative(bf.MeanAbsDevX, bf.MeanAbsDevY)
+		detail := fmt.Sprintf("mean absolute deviation from the median: canary %.4g vs baseline %.4g", bf.MeanAbsDevX, bf.MeanAbsDevY)
+		if bAllMed > 0 && cAllMed > 0 {
+			eff = relative(bf.MeanAbsDevX/cAllMed, bf.MeanAbsDevY/bAllMed)
+			detail = fmt.Sprintf("mean absolute deviation from the median: canary %.4g (%.1f%% of its median) vs baseline %.4g (%.1f%%)",
+				bf.MeanAbsDevX, 100*bf.MeanAbsDevX/cAllMed, bf.MeanAbsDevY, 100*bf.MeanAbsDevY/bAllMed)
+		}
 		checks = append(checks, Check{
 			Name: "spread", Test: "Brown-Forsythe", Alternative: Greater.String(),
 			Statistic: Float(bf.W), PValue: Float(bf.OneSided(Greater)),
 			Effect: Float(eff), Allowed: Float(mc.SpreadIncrease), Exceeded: eff > mc.SpreadIncrease,
-			Detail: fmt.Sprintf("mean absolute deviation from the median: canary %.4g vs baseline %.4g", bf.MeanAbsDevX, bf.MeanAbsDevY),
+			Detail: detail,
 		})
 		q := mc.Tail / 100
 		mr.Baseline.Tail, mr.Canary.Tail = Float(quantileSorted(bAll, q)), Float(quantileSorted(cAll, q))
