@@ -50,6 +50,9 @@ func DecodeSamples(r io.Reader) (Input, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
+		if name == "" {
+			return Input{}, errors.New("samples: a metric has an empty name")
+		}
 		mi, err := decodeMetric(doc.Metrics[name])
 		if err != nil {
 			return Input{}, fmt.Errorf("samples: metric %q: %w", name, err)
@@ -151,7 +154,7 @@ func describeJSONError(data []byte, err error) error {
 	var off int64
 	switch {
 	case errors.As(err, &se):
-		off = se.Offset
+		off = se.Offset - 1 // the offending byte is the last one read
 	case errors.As(err, &te):
 		off = te.Offset
 	default:

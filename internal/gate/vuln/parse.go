@@ -105,7 +105,7 @@ func decode(data []byte, v any) error {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se):
-			return fmt.Errorf("%w: %s: %v", ErrFormat, position(data, se.Offset), err)
+			return fmt.Errorf("%w: %s: %v", ErrFormat, position(data, se.Offset-1), err)
 		case errors.As(err, &te):
 			return fmt.Errorf("%w: %s: field %s: expected %s, got JSON %s", ErrFormat, position(data, te.Offset), te.Field, te.Type, te.Value)
 		case errors.Is(err, io.ErrUnexpectedEOF):
