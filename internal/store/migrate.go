@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -62,20 +64,35 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	var current int
-	if err := s.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+	applied := map[int]bool{}
+	rows, err := s.query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	latest := len(migrations)
-	for v := 1; v <= latest; v++ {
-		if _, ok := migrations[v]; !ok {
-			return fmt.Errorf("migrate: migration %d is missing (versions must be consecutive)", v)
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("migrate: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for v := range applied {
+		if _, known := migrations[v]; !known {
+			return fmt.Errorf("migrate: the database has schema version %d, which this qsp does not know: upgrade qsp", v)
 		}
 	}
-	if current > latest {
-		return fmt.Errorf("migrate: database schema version %d is newer than this qsp (%d): upgrade qsp", current, latest)
-	}
-	for v := current + 1; v <= latest; v++ {
+	// Versions are applied in order; each is recorded on its own, so a
+	// version added between two others (concerns register their own)
+	// is still applied once.
+	for _, v := range slices.Sorted(maps.Keys(migrations)) {
+		if applied[v] {
+			continue
+		}
 		stmts := s.dialectSQL(migrations[v])
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			for _, stmt := range strings.Split(stmts, ";") {
