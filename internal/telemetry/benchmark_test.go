@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/qsp-dev/qsp/internal/externaltest"
 )
@@ -313,4 +315,78 @@ func promMetric(b *testing.B, client *http.Client, base, name string) float64 {
 	}
 	b.Fatalf("metric %s not found in Prometheus /metrics", name)
 	return 0
+}
+
+// BenchmarkRemoteWriteDecode measures the WriteRequest decoder alone on one
+// queue-manager-sized request (2,000 series × 1 sample); it must not
+// allocate once warm.
+func BenchmarkRemoteWriteDecode(b *testing.B) {
+	ls := benchLabels()[:benchSeriesPerReq]
+	req := prompb.WriteRequest{}
+	for i := range ls {
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: ls[i], Samples: []prompb.Sample{{Value: float64(i), Timestamp: 1_700_000_000_000}}})
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wr writeRequest
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if err := wr.decode(raw, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchSeriesPerReq), "ns/series")
+}
+
+// BenchmarkEmbeddedSamples measures Samples, the engine's read path: one
+// hour of raw samples of 1,000 series scraped every 15s, out of a day.
+func BenchmarkEmbeddedSamples(b *testing.B) {
+	e := openTestDB(b)
+	const (
+		nSeries = 1000
+		step    = 15_000
+		day     = 24 * 3600_000
+	)
+	end := time.Now().Truncate(time.Minute).UnixMilli()
+	app := e.AppenderV2(b.Context())
+	for t := end - day; t <= end; t += step {
+		for s := range nSeries {
+			ls := mustLabels("__name__", "http_requests_total", "service", "checkout", "pod", strconv.Itoa(s))
+			if _, err := app.Append(0, ls, 0, t, float64(t/step+int64(s)), nil, nil, storage.AOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if (t/step)%100 == 0 {
+			if err := app.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			app = e.AppenderV2(b.Context())
+		}
+	}
+	if err := app.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	matchers := []*labels.Matcher{
+		labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total"),
+		labels.MustNewMatcher(labels.MatchEqual, "service", "checkout"),
+	}
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		m, err := e.Samples(b.Context(), matchers, time.UnixMilli(end-3600_000), time.UnixMilli(end))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = 0
+		for _, s := range m {
+			n += len(s.Floats)
+		}
+	}
+	if n != nSeries*240 {
+		b.Fatalf("read %d samples, want %d", n, nSeries*240)
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "samples/s")
 }

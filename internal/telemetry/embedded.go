@@ -257,6 +257,10 @@ func (e *Embedded) Samples(ctx context.Context, matchers []*labels.Matcher, star
 	var (
 		out promql.Matrix
 		it  chunkenc.Iterator
+		// Series of one selector usually have about as many samples as
+		// each other: sizing each slice like the previous one makes one
+		// allocation per series instead of one per doubling.
+		hint int
 	)
 	for set.Next() {
 		if err := ctx.Err(); err != nil {
@@ -264,7 +268,7 @@ func (e *Embedded) Samples(ctx context.Context, matchers []*labels.Matcher, star
 		}
 		s := set.At()
 		it = s.Iterator(it)
-		var pts []promql.FPoint
+		pts := make([]promql.FPoint, 0, hint)
 		for typ := it.Seek(mint); typ != chunkenc.ValNone; typ = it.Next() {
 			if typ != chunkenc.ValFloat {
 				continue
@@ -283,6 +287,7 @@ func (e *Embedded) Samples(ctx context.Context, matchers []*labels.Matcher, star
 		}
 		if len(pts) > 0 {
 			out = append(out, promql.Series{Metric: s.Labels(), Floats: pts})
+			hint = len(pts)
 		}
 	}
 	if err := set.Err(); err != nil {
