@@ -516,14 +516,38 @@ func (e *Engine) evaluateAll(ctx context.Context) {
 	e.mu.Unlock()
 	sourceDown := e.sourceErr != nil
 	ec := evalContext{now: now, sourceDown: sourceDown, children: func(name string) *sloRuntime { return rts[name] }}
-	var ts []Transition
-	snap := &Snapshot{At: now, byKey: map[string]*Status{}, bySLO: map[string][]*Status{}}
+	snap := &Snapshot{At: now, byKey: make(map[string]*Status, len(rts)), bySLO: make(map[string][]*Status, len(rts))}
 	target := e.target()
+	// SLOs are independent, so they are evaluated in parallel; composites
+	// read their children's rollups and come after them.
+	var plain, composites []*sloRuntime
 	for _, name := range order {
 		rt := rts[name]
 		rt.target = target
 		e.applyPendingAlerts(rt)
-		ts = append(ts, rt.evaluate(ec)...)
+		if rt.plan.composite != nil {
+			composites = append(composites, rt)
+		} else {
+			plain = append(plain, rt)
+		}
+	}
+	results := make(map[*sloRuntime][]Transition, len(rts))
+	var mu sync.Mutex
+	parallel(plain, runtime.GOMAXPROCS(0), func(rt *sloRuntime) {
+		tr := rt.evaluate(ec)
+		if len(tr) > 0 {
+			mu.Lock()
+			results[rt] = tr
+			mu.Unlock()
+		}
+	})
+	for _, rt := range composites {
+		results[rt] = rt.evaluate(ec)
+	}
+	var ts []Transition
+	for _, name := range order {
+		rt := rts[name]
+		ts = append(ts, results[rt]...)
 		for _, st := range rt.statuses() {
 			snap.Statuses = append(snap.Statuses, st)
 			snap.byKey[st.Key] = st
@@ -791,4 +815,27 @@ func (e *Engine) BadSince(key string, threshold float64) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// parallel calls f for every item on up to n goroutines.
+func parallel[T any](items []T, n int, f func(T)) {
+	if n <= 1 || len(items) < 64 {
+		for _, it := range items {
+			f(it)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (len(items) + n - 1) / n
+	for i := 0; i < len(items); i += chunk {
+		part := items[i:min(i+chunk, len(items))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, it := range part {
+				f(it)
+			}
+		}()
+	}
+	wg.Wait()
 }

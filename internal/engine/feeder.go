@@ -65,25 +65,25 @@ const counterLookback = staleMinutes * time.Minute
 // ratioFeeder counts good (or bad) and total events exactly from counters.
 type ratioFeeder struct {
 	good, bad, total *counter // good or bad is nil
+	cs               []*counter
+	sels             [][]*labels.Matcher
 }
 
-func (f *ratioFeeder) counters() []*counter {
-	var cs []*counter
-	for _, c := range []*counter{f.good, f.bad, f.total} {
+func newRatioFeeder(good, bad, total *counter) *ratioFeeder {
+	f := &ratioFeeder{good: good, bad: bad, total: total}
+	for _, c := range []*counter{good, bad, total} {
 		if c != nil {
-			cs = append(cs, c)
+			f.cs = append(f.cs, c)
+			f.sels = append(f.sels, c.matchers)
 		}
 	}
-	return cs
+	return f
 }
 
-func (f *ratioFeeder) selectors() [][]*labels.Matcher {
-	var out [][]*labels.Matcher
-	for _, c := range f.counters() {
-		out = append(out, c.matchers)
-	}
-	return out
-}
+// counters returns the numerator's counter, then the total's.
+func (f *ratioFeeder) counters() []*counter { return f.cs }
+
+func (f *ratioFeeder) selectors() [][]*labels.Matcher { return f.sels }
 
 func (f *ratioFeeder) lookback() time.Duration {
 	for _, c := range f.counters() {

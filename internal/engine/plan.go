@@ -40,6 +40,7 @@ type plan struct {
 	sliceLength slo.Minute // 0 for occurrences
 	approximate bool
 	composite   []compositeChild
+	windows     []reportWindow // every window a status reports
 }
 
 type compositeChild struct {
@@ -117,6 +118,7 @@ func compile(s *spec.SLO, set *spec.Set) (*plan, error) {
 	if p.newFeeder != nil {
 		p.approximate = p.newFeeder().approximate()
 	}
+	p.windows = p.windowList()
 	p.hash = planHash(s, p.service)
 	return p, nil
 }
@@ -148,13 +150,10 @@ func (p *plan) ratio(r *spec.RatioIndicator) error {
 	numSel, numOK := counterSelector(num)
 	if totalOK && numOK {
 		p.newFeeder = p.wrapSlices(func() feeder {
-			f := &ratioFeeder{total: newCounter(total, by)}
 			if r.Good != "" {
-				f.good = newCounter(numSel, by)
-			} else {
-				f.bad = newCounter(numSel, by)
+				return newRatioFeeder(newCounter(numSel, by), nil, newCounter(total, by))
 			}
-			return f
+			return newRatioFeeder(nil, newCounter(numSel, by), newCounter(total, by))
 		})
 		return nil
 	}
@@ -267,7 +266,7 @@ func (p *plan) latency(l *spec.LatencyIndicator) error {
 	bucket := append(withName(name+"_bucket", rest), le)
 	count := withName(name+"_count", rest)
 	p.newFeeder = p.wrapSlices(func() feeder {
-		return &ratioFeeder{good: newCounter(bucket, by), total: newCounter(count, by)}
+		return newRatioFeeder(newCounter(bucket, by), nil, newCounter(count, by))
 	})
 	return nil
 }

@@ -213,9 +213,15 @@ func statusKey(name string, ls labels.Labels) string {
 	return name + ls.String()
 }
 
-// windows returns every window the SLO reports: the standard ones and
+// reportWindow is a window every status reports, with its name.
+type reportWindow struct {
+	d    time.Duration
+	name string
+}
+
+// windowList returns every window the SLO reports: the standard ones and
 // each alert window, sorted.
-func (p *plan) windows() []time.Duration {
+func (p *plan) windowList() []reportWindow {
 	ws := slices.Clone(standardWindows)
 	for _, conds := range p.tiers {
 		for _, c := range conds {
@@ -223,14 +229,23 @@ func (p *plan) windows() []time.Duration {
 		}
 	}
 	slices.Sort(ws)
-	return slices.Compact(ws)
+	ws = slices.Compact(ws)
+	out := make([]reportWindow, len(ws))
+	for i, d := range ws {
+		out[i] = reportWindow{d, spec.Duration(d).String()}
+	}
+	return out
 }
 
 func (rt *sloRuntime) fillWindows(st *Status, window func(time.Duration) slo.WindowResult, g *groupRuntime) {
 	p := rt.plan
-	for _, d := range p.windows() {
+	st.Windows = make([]WindowStat, 0, len(p.windows))
+	// One backing array for every window's SLI and burn-rate pointers.
+	vals := make([]float64, 0, 2*len(p.windows))
+	for _, rw := range p.windows {
+		d := rw.d
 		wr := window(d)
-		ws := WindowStat{Window: d, Name: spec.Duration(d).String(), Good: wr.Counts.Good, Total: wr.Counts.Total, NoData: wr.NoData}
+		ws := WindowStat{Window: d, Name: rw.name, Good: wr.Counts.Good, Total: wr.Counts.Total, NoData: wr.NoData}
 		if g != nil {
 			w := g.roll.last(int64(d / time.Minute))
 			ws.From = w.from.Time()
@@ -241,9 +256,9 @@ func (rt *sloRuntime) fillWindows(st *Status, window func(time.Duration) slo.Win
 			ws.Coverage = 1
 		}
 		if r, ok := wr.Counts.Ratio(); ok && !wr.NoData {
-			ws.SLI = &r
 			b, _ := slo.BurnRate(wr.Counts, p.budget)
-			ws.BurnRate = &b
+			vals = append(vals, r, b)
+			ws.SLI, ws.BurnRate = &vals[len(vals)-2], &vals[len(vals)-1]
 		}
 		ws.LowTraffic = !wr.NoData && wr.Counts.Total < max(p.minEvents, 1)
 		st.Windows = append(st.Windows, ws)
@@ -322,6 +337,7 @@ func (rt *sloRuntime) setState(st *Status, g *groupRuntime, ec evalContext) {
 func (rt *sloRuntime) stepAlerts(st *Status, alerts map[string]slo.Alert, ec evalContext, window func(time.Duration) slo.WindowResult) []Transition {
 	p := rt.plan
 	var out []Transition
+	st.Alerts = make([]AlertStatus, 0, len(p.tiers)+1)
 	noData := st.State == StateNoData
 	lowTraffic := true
 	anyTier := false
@@ -526,6 +542,14 @@ func (rt *sloRuntime) childrenWithoutData(ec evalContext) []string {
 func (rt *sloRuntime) statuses() []*Status {
 	if rt.empty != nil {
 		return []*Status{rt.empty}
+	}
+	if len(rt.groups) == 1 {
+		for _, g := range rt.groups {
+			if g.status != nil {
+				return []*Status{g.status}
+			}
+		}
+		return nil
 	}
 	out := make([]*Status, 0, len(rt.groups))
 	for _, k := range slices.Sorted(maps.Keys(rt.groups)) {
