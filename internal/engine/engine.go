@@ -488,14 +488,33 @@ func (e *Engine) cycle(ctx context.Context) {
 		rts = append(rts, e.runtimes[name])
 	}
 	e.mu.Unlock()
-	var work []*sloRuntime
-	for _, rt := range rts {
-		if rt.plan.composite == nil && rt.next < target {
-			work = append(work, rt)
+	chunk := slo.Minute(e.opts.Chunk / time.Minute)
+	// Usually every SLO needs the one new minute; an SLO added or changed
+	// by a reload, or one behind after the source was down, catches up
+	// chunk by chunk within this cycle.
+	for first := true; ; first = false {
+		var work []*sloRuntime
+		before := map[*sloRuntime]slo.Minute{}
+		for _, rt := range rts {
+			if rt.plan.composite == nil && rt.next < target && (first || rt.lastErr == nil) {
+				work = append(work, rt)
+				before[rt] = rt.next
+			}
+		}
+		if len(work) == 0 || ctx.Err() != nil {
+			break
+		}
+		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, !first)
+		progressed := false
+		for _, rt := range work {
+			if rt.next > before[rt] && rt.next < target {
+				progressed = true
+			}
+		}
+		if !progressed {
+			break
 		}
 	}
-	chunk := slo.Minute(e.opts.Chunk / time.Minute)
-	e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, false)
 	e.evaluateAll(ctx)
 	if e.opts.Now().Sub(e.lastPersist) >= e.opts.PersistInterval {
 		if err := e.persist(ctx); err != nil {
