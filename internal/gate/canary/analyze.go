@@ -235,7 +235,7 @@ func clean(v []float64, policy NaNPolicy) ([]float64, int) {
 		}
 		out = append(out, x)
 	}
-	slices.Sort(out)
+	sortFloats(out)
 	return out, invalid
 }
 
@@ -313,7 +313,8 @@ func judgeSamples(mc MetricConfig, alpha float64, kayenta bool, in MetricInput, 
 	case Either:
 		alt = TwoSided
 	}
-	mw, err := mannWhitneySorted(cs, bs, alt, MethodAuto)
+	ranks := rankSums(cs, bs)
+	mw, err := mannWhitneyRanked(cs, bs, ranks, alt, MethodAuto)
 	if err != nil {
 		mr.Status = StatusInconclusive
 		mr.Reason = "mann-whitney: " + err.Error()
@@ -321,7 +322,7 @@ func judgeSamples(mc MetricConfig, alpha float64, kayenta bool, in MetricInput, 
 	}
 	conf := 1 - alpha
 	sel := newDiffSelector(cs, bs, seed)
-	hl, err := hodgesLehmannSorted(cs, bs, conf, TwoSided, rankSums(cs, bs).ties, sel)
+	hl, err := hodgesLehmannSorted(cs, bs, conf, TwoSided, ranks.ties, sel)
 	if err != nil {
 		mr.Status = StatusInconclusive
 		mr.Reason = "hodges-lehmann: " + err.Error()

@@ -129,7 +129,7 @@ func kayentaConfig() Config {
 func notPass(v Verdict) bool { return v != VerdictPass }
 
 func TestDetectionRates(t *testing.T) {
-	runs := 600
+	runs := 1000
 	if raceEnabled {
 		runs = 400
 	}

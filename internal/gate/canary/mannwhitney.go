@@ -98,7 +98,11 @@ func MannWhitneyU(x, y []float64, alt Alternative, method Method) (MannWhitneyRe
 
 // mannWhitneySorted is MannWhitneyU on sorted samples.
 func mannWhitneySorted(xs, ys []float64, alt Alternative, method Method) (MannWhitneyResult, error) {
-	rs := rankSums(xs, ys)
+	return mannWhitneyRanked(xs, ys, rankSums(xs, ys), alt, method)
+}
+
+// mannWhitneyRanked is mannWhitneySorted with the pooled ranks at hand.
+func mannWhitneyRanked(xs, ys []float64, rs rankSummary, alt Alternative, method Method) (MannWhitneyResult, error) {
 	n1, n2 := float64(len(xs)), float64(len(ys))
 	u1 := rs.rankSumX - n1*(n1+1)/2
 	u2 := n1*n2 - u1
@@ -267,6 +271,6 @@ func hasNaN(v []float64) bool {
 
 func sortedCopy(v []float64) []float64 {
 	s := slices.Clone(v)
-	slices.Sort(s)
+	sortFloats(s)
 	return s
 }

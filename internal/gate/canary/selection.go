@@ -66,19 +66,35 @@ func (s *diffSelector) cuts(p float64, orEqual bool, cut []int) {
 	}
 }
 
-// cuts2 is cuts(a, false, cutA) and cuts(b, true, cutB) in one pass.
+// cuts2 is cuts(a, false, cutA) and cuts(b, true, cutB) in one pass,
+// restricted to the active columns: a row's cut only matters within
+// [lo, hi], so each pointer jumps over the inactive columns instead of
+// walking them, and stops at the end of the row's active range. Both
+// pointers stay non-decreasing across rows, which keeps the pass linear.
 func (s *diffSelector) cuts2(a, b float64) {
 	ja, jb := 0, 0
-	ys, n := s.ys, s.n
-	for i, xi := range s.xs {
-		for ja < n && xi-ys[ja] >= a {
+	n := s.n
+	ys := s.ys[:n]
+	xs := s.xs
+	lo, hi := s.lo[:len(xs)], s.hi[:len(xs)]
+	cutA, cutB := s.cutA[:len(xs)], s.cutB[:len(xs)]
+	for i, xi := range xs {
+		// Active columns [lo, hi) are ys indices [n-hi, n-lo).
+		from, to := n-hi[i], n-lo[i]
+		if ja < from {
+			ja = from
+		}
+		if jb < from {
+			jb = from
+		}
+		for ja < to && xi-ys[ja] >= a {
 			ja++
 		}
-		for jb < n && xi-ys[jb] > b {
+		for jb < to && xi-ys[jb] > b {
 			jb++
 		}
-		s.cutA[i] = n - ja
-		s.cutB[i] = n - jb
+		cutA[i] = n - ja
+		cutB[i] = n - jb
 	}
 }
 
@@ -243,7 +259,7 @@ func (s *diffSelector) partition(a, b float64, kk int) (active, dropped int, fou
 // offset. The sample only steers the pivots; any sample gives the exact
 // answer. 1,024 values shrink the active set about eightfold per round.
 func (s *diffSelector) drawSample(active int) {
-	size := min(1024, active)
+	size := min(4096, active)
 	step := float64(active) / float64(size)
 	pos := s.rng.Float64() * step
 	s.sample = s.sample[:0]
