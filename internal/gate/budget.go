@@ -1,0 +1,203 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/policy"
+	"github.com/qsp-dev/qsp/internal/slo"
+	"github.com/qsp-dev/qsp/internal/spec"
+)
+
+// Stage names; the check stages share their names with the checks.
+const (
+	stageBudget   = CheckBudget
+	stageSecurity = CheckSecurity
+	stageCanary   = CheckCanary
+	stagePolicy   = CheckPolicy
+	stageRecord   = "record"
+	stageDone     = "done"
+)
+
+// stage is one step of an evaluation. Exec reads the request and the
+// facts of earlier stages from x and adds its own; an error stops the
+// pipeline and becomes a reason of level error.
+type stage interface {
+	name() string
+	exec(ctx context.Context, x *run) error
+}
+
+// ErrNotReady is returned by the budget check while the engine is still
+// backfilling: budgets are not known yet.
+var ErrNotReady = errors.New("the engine is still backfilling: error budgets are not known yet; retry when /readyz answers ok")
+
+// budgetStage gathers the error budgets, burn rates and budget policy
+// steps of the gate's SLOs. The error-budget policy judges them.
+type budgetStage struct{}
+
+func (budgetStage) name() string { return stageBudget }
+
+func (budgetStage) exec(_ context.Context, x *run) error {
+	b := x.gate.Spec.Budget
+	eng := x.r.opts.Engine
+	if !eng.Ready() {
+		return ErrNotReady
+	}
+	snap := eng.Snapshot()
+	slos := serviceSLOs(snap, x.set, x.gate.Spec.Service)
+	res := &BudgetResult{MinRemaining: b.MinRemaining.Ratio(), MaxBurnRate: b.MaxBurnRate, EvaluatedAt: snap.At, SLOs: []BudgetSLO{}}
+	// The check's scope names SLOs; a grouped SLO is one entry per group,
+	// named with its group labels, so the scope lists those names.
+	var scope []string
+	for i, s := range slos.inputs {
+		if len(b.SLOs) > 0 && !slices.Contains(b.SLOs, slos.sloNames[i]) {
+			continue
+		}
+		scope = append(scope, s.Name)
+		res.SLOs = append(res.SLOs, BudgetSLO{
+			Name: s.Name, SLO: slos.sloNames[i], Category: s.Category, State: s.State, Objective: s.Objective,
+			BudgetRemaining: s.BudgetRemaining, BudgetConsumed: s.BudgetConsumed, BurnRates: s.BurnRates, PolicyStep: s.PolicyStep,
+		})
+	}
+	for _, name := range b.SLOs {
+		if !slices.Contains(slos.sloNames, name) {
+			scope = append(scope, name) // the policy warns that it has no evaluation
+			res.SLOs = append(res.SLOs, BudgetSLO{Name: name, SLO: name, State: policy.StateNoData, Missing: true})
+		}
+	}
+	x.ev.Budget = res
+	if len(res.SLOs) == 0 {
+		return fmt.Errorf("service %s has no SLO to check: declare SLOs for it or remove the budget check", x.gate.Spec.Service)
+	}
+	if len(b.SLOs) == 0 {
+		scope = nil // every SLO of the service, as the policy reads an empty list
+	}
+	x.checks.Budget = &policy.BudgetCheck{SLOs: scope, MinRemaining: b.MinRemaining.Ratio(), MaxBurnRate: b.MaxBurnRate}
+	for _, s := range res.SLOs {
+		x.addReason(CheckBudget, LevelInfo, "", budgetFact(s))
+	}
+	return nil
+}
+
+// budgetFact describes one SLO's budget with its numbers.
+func budgetFact(s BudgetSLO) string {
+	if s.Missing {
+		return fmt.Sprintf("SLO %s: not evaluated yet", s.Name)
+	}
+	if s.State == policy.StateNoData {
+		return fmt.Sprintf("SLO %s: no data", s.Name)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "SLO %s: %s of the error budget left (%s consumed)", s.Name, pct(s.BudgetRemaining), pct(s.BudgetConsumed))
+	if r, ok := s.BurnRates["1h"]; ok {
+		fmt.Fprintf(&b, ", burn rate %.2fx over 1h", r)
+	}
+	if s.PolicyStep != nil {
+		fmt.Fprintf(&b, ", budget policy step %s at %s", s.PolicyStep.Action, pct(s.PolicyStep.Consumed))
+	}
+	if s.State != policy.StateOK {
+		fmt.Fprintf(&b, ", state %s", s.State)
+	}
+	return b.String()
+}
+
+// pct formats a ratio as a percentage with one decimal.
+func pct(r float64) string {
+	return fmt.Sprintf("%.1f%%", math.Round(r*1000)/10)
+}
+
+// sloSet is the policy's view of a service's SLOs: inputs[i] is the
+// status of SLO sloNames[i] (one entry per group of a grouped SLO).
+type sloSet struct {
+	inputs   []policy.SLO
+	sloNames []string
+}
+
+// serviceSLOs maps the engine's statuses of service to policy SLOs.
+func serviceSLOs(snap *engine.Snapshot, set *spec.Set, service string) sloSet {
+	var out sloSet
+	for _, st := range snap.Statuses {
+		if st.Service != service {
+			continue
+		}
+		out.inputs = append(out.inputs, policySLO(st, set))
+		out.sloNames = append(out.sloNames, st.SLO)
+	}
+	return out
+}
+
+// policySLO maps one engine status to the policy's input. States the
+// policy does not know map onto the nearest it does: pending is a
+// warning, unknown (not evaluated yet) is no data. Numbers that are not
+// finite (no events) are left out or zero, with the state no_data, so
+// that the policy never reads a budget that does not exist.
+func policySLO(st *engine.Status, set *spec.Set) policy.SLO {
+	s := policy.SLO{
+		Name: st.Key, Category: st.Category, Objective: finite(st.Objective),
+		BudgetRemaining: st.Budget.RemainingRatio, BudgetConsumed: st.Budget.ConsumedRatio,
+		BurnRates: map[string]float64{},
+	}
+	switch st.State {
+	case engine.StateOK:
+		s.State = policy.StateOK
+	case engine.StatePending:
+		s.State = policy.StateWarning
+	case engine.StateFiring:
+		s.State = policy.StateFiring
+		s.FiringSeverity = policy.SeverityTicket
+		if a := st.Alert(policy.SeverityPage); a != nil && a.State == slo.Firing {
+			s.FiringSeverity = policy.SeverityPage
+		}
+	case engine.StateLowTraffic:
+		s.State = policy.StateLowTraffic
+	default: // no_data, unknown
+		s.State = policy.StateNoData
+	}
+	if bad(s.BudgetRemaining) || bad(s.BudgetConsumed) {
+		s.BudgetRemaining, s.BudgetConsumed, s.State = 0, 0, policy.StateNoData
+	}
+	for _, w := range st.Windows {
+		if w.BurnRate != nil && !bad(*w.BurnRate) {
+			s.BurnRates[w.Name] = *w.BurnRate
+		}
+	}
+	if o := set.SLO(st.SLO); o != nil {
+		s.HasBudgetPolicy = len(o.Spec.BudgetPolicy) > 0
+	}
+	if p := st.PolicyStep; p != nil && slices.Contains(spec.BudgetPolicyActions, p.Action) {
+		s.PolicyStep = &policy.PolicyStep{Consumed: finite(p.Consumed), Action: p.Action, Message: p.Message}
+	}
+	return s
+}
+
+// activeAlerts returns the pending and firing page and ticket alerts of
+// every SLO: a policy may weigh a dependency's page.
+func activeAlerts(snap *engine.Snapshot) []policy.Alert {
+	out := []policy.Alert{}
+	for _, st := range snap.Statuses {
+		for _, a := range st.Alerts {
+			if a.Severity != policy.SeverityPage && a.Severity != policy.SeverityTicket {
+				continue
+			}
+			if a.State != slo.Pending && a.State != slo.Firing {
+				continue
+			}
+			out = append(out, policy.Alert{SLO: st.Key, Service: st.Service, Category: st.Category, Severity: a.Severity, State: string(a.State)})
+		}
+	}
+	return out
+}
+
+func bad(f float64) bool { return math.IsNaN(f) || math.IsInf(f, 0) }
+
+func finite(f float64) float64 {
+	if bad(f) {
+		return 0
+	}
+	return f
+}
