@@ -45,32 +45,16 @@ func newDiffSelector(xs, ys []float64, seed uint64) *diffSelector {
 // at is the difference in row i, column c (columns ascending).
 func (s *diffSelector) at(i, c int) float64 { return s.xs[i] - s.ys[s.n-1-c] }
 
-// cutsLess fills cut[i] with the number of columns of row i whose
-// difference is < p (strict) or <= p (orEqual). The comparisons use the
-// computed differences themselves, so they agree with materialised values
-// even where floating-point rounding makes x - y and p disagree.
-func (s *diffSelector) cuts(p float64, orEqual bool, cut []int) {
-	j := 0 // index into ys ascending; row i has differences >= p for ys[:j]
-	for i := 0; i < s.m; i++ {
-		xi := s.xs[i]
-		if orEqual {
-			for j < s.n && xi-s.ys[j] > p {
-				j++
-			}
-		} else {
-			for j < s.n && xi-s.ys[j] >= p {
-				j++
-			}
-		}
-		cut[i] = s.n - j
-	}
-}
-
-// cuts2 is cuts(a, false, cutA) and cuts(b, true, cutB) in one pass,
-// restricted to the active columns: a row's cut only matters within
-// [lo, hi], so each pointer jumps over the inactive columns instead of
-// walking them, and stops at the end of the row's active range. Both
-// pointers stay non-decreasing across rows, which keeps the pass linear.
+// cuts2 fills cutA[i] with the number of columns of row i whose difference
+// is < a and cutB[i] with the number <= b, in one pass. The comparisons use
+// the computed differences themselves, so they agree with materialised
+// values even where floating-point rounding makes x - y and a disagree.
+// The pass is restricted to the active columns: a row's cut only matters
+// within [lo, hi], so each pointer jumps over the inactive columns instead
+// of walking them and stops at the end of the row's active range. This is
+// sound because lo and hi, like the cuts they come from, never increase
+// from one row to the next; both pointers only move forward, which keeps
+// the pass linear.
 func (s *diffSelector) cuts2(a, b float64) {
 	ja, jb := 0, 0
 	n := s.n
@@ -122,14 +106,8 @@ func (s *diffSelector) selectK(k int) float64 {
 	return v
 }
 
-// selectPair returns the k-th and the (k+1)-th smallest differences; the
-// second is NaN when k is the last rank. One search serves both when they
-// end up among the same candidates, which is the usual case for the two
-// middle differences of an even count.
-func (s *diffSelector) selectPair(k int) (float64, float64) {
-	return s.selectRank(k, true)
-}
-
+// selectRank returns the k-th smallest difference and, with wantNext,
+// the (k+1)-th (NaN past the end).
 func (s *diffSelector) selectRank(k int, wantNext bool) (float64, float64) {
 	s.reset()
 	return s.selectFrom(k, wantNext, 0, s.m*s.n)
