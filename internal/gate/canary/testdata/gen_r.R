@@ -5,7 +5,8 @@
 #
 #     Rscript internal/gate/canary/testdata/gen_r.R
 #
-# It writes r_wilcox.json next to this script, inputs included, so the Go
+# It writes r_wilcox.json next to this script (or to the path given as the
+# first argument), inputs included, so the Go
 # tests need neither R nor this script. Doubles are printed with 17
 # significant digits, which round-trips them exactly.
 args <- commandArgs(trailingOnly = FALSE)
@@ -57,4 +58,6 @@ for (cs in cases) {
 json <- paste0("{\n\"generator\":\"internal/gate/canary/testdata/gen_r.R\",\n\"r\":\"", R.version.string,
                "\",\n\"cases\":[\n", paste(out, collapse = ",\n"), "\n],\n\"results\":[\n",
                paste(results, collapse = ",\n"), "\n]}\n")
-writeLines(json, file.path(here, "r_wilcox.json"), sep = "")
+trailing <- commandArgs(trailingOnly = TRUE)
+target <- if (length(trailing) > 0) trailing[1] else file.path(here, "r_wilcox.json")
+writeLines(json, target, sep = "")

@@ -4,7 +4,8 @@ scipy (python3-scipy 1.10). Regenerate with:
 
     /usr/bin/python3 internal/gate/canary/testdata/gen_scipy.py
 
-It writes scipy.json next to this script. Inputs are generated here with a
+It writes scipy.json next to this script, or to the path given as the
+first argument. Inputs are generated here with a
 fixed seed and stored with the results, so the Go tests need neither
 Python nor this script to run.
 """
@@ -146,5 +147,8 @@ def clean(v):
     return v
 
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "scipy.json"), "w") as f:
+import sys
+
+target = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "scipy.json")
+with open(target, "w") as f:
     json.dump(clean(out), f, indent=1, allow_nan=False)
