@@ -46,7 +46,8 @@ func newDiffSelector(xs, ys []float64, seed uint64) *diffSelector {
 func (s *diffSelector) at(i, c int) float64 { return s.xs[i] - s.ys[s.n-1-c] }
 
 // cuts2 fills cutA[i] with the number of columns of row i whose difference
-// is < a and cutB[i] with the number <= b, in one pass. The comparisons use
+// is < a and cutB[i] with the number <= b, in one pass, and returns how
+// many active differences are < a and <= b. The comparisons use
 // the computed differences themselves, so they agree with materialised
 // values even where floating-point rounding makes x - y and a disagree.
 // The pass is restricted to the active columns: a row's cut only matters
@@ -55,7 +56,7 @@ func (s *diffSelector) at(i, c int) float64 { return s.xs[i] - s.ys[s.n-1-c] }
 // sound because lo and hi, like the cuts they come from, never increase
 // from one row to the next; both pointers only move forward, which keeps
 // the pass linear.
-func (s *diffSelector) cuts2(a, b float64) {
+func (s *diffSelector) cuts2(a, b float64) (lessA, leB int) {
 	ja, jb := 0, 0
 	n := s.n
 	ys := s.ys[:n]
@@ -79,18 +80,12 @@ func (s *diffSelector) cuts2(a, b float64) {
 		}
 		cutA[i] = n - ja
 		cutB[i] = n - jb
+		// The cuts lie within [lo, hi]: count the active elements left
+		// of them.
+		lessA += n - ja - lo[i]
+		leB += n - jb - lo[i]
 	}
-}
-
-// activeBelow counts active elements left of cut.
-func (s *diffSelector) activeBelow(cut []int) int {
-	c := 0
-	for i := 0; i < s.m; i++ {
-		if v := min(s.hi[i], cut[i]) - s.lo[i]; v > 0 {
-			c += v
-		}
-	}
-	return c
+	return lessA, leB
 }
 
 // reset makes every difference active.
@@ -177,8 +172,7 @@ func (s *diffSelector) selectRanks(ks []int, pairAt int) (vals, nexts []float64)
 		}
 		a := quickSelect(s.sample, ia)
 		b := quickSelect(s.sample[ia:], ib-ia)
-		s.cuts2(a, b)
-		lessA, leB := s.activeBelow(s.cutA), s.activeBelow(s.cutB)
+		lessA, leB := s.cuts2(a, b)
 		if kLo-below < lessA || kHi-below >= leB || leB-lessA >= active {
 			break // a rank escaped the band, or no progress: finish singly
 		}
@@ -205,9 +199,7 @@ func (s *diffSelector) selectRanks(ks []int, pairAt int) (vals, nexts []float64)
 // above b. It returns the new active count and how many active elements
 // were dropped on the left; found reports that the element equals a == b.
 func (s *diffSelector) partition(a, b float64, kk int) (active, dropped int, found bool, v float64) {
-	s.cuts2(a, b)
-	lessA := s.activeBelow(s.cutA)
-	leB := s.activeBelow(s.cutB)
+	lessA, leB := s.cuts2(a, b)
 	switch {
 	case kk < lessA:
 		for i := range s.hi {

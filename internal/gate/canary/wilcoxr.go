@@ -153,36 +153,27 @@ func WilcoxTestR(x, y []float64, alt Alternative, confLevel, tolRoot float64) (W
 		return (dz - c) / s
 	}
 	wMin, wMax := w(mumin), w(mumax)
-	root := func(zq float64) (float64, error) {
+	// root finds where the statistic crosses zq, or returns the end of
+	// the range it does not cross, as R's root() does.
+	root := func(zq float64) float64 {
 		fl := wMin - zq
 		if fl <= 0 {
-			return mumin, nil
+			return mumin
 		}
 		fu := wMax - zq
 		if fu >= 0 {
-			return mumax, nil
+			return mumax
 		}
-		return zeroin(mumin, mumax, fl, fu, func(d float64) float64 { return w(d) - zq }, tolRoot, 1000), nil
+		return zeroin(mumin, mumax, fl, fu, func(d float64) float64 { return w(d) - zq }, tolRoot, 1000)
 	}
-	var err error
+	// R: qnorm(p, lower.tail=FALSE) is exactly -qnorm(p).
 	switch alt {
 	case TwoSided:
-		if res.Lower, err = root(-qnorm(alpha / 2)); err != nil {
-			return WilcoxResult{}, err
-		}
-		if res.Upper, err = root(qnorm(alpha / 2)); err != nil {
-			return WilcoxResult{}, err
-		}
+		res.Lower, res.Upper = root(-qnorm(alpha/2)), root(qnorm(alpha/2))
 	case Greater:
-		res.Upper = math.Inf(1)
-		if res.Lower, err = root(-qnorm(alpha)); err != nil {
-			return WilcoxResult{}, err
-		}
+		res.Lower, res.Upper = root(-qnorm(alpha)), math.Inf(1)
 	case Less:
-		res.Lower = math.Inf(-1)
-		if res.Upper, err = root(qnorm(alpha)); err != nil {
-			return WilcoxResult{}, err
-		}
+		res.Lower, res.Upper = math.Inf(-1), root(qnorm(alpha))
 	}
 	correct = false
 	fl, fu := w(mumin), w(mumax)
