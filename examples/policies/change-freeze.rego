@@ -1,4 +1,4 @@
-package qsp.user.change_freeze
+package team.change_freeze
 
 # Feature and config changes are denied inside the freeze window; fixes and
 # rollbacks still ship.

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 )
 
@@ -21,6 +23,13 @@ message. Exit status 0 when valid (warnings allowed), 1 when invalid.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, diags := spec.Load(args...)
+			if !diags.HasErrors() {
+				// Rego that parses may still not compile or type-check
+				// against the policy input: build the policy engine as the
+				// server would.
+				diags = append(diags, policyDiagnostics(set)...)
+				diags.Sort()
+			}
 			out := cmd.OutOrStdout()
 			switch output {
 			case "text":
@@ -81,4 +90,47 @@ func writeDiagnosticsJSON(w io.Writer, diags spec.Diagnostics) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(map[string]any{"valid": !diags.HasErrors(), "diagnostics": items})
+}
+
+// policyDiagnostics compiles the set's policies and reports what does not
+// compile as diagnostics at the module's position.
+func policyDiagnostics(set *spec.Set) spec.Diagnostics {
+	_, err := policy.New(policy.Options{Policies: set.Policies})
+	if err == nil {
+		return nil
+	}
+	var out spec.Diagnostics
+	var walk func(err error)
+	walk = func(err error) {
+		if multi, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range multi.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var me *policy.ModuleError
+		if errors.As(err, &me) {
+			d := spec.Diagnostic{File: me.File, Line: me.Line, Column: max(me.Column, 1), Object: "Policy/" + me.Policy, Field: "spec.rego", Message: me.Message}
+			if me.Code != "" {
+				d.Message = me.Code + ": " + me.Message
+			}
+			if me.Column == 0 && me.RegoLine > 0 {
+				d.Message += fmt.Sprintf(" (rego line %d, column %d)", me.RegoLine, me.RegoColumn)
+			}
+			if p := set.Policy(me.Policy); p != nil && d.File == "" {
+				d.File, d.Line, d.Column = p.Where().File, p.Where().Line, p.Where().Column
+			}
+			out = append(out, d)
+			return
+		}
+		if u := errors.Unwrap(err); u != nil && u != err {
+			if _, ok := u.(interface{ Unwrap() []error }); ok {
+				walk(u)
+				return
+			}
+		}
+		out = append(out, spec.Diagnostic{File: "(policies)", Message: err.Error()})
+	}
+	walk(err)
+	return out
 }

@@ -612,8 +612,15 @@ func (v *validator) corrections(o Object, path string, cs []Correction) {
 	}
 }
 
+// BuiltinPolicies are the names of QSP's built-in policies; user policies
+// may not take them.
+var BuiltinPolicies = []string{"error-budget", "trade-off", "vulnerabilities"}
+
 func (v *validator) policy(p *Policy) {
 	sp := &p.Spec
+	if slices.Contains(BuiltinPolicies, p.Name()) {
+		v.errorf(p, "metadata.name", "%q is the name of a built-in policy; choose another", p.Name())
+	}
 	switch {
 	case sp.Rego == "" && sp.Path == "":
 		v.errorf(p, "spec", "set rego (inline) or path (a .rego file)")
