@@ -65,10 +65,10 @@ alerts on error-budget burn, gates deploys and runs guarded playbooks.`,
 		newServeCommand(),
 		newStatusCommand(),
 		newGenerateCommand(),
+		newGateCommand(),
 	)
 	for _, c := range []struct{ use, short string }{
 		{"demo", "Run the controller with simulated traffic and incidents"},
-		{"gate NAME", "Evaluate a deploy gate"},
 	} {
 		root.AddCommand(pendingCommand(c.use, c.short))
 	}
