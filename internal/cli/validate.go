@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,11 @@ func newValidateCommand() *cobra.Command {
 message. Exit status 0 when valid (warnings allowed), 1 when invalid.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, a := range args {
+				if _, err := os.Stat(a); err != nil {
+					return err // a path that is not there is a usage error (2), not an invalid spec (1)
+				}
+			}
 			set, diags := spec.Load(args...)
 			if !diags.HasErrors() {
 				// Rego that parses may still not compile or type-check
