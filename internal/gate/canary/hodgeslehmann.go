@@ -36,8 +36,8 @@ func HodgesLehmann(x, y []float64, confLevel float64, alt Alternative) (Shift, e
 	if len(x) == 0 || len(y) == 0 {
 		return Shift{}, ErrEmpty
 	}
-	if hasNaN(x) || hasNaN(y) {
-		return Shift{}, ErrNaN
+	if !allFinite(x) || !allFinite(y) {
+		return Shift{}, ErrNotFinite
 	}
 	if !(confLevel > 0 && confLevel < 1) {
 		return Shift{}, fmt.Errorf("confidence level %v must be in (0, 1)", confLevel)
@@ -204,4 +204,14 @@ func (d wilcoxDist) pwilcox(q float64, lowerTail bool) float64 {
 		p += d.counts[i] / d.total
 	}
 	return val(p, !lowerTail)
+}
+
+// allFinite reports whether no value is NaN or infinite.
+func allFinite(v []float64) bool {
+	for _, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -60,6 +60,9 @@ var (
 	// ErrNaN reports a NaN in a sample; judgment removes or replaces NaNs
 	// before testing, the tests themselves refuse them.
 	ErrNaN = errors.New("sample contains NaN")
+	// ErrNotFinite reports a NaN or infinite value where differences of
+	// values are taken (Hodges-Lehmann).
+	ErrNotFinite = errors.New("sample contains NaN or infinity")
 	// ErrTooLarge reports an exact distribution that would not fit in
 	// memory or time.
 	ErrTooLarge = errors.New("samples too large for the exact distribution")

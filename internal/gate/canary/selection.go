@@ -21,6 +21,7 @@ import (
 // (an exact order statistic) and the work done are deterministic.
 type diffSelector struct {
 	xs, ys []float64
+	ysPad  []float64 // ys and a NaN
 	m, n   int
 	rng    *rand.Rand
 
@@ -34,11 +35,12 @@ func newDiffSelector(xs, ys []float64, seed uint64) *diffSelector {
 	m, n := len(xs), len(ys)
 	return &diffSelector{
 		xs: xs, ys: ys, m: m, n: n,
-		rng:  rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		lo:   make([]int, m),
-		hi:   make([]int, m),
-		cutA: make([]int, m),
-		cutB: make([]int, m),
+		ysPad: append(ys[:n:n], math.NaN()),
+		rng:   rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
+		lo:    make([]int, m),
+		hi:    make([]int, m),
+		cutA:  make([]int, m),
+		cutB:  make([]int, m),
 	}
 }
 
@@ -51,41 +53,48 @@ func (s *diffSelector) at(i, c int) float64 { return s.xs[i] - s.ys[s.n-1-c] }
 // the computed differences themselves, so they agree with materialised
 // values even where floating-point rounding makes x - y and a disagree.
 // The pass is restricted to the active columns: a row's cut only matters
-// within [lo, hi], so each pointer jumps over the inactive columns instead
-// of walking them and stops at the end of the row's active range. This is
+// within [lo, hi], so each pointer jumps over the inactive columns on the
+// left instead of walking them, and cuts below lo count as lo. This is
 // sound because lo and hi, like the cuts they come from, never increase
 // from one row to the next; both pointers only move forward, which keeps
 // the pass linear.
 func (s *diffSelector) cuts2(a, b float64) (lessA, leB int) {
 	ja, jb := 0, 0
 	n := s.n
-	ys := s.ys[:n]
+	ys := s.ysPad // ys with a NaN sentinel: x - NaN compares false
 	xs := s.xs
 	lo, hi := s.lo[:len(xs)], s.hi[:len(xs)]
 	cutA, cutB := s.cutA[:len(xs)], s.cutB[:len(xs)]
 	for i, xi := range xs {
 		// Active columns [lo, hi) are ys indices [n-hi, n-lo).
-		from, to := n-hi[i], n-lo[i]
-		if ja < from {
-			ja = from
-		}
-		if jb < from {
-			jb = from
-		}
-		for ja < to && xi-ys[ja] >= a {
+		from := n - hi[i]
+		ja, jb = max(ja, from), max(jb, from)
+		// The pointers mostly move zero, one or two places per row: two
+		// branch-free steps first, then a loop for the rest, which saves
+		// the mispredicted loop exits that dominate the pass.
+		ja += b2i(xi-ys[ja] >= a)
+		jb += b2i(xi-ys[jb] > b)
+		ja += b2i(xi-ys[ja] >= a)
+		jb += b2i(xi-ys[jb] > b)
+		for xi-ys[ja] >= a {
 			ja++
 		}
-		for jb < to && xi-ys[jb] > b {
+		for xi-ys[jb] > b {
 			jb++
 		}
-		cutA[i] = n - ja
-		cutB[i] = n - jb
-		// The cuts lie within [lo, hi]: count the active elements left
-		// of them.
-		lessA += n - ja - lo[i]
-		leB += n - jb - lo[i]
+		ca, cb := max(n-ja, lo[i]), max(n-jb, lo[i])
+		cutA[i], cutB[i] = ca, cb
+		lessA += ca - lo[i]
+		leB += cb - lo[i]
 	}
 	return lessA, leB
+}
+
+func b2i(c bool) int {
+	if c {
+		return 1
+	}
+	return 0
 }
 
 // reset makes every difference active.

@@ -36,8 +36,8 @@ func WilcoxTestR(x, y []float64, alt Alternative, confLevel, tolRoot float64) (W
 	if len(x) == 0 || len(y) == 0 {
 		return WilcoxResult{}, ErrEmpty
 	}
-	if hasNaN(x) || hasNaN(y) {
-		return WilcoxResult{}, ErrNaN
+	if !allFinite(x) || !allFinite(y) {
+		return WilcoxResult{}, ErrNotFinite
 	}
 	if !(confLevel > 0 && confLevel < 1) {
 		return WilcoxResult{}, fmt.Errorf("confidence level %v must be in (0, 1)", confLevel)
