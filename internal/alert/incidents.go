@@ -1,0 +1,477 @@
+package alert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/slo"
+	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/store"
+)
+
+// EngineView is what incidents need from the engine; *engine.Engine
+// implements it. Both methods are safe to call from OnTransitions.
+type EngineView interface {
+	// BadSince returns the first minute of the current stretch of bad
+	// minutes of an SLO group (see engine.Engine.BadSince).
+	BadSince(key string, threshold float64) (time.Time, bool)
+	// Snapshot returns the statuses after the last cycle.
+	Snapshot() *engine.Snapshot
+}
+
+// IncidentOptions configure Incidents. Store is required.
+type IncidentOptions struct {
+	Store *store.Store
+	// Engine gives the first bad minute of a paging SLO; without it the
+	// alert's pending start is used.
+	Engine EngineView
+	// Specs returns the current spec set, for labels and tiers.
+	Specs       func() *spec.Set
+	ExternalURL string
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+	// Now is the clock of acknowledgements.
+	Now func() time.Time
+}
+
+// Incidents groups alerts into incidents and keeps their timelines.
+//
+// An incident opens when a page fires: a burn-rate page, a telemetry
+// alert whose spec pages on no data, or QSPSourceDown (the incident of the
+// telemetry source, with no service). While it is open, every further
+// alert of the same service that fires, tickets included, joins it; it
+// closes when all its alerts have resolved. Tickets alone never open one.
+// Its timeline has the first bad minute, the detection (the page firing),
+// the acknowledgement (by whom, via the API) and the resolution, which
+// give time to detect (detected - first bad) and time to repair
+// (resolved - first bad).
+type Incidents struct {
+	opts   IncidentOptions
+	logger *slog.Logger
+	ttd    *prometheus.HistogramVec
+	ttr    *prometheus.HistogramVec
+	opened *prometheus.CounterVec
+	// mu serialises OnTransitions: one service's incident is looked up
+	// and changed by one call at a time.
+	mu sync.Mutex
+}
+
+// Timeline event kinds.
+const (
+	EventFirstBad      = "first_bad"
+	EventDetected      = "detected"
+	EventAlertFired    = "alert_fired"
+	EventAlertResolved = "alert_resolved"
+	EventAcknowledged  = "acknowledged"
+	EventResolved      = "resolved"
+)
+
+// NewIncidents checks the options and builds the incident keeper.
+func NewIncidents(opts IncidentOptions) (*Incidents, error) {
+	if opts.Store == nil {
+		return nil, errors.New("incidents: no store")
+	}
+	if opts.Specs == nil {
+		opts.Specs = func() *spec.Set { return nil }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	i := &Incidents{opts: opts, logger: opts.Logger.With("component", "incidents")}
+	// Buckets from a good detection (under 2 minutes) to a slow burn found
+	// by a ticket-sized window, and from a quick rollback to a long fix.
+	i.ttd = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "qsp_incident_time_to_detect_seconds",
+		Help:    "Time from an incident's first bad minute to the page that opened it, by service.",
+		Buckets: []float64{30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400}}, []string{"service"})
+	i.ttr = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "qsp_incident_time_to_repair_seconds",
+		Help:    "Time from an incident's first bad minute to the resolution of its last alert, by service.",
+		Buckets: []float64{60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200}}, []string{"service"})
+	i.opened = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qsp_incidents_opened_total",
+		Help: "Incidents opened, by service."}, []string{"service"})
+	opts.Registerer.MustRegister(i.ttd, i.ttr, i.opened)
+	return i, nil
+}
+
+// OnTransitions opens, grows and closes incidents. It is called from the
+// engine's goroutine after the dispatcher; a store error is logged and
+// the transition skipped, never retried into a wrong timeline.
+func (i *Incidents) OnTransitions(ctx context.Context, ts []engine.Transition) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	set := i.opts.Specs()
+	for _, t := range ts {
+		var err error
+		switch {
+		case t.To == slo.Firing:
+			err = i.fired(ctx, t, set)
+		case t.To == slo.Resolved && t.From == slo.Firing:
+			err = i.resolved(ctx, t)
+		}
+		if err != nil {
+			i.logger.Error("update incidents", "key", t.Key, "severity", t.Severity, "to", t.To, "err", err)
+		}
+	}
+}
+
+func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Set) error {
+	a := Build(t, set, i.opts.ExternalURL, "")
+	ia := store.IncidentAlert{Key: t.Key, Severity: t.Severity, Fingerprint: Fingerprint(a.Labels), Name: t.Alert, SLO: t.SLO,
+		Labels: a.Labels, State: store.AlertFiring, FiredAt: t.At}
+	open, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, State: store.IncidentOpen, Limit: 1})
+	if err != nil {
+		return err
+	}
+	tier := Tier(t, set)
+	if len(open) == 1 {
+		return i.opts.Store.UpdateIncident(ctx, store.IncidentUpdate{
+			ID: open[0].ID, UpdatedAt: t.At, Alerts: []store.IncidentAlert{ia},
+			Events: []store.IncidentEvent{{At: t.At, Kind: EventAlertFired, Key: t.Key, Severity: t.Severity, Detail: alertDetail(t, tier)}},
+		})
+	}
+	if tier != spec.SeverityPage {
+		return nil
+	}
+	firstBad := i.firstBad(t)
+	title := fmt.Sprintf("%s pages: %s", orSource(t.Service), t.Alert)
+	if t.SLO != "" {
+		title = fmt.Sprintf("%s: %s (%s)", orSource(t.Service), t.SLO, t.Alert)
+	}
+	inc := store.Incident{
+		Service: t.Service, Title: title, Severity: spec.SeverityPage, OpenedAt: t.At, FirstBadAt: firstBad, DetectedAt: t.At, UpdatedAt: t.At,
+		Alerts: []store.IncidentAlert{ia},
+		Events: []store.IncidentEvent{
+			{At: firstBad, Kind: EventFirstBad, Key: t.Key, Severity: t.Severity, Detail: "first bad minute"},
+			{At: t.At, Kind: EventDetected, Key: t.Key, Severity: t.Severity, Detail: alertDetail(t, tier)},
+		},
+	}
+	id, err := i.opts.Store.CreateIncident(ctx, inc)
+	if err != nil {
+		return err
+	}
+	i.opened.WithLabelValues(t.Service).Inc()
+	i.ttd.WithLabelValues(t.Service).Observe(t.At.Sub(firstBad).Seconds())
+	i.logger.Info("incident opened", "id", id, "service", t.Service, "key", t.Key, "time_to_detect", t.At.Sub(firstBad))
+	return nil
+}
+
+// firstBad is the start of the trouble a page reports: the first minute of
+// the current stretch of minutes burning faster than the budget allows,
+// the end of the last minute with telemetry for a telemetry alert, or
+// when the source went down; else when the alert's condition started.
+func (i *Incidents) firstBad(t engine.Transition) time.Time {
+	since := t.At
+	if t.Status != nil {
+		if as := t.Status.Alert(t.Severity); as != nil && !as.Since.IsZero() {
+			since = as.Since
+		}
+	}
+	switch {
+	case t.Alert == engine.AlertSourceDown || t.Key == "":
+		if i.opts.Engine != nil {
+			if sd := i.opts.Engine.Snapshot().SourceDown; sd != nil && !sd.Since.IsZero() {
+				return minTime(sd.Since, t.At)
+			}
+		}
+	case t.Severity == engine.SeverityNoData:
+		if t.Status != nil && !t.Status.DataUntil.IsZero() {
+			return minTime(t.Status.DataUntil, t.At)
+		}
+	default:
+		if i.opts.Engine != nil {
+			if bad, ok := i.opts.Engine.BadSince(t.Key, 1); ok {
+				return minTime(bad, t.At)
+			}
+		}
+	}
+	return minTime(since, t.At)
+}
+
+func (i *Incidents) resolved(ctx context.Context, t engine.Transition) error {
+	incs, err := i.opts.Store.OpenIncidentsWithAlert(ctx, t.Key, t.Severity)
+	if err != nil {
+		return err
+	}
+	for _, inc := range incs {
+		u := store.IncidentUpdate{ID: inc.ID, UpdatedAt: t.At,
+			Events: []store.IncidentEvent{{At: t.At, Kind: EventAlertResolved, Key: t.Key, Severity: t.Severity, Detail: t.Alert + " resolved"}}}
+		allResolved := true
+		for _, a := range inc.Alerts {
+			if a.Key == t.Key && a.Severity == t.Severity {
+				if a.State == store.AlertResolved {
+					continue
+				}
+				a.State, a.ResolvedAt = store.AlertResolved, t.At
+				u.Alerts = append(u.Alerts, a)
+				continue
+			}
+			if a.State != store.AlertResolved {
+				allResolved = false
+			}
+		}
+		if allResolved {
+			u.Close, u.ResolvedAt = true, t.At
+			u.Events = append(u.Events, store.IncidentEvent{At: t.At, Kind: EventResolved, Detail: "every alert of the incident resolved"})
+		}
+		if err := i.opts.Store.UpdateIncident(ctx, u); err != nil {
+			return err
+		}
+		if allResolved {
+			i.ttr.WithLabelValues(inc.Service).Observe(t.At.Sub(inc.FirstBadAt).Seconds())
+			i.logger.Info("incident resolved", "id", inc.ID, "service", inc.Service, "time_to_repair", t.At.Sub(inc.FirstBadAt))
+		}
+	}
+	return nil
+}
+
+func alertDetail(t engine.Transition, tier string) string {
+	d := fmt.Sprintf("%s %s fired", t.Alert, tier)
+	if t.Key != "" {
+		d += " for " + t.Key
+	}
+	if t.Condition != "" && t.Severity != engine.SeverityNoData {
+		d += " (" + t.Condition + ")"
+	}
+	return d
+}
+
+func orSource(service string) string {
+	if service == "" {
+		return "telemetry source"
+	}
+	return service
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// Incident is an incident as the API shows it.
+type Incident struct {
+	ID         int64     `json:"id"`
+	Service    string    `json:"service"`
+	Title      string    `json:"title"`
+	Severity   string    `json:"severity"`
+	State      string    `json:"state"` // open or closed
+	OpenedAt   time.Time `json:"openedAt"`
+	FirstBadAt time.Time `json:"firstBadAt"`
+	DetectedAt time.Time `json:"detectedAt"`
+	AckedAt    time.Time `json:"acknowledgedAt,omitzero"`
+	AckedBy    string    `json:"acknowledgedBy,omitempty"`
+	AckNote    string    `json:"acknowledgeNote,omitempty"`
+	ResolvedAt time.Time `json:"resolvedAt,omitzero"`
+	// TimeToDetect and TimeToRepair are in seconds; TimeToRepair is set
+	// once the incident is closed.
+	TimeToDetect      float64           `json:"timeToDetectSeconds"`
+	TimeToRepair      *float64          `json:"timeToRepairSeconds,omitempty"`
+	TimeToAcknowledge *float64          `json:"timeToAcknowledgeSeconds,omitempty"`
+	Alerts            []IncidentAlert   `json:"alerts"`
+	Timeline          []IncidentEvent   `json:"timeline,omitempty"`
+	FiringAlerts      int               `json:"firingAlerts"`
+	Links             map[string]string `json:"links,omitempty"`
+}
+
+// IncidentAlert is an alert of an incident.
+type IncidentAlert struct {
+	Key         string            `json:"key"`
+	Severity    string            `json:"severity"`
+	Alert       string            `json:"alert"`
+	SLO         string            `json:"slo,omitempty"`
+	Fingerprint string            `json:"fingerprint"`
+	Labels      map[string]string `json:"labels"`
+	State       string            `json:"state"`
+	FiredAt     time.Time         `json:"firedAt"`
+	ResolvedAt  time.Time         `json:"resolvedAt,omitzero"`
+}
+
+// IncidentEvent is an entry of an incident's timeline.
+type IncidentEvent struct {
+	At       time.Time `json:"at"`
+	Kind     string    `json:"kind"`
+	Key      string    `json:"key,omitempty"`
+	Severity string    `json:"severity,omitempty"`
+	By       string    `json:"by,omitempty"`
+	Detail   string    `json:"detail,omitempty"`
+}
+
+func fromStore(s *store.Incident, externalURL string) Incident {
+	inc := Incident{ID: s.ID, Service: s.Service, Title: s.Title, Severity: s.Severity, State: s.State, OpenedAt: s.OpenedAt,
+		FirstBadAt: s.FirstBadAt, DetectedAt: s.DetectedAt, AckedAt: s.AckedAt, AckedBy: s.AckedBy, AckNote: s.AckNote, ResolvedAt: s.ResolvedAt,
+		TimeToDetect: s.DetectedAt.Sub(s.FirstBadAt).Seconds(), Alerts: []IncidentAlert{}}
+	if s.State == store.IncidentClosed && !s.ResolvedAt.IsZero() {
+		v := s.ResolvedAt.Sub(s.FirstBadAt).Seconds()
+		inc.TimeToRepair = &v
+	}
+	if !s.AckedAt.IsZero() {
+		v := s.AckedAt.Sub(s.DetectedAt).Seconds()
+		inc.TimeToAcknowledge = &v
+	}
+	for _, a := range s.Alerts {
+		inc.Alerts = append(inc.Alerts, IncidentAlert{Key: a.Key, Severity: a.Severity, Alert: a.Name, SLO: a.SLO, Fingerprint: a.Fingerprint,
+			Labels: a.Labels, State: a.State, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt})
+		if a.State == store.AlertFiring {
+			inc.FiringAlerts++
+		}
+	}
+	for _, e := range s.Events {
+		inc.Timeline = append(inc.Timeline, IncidentEvent{At: e.At, Kind: e.Kind, Key: e.Key, Severity: e.Severity, By: e.Actor, Detail: e.Detail})
+	}
+	if externalURL != "" {
+		inc.Links = map[string]string{"self": fmt.Sprintf("%s/api/v1/incidents/%d", externalURL, s.ID)}
+	}
+	return inc
+}
+
+// IncidentFilter selects incidents for List.
+type IncidentFilter struct {
+	// Service filters by service; HasService makes "" mean the telemetry
+	// source's incidents rather than all.
+	Service    string
+	HasService bool
+	State      string // open, closed or "" for both
+	Limit      int
+}
+
+// List returns incidents matching f, newest first, with their alerts.
+func (i *Incidents) List(ctx context.Context, f IncidentFilter) ([]Incident, error) {
+	incs, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: f.Service, HasService: f.HasService, State: f.State, Limit: f.Limit, WithAlerts: true})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Incident, len(incs))
+	for k, s := range incs {
+		out[k] = fromStore(s, i.opts.ExternalURL)
+	}
+	return out, nil
+}
+
+// Get returns one incident with its alerts and timeline, or ErrNotFound.
+func (i *Incidents) Get(ctx context.Context, id int64) (Incident, error) {
+	s, err := i.opts.Store.Incident(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Incident{}, fmt.Errorf("incident %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Incident{}, err
+	}
+	return fromStore(s, i.opts.ExternalURL), nil
+}
+
+// Ack acknowledges an open incident on behalf of by. It is idempotent:
+// acknowledging again returns the incident as it was first acknowledged.
+// It returns ErrNotFound for an unknown incident and ErrClosed for a
+// closed one.
+func (i *Incidents) Ack(ctx context.Context, id int64, by, note string) (Incident, error) {
+	s, changed, err := i.opts.Store.AckIncident(ctx, id, by, note, i.opts.Now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Incident{}, fmt.Errorf("incident %d: %w", id, ErrNotFound)
+	case errors.Is(err, store.ErrConflict):
+		return Incident{}, fmt.Errorf("incident %d: %w", id, ErrClosed)
+	case err != nil:
+		return Incident{}, err
+	}
+	if changed {
+		i.logger.Info("incident acknowledged", "id", id, "by", by)
+	}
+	return fromStore(s, i.opts.ExternalURL), nil
+}
+
+// Durations summarises a set of durations, in seconds.
+type Durations struct {
+	Count  int     `json:"count"`
+	Mean   float64 `json:"mean"`
+	Median float64 `json:"median"`
+	P90    float64 `json:"p90"`
+	Max    float64 `json:"max"`
+}
+
+// ServiceStats are a service's incident SLIs over a period: mean time to
+// detect (M5) and to repair (M6), with their spread.
+type ServiceStats struct {
+	Service      string    `json:"service"`
+	Incidents    int       `json:"incidents"`
+	Open         int       `json:"open"`
+	Acknowledged int       `json:"acknowledged"`
+	TimeToDetect Durations `json:"timeToDetectSeconds"`
+	// TimeToRepair covers closed incidents only.
+	TimeToRepair      Durations `json:"timeToRepairSeconds"`
+	TimeToAcknowledge Durations `json:"timeToAcknowledgeSeconds"`
+}
+
+// Stats returns per-service incident SLIs for incidents opened in
+// [from, to), sorted by service.
+func (i *Incidents) Stats(ctx context.Context, from, to time.Time) ([]ServiceStats, error) {
+	incs, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{OpenedFrom: from, OpenedTo: to, Limit: 10000})
+	if err != nil {
+		return nil, err
+	}
+	type acc struct {
+		s             ServiceStats
+		ttd, ttr, tta []float64
+	}
+	by := map[string]*acc{}
+	for _, inc := range incs {
+		a := by[inc.Service]
+		if a == nil {
+			a = &acc{s: ServiceStats{Service: inc.Service}}
+			by[inc.Service] = a
+		}
+		a.s.Incidents++
+		a.ttd = append(a.ttd, inc.DetectedAt.Sub(inc.FirstBadAt).Seconds())
+		if inc.State == store.IncidentOpen {
+			a.s.Open++
+		} else if !inc.ResolvedAt.IsZero() {
+			a.ttr = append(a.ttr, inc.ResolvedAt.Sub(inc.FirstBadAt).Seconds())
+		}
+		if !inc.AckedAt.IsZero() {
+			a.s.Acknowledged++
+			a.tta = append(a.tta, inc.AckedAt.Sub(inc.DetectedAt).Seconds())
+		}
+	}
+	out := make([]ServiceStats, 0, len(by))
+	for _, a := range by {
+		a.s.TimeToDetect, a.s.TimeToRepair, a.s.TimeToAcknowledge = summarizeDurations(a.ttd), summarizeDurations(a.ttr), summarizeDurations(a.tta)
+		out = append(out, a.s)
+	}
+	sort.Slice(out, func(x, y int) bool { return out[x].Service < out[y].Service })
+	return out, nil
+}
+
+// summarizeDurations computes count, mean, median, p90 (nearest rank) and
+// max.
+func summarizeDurations(xs []float64) Durations {
+	if len(xs) == 0 {
+		return Durations{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	sum := 0.0
+	for _, x := range s {
+		sum += x
+	}
+	median := s[len(s)/2]
+	if len(s)%2 == 0 {
+		median = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	rank := int(math.Ceil(0.9*float64(len(s)))) - 1
+	return Durations{Count: len(s), Mean: sum / float64(len(s)), Median: median, P90: s[max(rank, 0)], Max: s[len(s)-1]}
+}

@@ -1,0 +1,66 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/qsp-dev/qsp/internal/alert"
+)
+
+func init() { componentBuilders = append(componentBuilders, buildAlerting) }
+
+// buildAlerting wires the alerting component: the engine's transitions go
+// to the dispatcher (outbox, then Alertmanagers and webhooks) and then to
+// the incident keeper; the dispatcher's workers run with the app; the API
+// serves alerts and incidents.
+func buildAlerting(_ context.Context, a *App) error {
+	cfg := a.cfg.Alerting
+	resend := cfg.ResendInterval.D()
+	var notifiers []alert.Notifier
+	for i, am := range cfg.Alertmanagers {
+		n, err := alert.NewAlertmanager(alert.AlertmanagerOptions{
+			URL: am.URL, Timeout: am.Timeout.D(), BearerTokenFile: am.BearerTokenFile, TLS: alertTLS(am.TLS),
+			ResendInterval: resend, Now: a.now,
+		})
+		if err != nil {
+			return fmt.Errorf("config: alerting.alertmanagers[%d]: %w", i, err)
+		}
+		notifiers = append(notifiers, n)
+	}
+	for i, w := range cfg.Webhooks {
+		name := w.Name
+		if name == "" {
+			name = fmt.Sprintf("webhook-%d", i)
+		}
+		n, err := alert.NewWebhook(alert.WebhookOptions{Name: name, URL: w.URL, SecretFile: w.SecretFile, Timeout: w.Timeout.D()})
+		if err != nil {
+			return fmt.Errorf("config: alerting.webhooks[%d]: %w", i, err)
+		}
+		notifiers = append(notifiers, n)
+	}
+	d, err := alert.NewDispatcher(alert.DispatcherOptions{
+		Store: a.store, Notifiers: notifiers, Specs: a.Specs, ExternalURL: a.cfg.ExternalURL, ResendInterval: resend,
+		Logger: a.logger, Registerer: a.registry, Now: a.now,
+	})
+	if err != nil {
+		return err
+	}
+	inc, err := alert.NewIncidents(alert.IncidentOptions{
+		Store: a.store, Engine: a.engine, Specs: a.Specs, ExternalURL: a.cfg.ExternalURL,
+		Logger: a.logger, Registerer: a.registry, Now: a.now,
+	})
+	if err != nil {
+		return err
+	}
+	// The outbox first: a notification must be stored before anything
+	// else reacts to the transition.
+	a.onTransitions = append(a.onTransitions, d.OnTransitions, inc.OnTransitions)
+	a.runners = append(a.runners, runner{name: "alerting", run: d.Run})
+	a.apiExtra["incidents"] = inc
+	a.apiExtra["alerts"] = d
+	return nil
+}
+
+func alertTLS(t TLSConfig) alert.TLSOptions {
+	return alert.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+}
