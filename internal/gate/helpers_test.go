@@ -39,8 +39,8 @@ func newFakeClock(t time.Time) *fakeClock {
 	return c
 }
 
-func (c *fakeClock) now() time.Time     { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *fakeClock) set(t time.Time)    { c.ns.Store(t.UnixNano()) }
+func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *fakeClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
 func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
 
 func (c *fakeClock) sleep(ctx context.Context, d time.Duration) error {
