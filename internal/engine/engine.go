@@ -674,6 +674,7 @@ func (e *Engine) persist(ctx context.Context) error {
 // fetchAndFold brings the given runtimes up to until(rt): raw samples are
 // fetched in batches across SLOs, range queries per SLO, concurrently.
 func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until func(*sloRuntime) slo.Minute, backfill bool) {
+	target := e.target()
 	if len(work) == 0 {
 		e.sourceErr = nil
 		return
@@ -738,11 +739,19 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 				return
 			}
 			rt.lastErr, rt.sourceDown = nil, false
-			if !backfill && e.holdBack(rt, groups, j.to) {
-				return
+			cut := e.foldUntil(rt, groups, j.from, j.to, target)
+			if cut == j.from {
+				return // wait for late samples
+			}
+			if cut < j.to {
+				// Only the sampled prefix is folded; the tail is read again
+				// next cycle, when late samples may have arrived.
+				for _, g := range groups {
+					g.counts, g.sampled = g.counts[:cut-j.from], g.sampled[:cut-j.from]
+				}
 			}
 			commit()
-			rt.fold(j.from, j.to, groups)
+			rt.fold(j.from, cut, groups)
 			rt.expireGroups()
 			for _, c := range counterOf(rt.feeder) {
 				c.expire(j.to.Time().Add(-groupExpiry).UnixMilli())
@@ -768,25 +777,52 @@ func (e *Engine) fetchTimeout(backfill bool) time.Duration {
 	return max(e.opts.Interval, 10*time.Second)
 }
 
-// holdBack decides not to fold yet when a whole SLO has no telemetry in
-// the new minutes but had some recently: its samples may be in flight
-// (a remote_write backlog after a network partition), and folding them
-// later keeps the counts exact. After LateData the minutes are folded as
-// no data.
-func (e *Engine) holdBack(rt *sloRuntime, groups map[string]*groupMinutes, to slo.Minute) bool {
-	for _, g := range groups {
-		if slices.Contains(g.sampled, true) {
-			return false
-		}
+// foldUntil decides how much of [from, to) to fold now. Minutes at the
+// tail of the range (up to the target) without any sample are held back
+// for LateData when the SLO had telemetry recently: its samples may be in
+// flight (a remote_write backlog after a partition or a restart), and
+// folding them later keeps counts and slices exact. Feeders that keep
+// per-slice state fold all or nothing; the others may fold the sampled
+// prefix and read the tail again. After LateData the gap is folded as
+// minutes without data.
+func (e *Engine) foldUntil(rt *sloRuntime, groups map[string]*groupMinutes, from, to, target slo.Minute) slo.Minute {
+	if to < target {
+		return to // not the tail: later minutes exist, nothing to wait for
 	}
-	last := slo.Minute(-1 << 62)
+	last := slo.Minute(-1 << 62) // last sampled minute, in this range or before
 	for _, g := range rt.groups {
 		last = max(last, g.lastSampled)
 	}
-	if last < rt.next-staleMinutes-1 {
-		return false // no recent data to wait for
+	lastInRange := slo.Minute(-1 << 62)
+	for _, g := range groups {
+		for i := len(g.sampled) - 1; i >= 0; i-- {
+			if g.sampled[i] {
+				lastInRange = max(lastInRange, from+slo.Minute(i))
+				break
+			}
+		}
 	}
-	return to-last <= slo.Minute(e.opts.LateData/time.Minute)
+	last = max(last, lastInRange)
+	if last < from-staleMinutes-1 || to-last > slo.Minute(e.opts.LateData/time.Minute) {
+		return to // no recent telemetry to wait for, or waited long enough
+	}
+	if lastInRange >= to-1 {
+		return to // the range is sampled to its end
+	}
+	if !splittable(rt.feeder) || lastInRange < from {
+		return from // hold the whole range
+	}
+	return lastInRange + 1
+}
+
+// splittable reports whether a feeder's results may be folded in part:
+// feeders that keep time-slice state across calls may not.
+func splittable(f feeder) bool {
+	switch f.(type) {
+	case *ratioFeeder, *sampleFeeder, *rangeRatioFeeder:
+		return true
+	}
+	return false
 }
 
 func counterOf(f feeder) []*counter {

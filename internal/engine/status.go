@@ -118,10 +118,12 @@ func (s *Status) Alert(severity string) *AlertStatus {
 	return nil
 }
 
-// WindowStat returns the stat of window d, or nil.
+// WindowStat returns the stat of window d, or nil. It also works on a
+// status decoded from JSON, where windows are known by name.
 func (s *Status) WindowStat(d time.Duration) *WindowStat {
+	name := spec.Duration(d).String()
 	for i := range s.Windows {
-		if s.Windows[i].Window == d {
+		if s.Windows[i].Window == d || s.Windows[i].Name == name {
 			return &s.Windows[i]
 		}
 	}

@@ -1,8 +1,11 @@
 package slo
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // BurnCondition is one multi-window condition: the burn rate over both the
@@ -27,12 +30,43 @@ type WindowResult struct {
 
 // ConditionResult explains the evaluation of one condition.
 type ConditionResult struct {
-	Condition  BurnCondition
-	LongBurn   float64
-	ShortBurn  float64
-	Met        bool
-	LowTraffic bool // a window had fewer events than the minimum
-	NoData     bool // a window had no telemetry at all
+	Condition  BurnCondition `json:"condition"`
+	LongBurn   float64       `json:"longBurn"`
+	ShortBurn  float64       `json:"shortBurn"`
+	Met        bool          `json:"met"`
+	LowTraffic bool          `json:"lowTraffic,omitempty"` // a window had fewer events than the minimum
+	NoData     bool          `json:"noData,omitempty"`     // a window had no telemetry at all
+}
+
+// MarshalJSON writes the condition as {"long": "1h", "short": "5m", "factor": 14.4}.
+func (c BurnCondition) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Long   string  `json:"long"`
+		Short  string  `json:"short"`
+		Factor float64 `json:"factor"`
+	}{formatDuration(c.Long), formatDuration(c.Short), c.Factor})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *BurnCondition) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Long   string  `json:"long"`
+		Short  string  `json:"short"`
+		Factor float64 `json:"factor"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	long, err := model.ParseDuration(w.Long)
+	if err != nil {
+		return err
+	}
+	short, err := model.ParseDuration(w.Short)
+	if err != nil {
+		return err
+	}
+	*c = BurnCondition{Long: time.Duration(long), Short: time.Duration(short), Factor: w.Factor}
+	return nil
 }
 
 // EvaluateConditions checks every condition of a tier. window returns the
