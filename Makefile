@@ -2,9 +2,8 @@
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
-# Fuzz targets as package:Func; `make test` runs each briefly, `make fuzz`
-# for FUZZTIME each.
-FUZZ_TARGETS ?= ./internal/spec:FuzzLoad
+# Every FuzzXxx in the module is found by scripts/fuzz.sh; `make test`
+# runs each briefly, `make fuzz` for FUZZTIME each.
 FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 2m
 TEST_TIMEOUT ?= 40m
@@ -27,18 +26,10 @@ unit:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 fuzz-short:
-	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "fuzz $$pkg $$fn ($(FUZZTIME_SHORT))"; \
-		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME_SHORT) $$pkg || exit 1; \
-	done
+	@GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME_SHORT)
 
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
-	done
+	@GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME)
 
 ## bench: every Go benchmark; figures go into docs/BENCHMARKS.md
 bench:

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of the module (each FuzzXxx in a _test.go file)
+# for the given time: ./scripts/fuzz.sh 5s. Fails on the first crash, which
+# go test leaves under the package's testdata/fuzz for the regression test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime="${1:-5s}"
+go="${GO:-go}"
+targets=$(grep -rl --include='*_test.go' '^func Fuzz' internal cmd 2>/dev/null | sort -u)
+n=0
+for file in $targets; do
+  pkg="./$(dirname "$file")"
+  for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
+    echo "fuzz $pkg $fn ($fuzztime)"
+    "$go" test -run='^$' -fuzz="^${fn}\$" -fuzztime="$fuzztime" "$pkg"
+    n=$((n+1))
+  done
+done
+echo "fuzzed $n targets for $fuzztime each"
