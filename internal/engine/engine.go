@@ -894,3 +894,78 @@ func parallel[T any](items []T, n int, f func(T)) {
 	}
 	wg.Wait()
 }
+
+// HistoryPoint is an SLO group's state at one past time.
+type HistoryPoint struct {
+	At time.Time `json:"at"`
+	// SLI is the good ratio over the SLO window ending at At; nil without
+	// events.
+	SLI *float64 `json:"sli"`
+	// BudgetRemaining is the share of the error budget left at At.
+	BudgetRemaining *float64 `json:"budgetRemaining"`
+	// ErrorRatio is the error ratio of the step ending at At.
+	ErrorRatio *float64 `json:"errorRatio"`
+	// Coverage is the share of the step's minutes with telemetry.
+	Coverage float64 `json:"coverage"`
+}
+
+// ErrUnknownSLO is returned for an SLO or group the engine does not know.
+var ErrUnknownSLO = errors.New("unknown SLO")
+
+// History returns an SLO group's SLI, remaining budget and per-step error
+// ratio at every step in [from, to], from its rollups (minute precision for
+// the last 6h, 5-minute for 3 days, hourly beyond). Composite SLOs have no
+// history of their own.
+func (e *Engine) History(key string, from, to time.Time, step time.Duration) ([]HistoryPoint, error) {
+	if step < time.Minute {
+		step = time.Minute
+	}
+	if to.Before(from) {
+		return nil, fmt.Errorf("history: to %s is before from %s", to, from)
+	}
+	if n := to.Sub(from) / step; n > 11000 {
+		return nil, fmt.Errorf("history: %d points: use a larger step (at most 11000 points)", n)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var rt *sloRuntime
+	var g *groupRuntime
+	for name, r := range e.runtimes {
+		for _, gr := range r.groups {
+			if gr.roll != nil && statusKey(name, gr.labels) == key {
+				rt, g = r, gr
+			}
+		}
+	}
+	if g == nil {
+		return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
+	}
+	p := rt.plan
+	stepMin := slo.Minute(step / time.Minute)
+	var out []HistoryPoint
+	for t := slo.CeilMinute(from); t <= slo.MinuteOf(to) && t <= g.roll.next; t += stepMin {
+		hp := HistoryPoint{At: t.Time()}
+		var wfrom slo.Minute
+		if p.calendar != "" {
+			start, _ := slo.CalendarPeriod((t - 1).Time(), p.calendar, p.loc)
+			wfrom = slo.CeilMinute(start)
+		} else {
+			wfrom = t - slo.Minute(p.window/time.Minute)
+		}
+		w := g.roll.window(wfrom, t)
+		if r, ok := w.counts.Ratio(); ok {
+			b := slo.ComputeBudget(w.counts, p.budget)
+			vals := []float64{r, b.RemainingRatio}
+			hp.SLI, hp.BudgetRemaining = &vals[0], &vals[1]
+		}
+		sw := g.roll.window(t-stepMin, t)
+		if er, ok := sw.counts.ErrorRatio(); ok {
+			hp.ErrorRatio = &er
+		}
+		if mins := int64(sw.to - sw.from); mins > 0 {
+			hp.Coverage = float64(sw.data) / float64(mins)
+		}
+		out = append(out, hp)
+	}
+	return out, nil
+}

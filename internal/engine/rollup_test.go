@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"errors"
+	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/qsp-dev/qsp/internal/slo"
 )
@@ -165,4 +168,33 @@ func FuzzUnmarshalRollup(f *testing.F) {
 			_ = r.window(r.start-10, r.next+10)
 		}
 	})
+}
+
+func TestHistory(t *testing.T) {
+	db := openTSDB(t)
+	w := &liveWriter{db: db, values: map[string]float64{}}
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	w.write(t, t0.Add(-3*time.Hour), t0.Add(-time.Hour), map[string][2]float64{"a": {99, 1}})
+	w.write(t, t0.Add(-time.Hour), t0, map[string][2]float64{"a": {90, 10}})
+	e := newTestEngine(t, db, openStore(t), loadSpecs(t, twoSLOs), &clock{t0.Add(30 * time.Second)})
+	h, err := e.History("shop-availability", t0.Add(-3*time.Hour), t0, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 7 {
+		t.Fatalf("got %d points, want 7", len(h))
+	}
+	// The step ending 90 minutes ago had 1% errors, the last one 10%.
+	if got := *h[3].ErrorRatio; math.Abs(got-0.01) > 1e-12 {
+		t.Errorf("error ratio 90m ago: got %v, want 0.01", got)
+	}
+	if got := *h[6].ErrorRatio; math.Abs(got-0.1) > 1e-12 {
+		t.Errorf("error ratio of the last step: got %v, want 0.1", got)
+	}
+	if *h[6].BudgetRemaining >= *h[3].BudgetRemaining {
+		t.Errorf("budget did not burn down: %v then %v", *h[3].BudgetRemaining, *h[6].BudgetRemaining)
+	}
+	if _, err := e.History("nope", t0, t0, time.Minute); !errors.Is(err, ErrUnknownSLO) {
+		t.Errorf("unknown SLO: %v", err)
+	}
 }
