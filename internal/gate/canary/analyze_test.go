@@ -368,3 +368,44 @@ func TestRuns(t *testing.T) {
 		})
 	}
 }
+
+func TestEdgeCaseData(t *testing.T) {
+	constant := func(v float64, n int) []float64 {
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = v
+		}
+		return s
+	}
+	inf := math.Inf(1)
+	tests := []struct {
+		name     string
+		base     []float64
+		can      []float64
+		want     Status
+		contains string
+	}{
+		{"identical constants", constant(0.2, 50), constant(0.2, 50), StatusPass, "shift +0.0%"},
+		{"zero baseline, positive canary", constant(0, 50), constant(1, 50), StatusFail, "+inf%"},
+		{"negative values", sample(1, 100, -1), sample(2, 100, -1), StatusPass, "PASS"},
+		{"infinities are invalid samples", append(sample(1, 100, 1), inf, -inf), append(sample(2, 100, 1), inf), StatusPass, "PASS"},
+		{"huge magnitudes", sample(1, 100, 1e300), sample(2, 100, 1e300), StatusPass, "PASS"},
+		{"all NaN", []float64{math.NaN(), math.NaN()}, []float64{math.NaN()}, StatusNoData, "need at least 10"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Analyze(Config{Metrics: []MetricConfig{{Name: "m"}}},
+				Input{Metrics: map[string]MetricInput{"m": {Baseline: tt.base, Canary: tt.can}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := res.Metrics[0]
+			if m.Status != tt.want || !strings.Contains(m.Explanation, tt.contains) {
+				t.Errorf("status %s: %s; want %s containing %q", m.Status, m.Explanation, tt.want, tt.contains)
+			}
+			if _, err := json.Marshal(res); err != nil {
+				t.Errorf("marshal: %v", err)
+			}
+		})
+	}
+}
