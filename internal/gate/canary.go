@@ -72,8 +72,9 @@ func (canaryStage) exec(ctx context.Context, x *run) error {
 		}
 	}
 	runs := canary.NewRuns(len(windows), failFast(c))
+	// The result is published with the first run: until then there is
+	// no verdict to show, only progress.
 	result := &CanaryResult{Source: "promql"}
-	x.ev.Canary = result
 	x.ev.Progress.CanaryRuns = len(windows)
 	for _, w := range windows {
 		if wait := w.End.Sub(x.r.opts.Now()); wait > 0 {
@@ -92,6 +93,7 @@ func (canaryStage) exec(ctx context.Context, x *run) error {
 			return err
 		}
 		result.Windows = append(result.Windows, w)
+		x.ev.Canary = result
 		stop := runs.Add(res)
 		result.RunsResult = runs.Result()
 		x.ev.Progress.CanaryDone = len(result.Windows)

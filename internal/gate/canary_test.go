@@ -149,6 +149,26 @@ spec:
 ---
 apiVersion: qsp/v1
 kind: Gate
+metadata: {name: checkout-budget-and-security-canary}
+spec:
+  service: checkout
+  budget: {}
+  security:
+    reports: [reports/trivy.json]
+    maxFindings: {critical: 1}
+  canary:
+    baseline: {track: baseline}
+    canary: {track: canary}
+    metrics:
+      - name: latency
+        query: lat_seconds{case="good",{{.selector}}}
+        allowedIncrease: 10%
+      - name: errors
+        errors: sum(increase(err_total{case="good",{{.selector}}}[1m]))
+        total: sum(increase(req_total{case="good",{{.selector}}}[1m]))
+---
+apiVersion: qsp/v1
+kind: Gate
 metadata: {name: canary-four}
 spec:
   service: search

@@ -164,7 +164,7 @@ func junitSuiteOf(ev *Evaluation) junitSuite {
 			add(c)
 		}
 	}
-	if k := ev.Canary; k != nil {
+	if k := ev.Canary; k != nil && k.Verdict != "" {
 		if decisive := k.decisive(); decisive != nil {
 			for _, m := range decisive.Metrics {
 				c := junitCase{ClassName: class(CheckCanary), Name: m.Name, SystemOut: m.Explanation}

@@ -279,12 +279,13 @@ func (r *Runner) recoverInterrupted(ctx context.Context) {
 		ev.UpdatedAt = ev.FinishedAt
 		ev.Progress.Stage = stageDone
 		ev.summarize()
+		// The marker first: an evaluation seen finished has its marker.
+		if err := r.opts.Deploys.RecordDeploy(ctx, deployMarker(&ev)); err != nil {
+			r.logger.Error("record deploy", "id", s.ID, "err", err)
+		}
 		if err := r.save(ctx, &ev); err != nil {
 			r.logger.Error("finish interrupted evaluation", "id", s.ID, "err", err)
 			continue
-		}
-		if err := r.opts.Deploys.RecordDeploy(ctx, deployMarker(&ev)); err != nil {
-			r.logger.Error("record deploy", "id", s.ID, "err", err)
 		}
 		r.logger.Warn("evaluation interrupted by a restart", "id", s.ID, "gate", ev.Gate)
 	}
