@@ -230,6 +230,10 @@ func (d *Dispatcher) build(ts []engine.Transition) outboxBatch {
 				Labels: a.Labels, Annotations: a.Annotations, State: store.AlertFiring, StartsAt: t.At, GeneratorURL: a.GeneratorURL, UpdatedAt: now}
 			emit(rec, newMessage(StatusFiring, fp, a, t))
 		case slo.Resolved:
+			if !had && d.loaded {
+				d.m.deduped.Inc() // receivers were never told it fires
+				continue
+			}
 			if !had {
 				// Nothing known (the store was unreadable at start): resolve
 				// the label set the transition describes.
