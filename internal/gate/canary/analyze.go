@@ -600,7 +600,7 @@ func (c Counts) validate() error {
 		return fmt.Errorf("counts must not be negative, got errors %v total %v", c.Errors, c.Total)
 	case math.Round(c.Errors) > math.Round(c.Total):
 		return fmt.Errorf("errors %v exceed total %v", c.Errors, c.Total)
-	case c.Total > 1e15:
+	case c.Total > 1e12:
 		return fmt.Errorf("total %v is too large", c.Total)
 	}
 	return nil

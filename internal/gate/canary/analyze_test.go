@@ -409,3 +409,21 @@ func TestEdgeCaseData(t *testing.T) {
 		})
 	}
 }
+
+// Counts at the largest accepted size stay exact and quick: the tail
+// sums stop where the terms no longer matter.
+func TestLargeCounts(t *testing.T) {
+	res, err := Analyze(Config{Metrics: []MetricConfig{{Name: "errors", Counts: true}}},
+		Input{Metrics: map[string]MetricInput{"errors": {
+			BaselineCounts: counts(5e11, 1e12), CanaryCounts: counts(5.00001e11, 1e12)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := res.Metrics[0]; m.Status != StatusPass || !(float64(m.Checks[0].PValue) > 0 && float64(m.Checks[0].PValue) < 1) {
+		t.Errorf("%s", m.Explanation)
+	}
+	_, err = DecodeSamples(strings.NewReader(`{"metrics": {"e": {"baseline": {"errors": 1, "total": 2e12}, "canary": {"errors": 1, "total": 2}}}}`))
+	if err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Errorf("error %v", err)
+	}
+}
