@@ -35,6 +35,7 @@ import (
 // Methods are called from the engine's goroutine only.
 type Store interface {
 	LoadRollups(ctx context.Context) ([]store.Rollup, error)
+	LoadRollupsOf(ctx context.Context, slo string) ([]store.Rollup, error)
 	SaveRollups(ctx context.Context, rs []store.Rollup) error
 	DeleteRollups(ctx context.Context, keys []string) error
 	LoadAlertStates(ctx context.Context) ([]store.AlertState, error)
@@ -70,10 +71,27 @@ type Options struct {
 	// It is called from the engine's goroutine and must not block.
 	OnTransitions func(ctx context.Context, ts []Transition)
 	// Progress receives backfill progress.
-	Progress   func(BackfillProgress)
+	Progress func(BackfillProgress)
+	// Shard, when set, limits the engine to the SLOs it owns among several
+	// replicas; ownership is checked every cycle and SLOs move with their
+	// persisted rollups and alert states.
+	Shard Shard
+	// Publish receives the statuses of the SLOs this engine evaluated,
+	// after every cycle; replicas share them through the store.
+	Publish    func(ctx context.Context, statuses []*Status)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+}
+
+// Shard says which SLOs a replica evaluates. Implementations are safe for
+// concurrent use.
+type Shard interface {
+	// Owns reports whether this replica evaluates the SLOs of shard key
+	// (composites and their children share one key).
+	Owns(key string) bool
+	// Epoch changes whenever ownership may have changed.
+	Epoch() uint64
 }
 
 // BackfillProgress reports the start-up backfill.
@@ -99,6 +117,11 @@ type Engine struct {
 	set      *spec.Set
 	runtimes map[string]*sloRuntime
 	order    []string
+	// plans holds every SLO of the set, owned or not, and shardKeys their
+	// shard keys; shardEpoch is the ownership last applied.
+	plans      map[string]*plan
+	shardKeys  map[string]string
+	shardEpoch uint64
 
 	snapshot atomic.Pointer[Snapshot]
 	reload   chan reloadRequest
@@ -276,10 +299,18 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 		}
 	}
 	target := e.target()
+	keys := shardKeys(plans)
+	var epoch uint64
+	if e.opts.Shard != nil {
+		epoch = e.opts.Shard.Epoch()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	next := map[string]*sloRuntime{}
 	for name, p := range plans {
+		if !e.owns(keys[name]) {
+			continue
+		}
 		if old := e.runtimes[name]; old != nil && old.plan.hash == p.hash {
 			old.plan = p // alerting and objectives may have changed
 			next[name] = old
@@ -292,16 +323,18 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 		}
 		next[name] = rt
 	}
+	// Rollups of SLOs removed from the specs, or rebuilt under a new plan,
+	// are deleted; those of SLOs another replica owns are not.
 	var gone []string
 	for name, rt := range e.runtimes {
-		if next[name] == nil || next[name] != rt {
+		if p := plans[name]; p == nil || p.hash != rt.plan.hash {
 			for _, g := range rt.groups {
 				gone = append(gone, statusKey(name, g.labels))
 			}
 		}
 	}
-	e.runtimes, e.set = next, set
-	e.order = evaluationOrder(plans)
+	e.runtimes, e.set, e.plans, e.shardKeys, e.shardEpoch = next, set, plans, keys, epoch
+	e.order = evaluationOrder(ownedPlans(plans, next))
 	if len(gone) > 0 && !restore {
 		if err := e.opts.Store.DeleteRollups(ctx, gone); err != nil {
 			e.logger.Warn("delete old rollups", "err", err)
@@ -360,6 +393,138 @@ func groupLabels(key, name string) (labelsT, error) {
 		return emptyLabels(), nil
 	}
 	return parser.NewParser(parser.Options{}).ParseMetric(rest)
+}
+
+func (e *Engine) owns(key string) bool {
+	return e.opts.Shard == nil || e.opts.Shard.Owns(key)
+}
+
+func ownedPlans(plans map[string]*plan, rts map[string]*sloRuntime) map[string]*plan {
+	out := make(map[string]*plan, len(rts))
+	for name := range rts {
+		out[name] = plans[name]
+	}
+	return out
+}
+
+// shardKeys gives every SLO the key of its composite family: a composite
+// and the SLOs it combines are evaluated on the same replica, under the
+// smallest name of the family.
+func shardKeys(plans map[string]*plan) map[string]string {
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(x string) string {
+		for parent[x] != "" && parent[x] != x {
+			x = parent[x]
+		}
+		return x
+	}
+	union := func(a, b string) {
+		ra, rb := find(a), find(b)
+		if ra == rb {
+			return
+		}
+		if rb < ra {
+			ra, rb = rb, ra
+		}
+		parent[rb] = ra
+	}
+	for name, p := range plans {
+		if parent[name] == "" {
+			parent[name] = name
+		}
+		for _, c := range p.composite {
+			if parent[c.name] == "" {
+				parent[c.name] = c.name
+			}
+			union(name, c.name)
+		}
+	}
+	keys := make(map[string]string, len(plans))
+	for name := range plans {
+		keys[name] = find(name)
+	}
+	return keys
+}
+
+// rebalance applies a change of ownership: SLOs this replica gained are
+// restored from the store (rollups and alert states, so nothing re-alerts)
+// and catch up from telemetry; SLOs it lost are persisted and dropped.
+func (e *Engine) rebalance(ctx context.Context) {
+	if e.opts.Shard == nil {
+		return
+	}
+	epoch := e.opts.Shard.Epoch()
+	e.mu.Lock()
+	if epoch == e.shardEpoch {
+		e.mu.Unlock()
+		return
+	}
+	e.shardEpoch = epoch
+	var lost []*sloRuntime
+	var gained []*plan
+	for name, p := range e.plans {
+		owned := e.owns(e.shardKeys[name])
+		rt := e.runtimes[name]
+		switch {
+		case owned && rt == nil:
+			gained = append(gained, p)
+		case !owned && rt != nil:
+			lost = append(lost, rt)
+			delete(e.runtimes, name)
+		}
+	}
+	e.mu.Unlock()
+	if len(lost) > 0 {
+		var rs []store.Rollup
+		now := e.opts.Now()
+		for _, rt := range lost {
+			rs = append(rs, rt.rollupRecords(now)...)
+		}
+		if err := e.opts.Store.SaveRollups(ctx, rs); err != nil {
+			e.logger.Error("persist rollups of SLOs handed over", "err", err)
+		}
+	}
+	var states []store.AlertState
+	if len(gained) > 0 {
+		var err error
+		if states, err = e.opts.Store.LoadAlertStates(ctx); err != nil {
+			e.logger.Error("load alert states of SLOs taken over", "err", err)
+		}
+	}
+	target := e.target()
+	added := map[string]*sloRuntime{}
+	for _, p := range gained {
+		start := target - slo.Minute(p.span)
+		rt := newRuntime(p, start)
+		saved, err := e.opts.Store.LoadRollupsOf(ctx, p.slo.Name())
+		if err != nil {
+			e.logger.Error("load rollups of SLO taken over", "slo", p.slo.Name(), "err", err)
+		}
+		e.restoreRollups(rt, saved, start)
+		added[p.slo.Name()] = rt
+	}
+	e.mu.Lock()
+	for _, a := range states {
+		name := a.Key
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		if added[name] == nil {
+			continue
+		}
+		if e.pendingAlerts[a.Key] == nil {
+			e.pendingAlerts[a.Key] = map[string]slo.Alert{}
+		}
+		e.pendingAlerts[a.Key][a.Severity] = slo.Alert{State: slo.AlertState(a.State), ActiveSince: a.ActiveSince, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt}
+	}
+	maps.Copy(e.runtimes, added)
+	e.order = evaluationOrder(ownedPlans(e.plans, e.runtimes))
+	e.m.slos.Set(float64(len(e.runtimes)))
+	e.mu.Unlock()
+	if len(lost)+len(gained) > 0 {
+		e.logger.Info("SLO ownership changed", "gained", len(gained), "handed_over", len(lost), "owned", len(e.runtimes))
+	}
 }
 
 // evaluationOrder puts composites after the SLOs they combine.
@@ -481,6 +646,7 @@ func (e *Engine) backfill(ctx context.Context) error {
 // transitions, notify.
 func (e *Engine) cycle(ctx context.Context) {
 	start := time.Now()
+	e.rebalance(ctx)
 	target := e.target()
 	e.mu.Lock()
 	rts := make([]*sloRuntime, 0, len(e.runtimes))
@@ -587,6 +753,9 @@ func (e *Engine) evaluateAll(ctx context.Context) {
 	}
 	slices.SortFunc(snap.Statuses, func(a, b *Status) int { return strings.Compare(a.Key, b.Key) })
 	e.snapshot.Store(snap)
+	if e.opts.Publish != nil {
+		e.opts.Publish(ctx, snap.Statuses)
+	}
 	if len(ts) == 0 {
 		return
 	}
@@ -651,13 +820,8 @@ func (e *Engine) persist(ctx context.Context) error {
 	e.mu.Lock()
 	var rs []store.Rollup
 	now := e.opts.Now()
-	for name, rt := range e.runtimes {
-		for _, g := range rt.groups {
-			if g.roll == nil {
-				continue // composites keep no rollup
-			}
-			rs = append(rs, store.Rollup{Key: statusKey(name, g.labels), SLO: name, PlanHash: rt.plan.hash, Data: g.roll.marshal(), LastSampled: int64(g.lastSampled), UpdatedAt: now})
-		}
+	for _, rt := range e.runtimes {
+		rs = append(rs, rt.rollupRecords(now)...)
 	}
 	e.mu.Unlock()
 	start := time.Now()
@@ -968,4 +1132,29 @@ func (e *Engine) History(key string, from, to time.Time, step time.Duration) ([]
 		out = append(out, hp)
 	}
 	return out, nil
+}
+
+// rollupRecords returns the runtime's rollups as store records.
+func (rt *sloRuntime) rollupRecords(now time.Time) []store.Rollup {
+	var rs []store.Rollup
+	name := rt.plan.slo.Name()
+	for _, g := range rt.groups {
+		if g.roll == nil {
+			continue // composites keep no rollup
+		}
+		rs = append(rs, store.Rollup{Key: statusKey(name, g.labels), SLO: name, PlanHash: rt.plan.hash, Data: g.roll.marshal(), LastSampled: int64(g.lastSampled), UpdatedAt: now})
+	}
+	return rs
+}
+
+// NewSnapshot builds a snapshot from statuses, such as those the replicas
+// of a cluster published to the store.
+func NewSnapshot(at time.Time, statuses []*Status, sourceDown *AlertStatus) *Snapshot {
+	snap := &Snapshot{At: at, Statuses: statuses, SourceDown: sourceDown, byKey: make(map[string]*Status, len(statuses)), bySLO: map[string][]*Status{}}
+	slices.SortFunc(snap.Statuses, func(a, b *Status) int { return strings.Compare(a.Key, b.Key) })
+	for _, st := range snap.Statuses {
+		snap.byKey[st.Key] = st
+		snap.bySLO[st.SLO] = append(snap.bySLO[st.SLO], st)
+	}
+	return snap
 }

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+)
+
+func init() {
+	register(5, `CREATE TABLE replicas (
+		id           TEXT PRIMARY KEY,
+		addr         TEXT NOT NULL,
+		started_at   BIGINT NOT NULL,
+		heartbeat_at BIGINT NOT NULL
+	);
+	CREATE TABLE slo_statuses (
+		key          TEXT PRIMARY KEY,
+		slo          TEXT NOT NULL,
+		replica      TEXT NOT NULL,
+		evaluated_at BIGINT NOT NULL,
+		status       TEXT NOT NULL
+	);
+	CREATE INDEX slo_statuses_slo ON slo_statuses (slo);`)
+}
+
+// Replica is one QSP process sharing the database.
+type Replica struct {
+	ID          string
+	Addr        string
+	StartedAt   time.Time
+	HeartbeatAt time.Time
+}
+
+// Heartbeat records that replica id is alive now.
+func (s *Store) Heartbeat(ctx context.Context, id, addr string, started time.Time) error {
+	_, err := s.exec(ctx, `INSERT INTO replicas (id, addr, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, heartbeat_at = excluded.heartbeat_at`,
+		id, addr, ms(started), ms(s.now()))
+	return err
+}
+
+// Replicas returns the replicas whose last heartbeat is within ttl, by id.
+func (s *Store) Replicas(ctx context.Context, ttl time.Duration) ([]Replica, error) {
+	rows, err := s.query(ctx, `SELECT id, addr, started_at, heartbeat_at FROM replicas WHERE heartbeat_at >= ? ORDER BY id`, ms(s.now().Add(-ttl)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Replica
+	for rows.Next() {
+		var r Replica
+		var started, hb int64
+		if err := rows.Scan(&r.ID, &r.Addr, &started, &hb); err != nil {
+			return nil, err
+		}
+		r.StartedAt, r.HeartbeatAt = fromMs(started), fromMs(hb)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// LeaveReplica removes a replica that shuts down cleanly, so the others
+// take its SLOs over at once instead of after the lease expires.
+func (s *Store) LeaveReplica(ctx context.Context, id string) error {
+	_, err := s.exec(ctx, `DELETE FROM replicas WHERE id = ?`, id)
+	return err
+}
+
+// StatusRow is the latest status of one SLO group, as the replica that
+// evaluates it published it.
+type StatusRow struct {
+	Key         string
+	SLO         string
+	Replica     string
+	EvaluatedAt time.Time
+	Status      json.RawMessage
+}
+
+// SaveStatuses publishes statuses in one transaction.
+func (s *Store) SaveStatuses(ctx context.Context, rows []StatusRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, r := range rows {
+			if _, err := s.txExec(ctx, tx, `INSERT INTO slo_statuses (key, slo, replica, evaluated_at, status) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, replica = excluded.replica,
+				evaluated_at = excluded.evaluated_at, status = excluded.status
+				WHERE slo_statuses.evaluated_at <= excluded.evaluated_at`,
+				r.Key, r.SLO, r.Replica, ms(r.EvaluatedAt), string(r.Status)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Statuses returns every published status.
+func (s *Store) Statuses(ctx context.Context) ([]StatusRow, error) {
+	rows, err := s.query(ctx, `SELECT key, slo, replica, evaluated_at, status FROM slo_statuses ORDER BY key`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []StatusRow
+	for rows.Next() {
+		var r StatusRow
+		var at int64
+		var status string
+		if err := rows.Scan(&r.Key, &r.SLO, &r.Replica, &at, &status); err != nil {
+			return nil, err
+		}
+		r.EvaluatedAt = fromMs(at)
+		r.Status = json.RawMessage(status)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// DeleteStatuses removes the statuses of SLOs no longer declared.
+func (s *Store) DeleteStatuses(ctx context.Context, keepSLOs []string) error {
+	keep := map[string]bool{}
+	for _, k := range keepSLOs {
+		keep[k] = true
+	}
+	rows, err := s.Statuses(ctx)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, r := range rows {
+			if !keep[r.SLO] {
+				if _, err := s.txExec(ctx, tx, `DELETE FROM slo_statuses WHERE key = ?`, r.Key); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// LoadRollupsOf returns the persisted rollups of one SLO.
+func (s *Store) LoadRollupsOf(ctx context.Context, slo string) ([]Rollup, error) {
+	rows, err := s.query(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups WHERE slo = ?`, slo)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Rollup
+	for rows.Next() {
+		var r Rollup
+		var updated int64
+		if err := rows.Scan(&r.Key, &r.SLO, &r.PlanHash, &r.Data, &r.LastSampled, &updated); err != nil {
+			return nil, err
+		}
+		r.UpdatedAt = fromMs(updated)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
