@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -351,6 +352,9 @@ func (s *Store) FirstSeenAll(ctx context.Context, keys []string, now time.Time) 
 	if len(keys) == 0 {
 		return out, nil
 	}
+	// Sorted and unique: two transactions inserting overlapping keys take
+	// their row locks in the same order, so PostgreSQL cannot deadlock.
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
 	at := now.UnixMilli()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, s.dialect.rebind(`INSERT INTO vulnerability_first_seen (key, first_seen) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`))
@@ -364,9 +368,6 @@ func (s *Store) FirstSeenAll(ctx context.Context, keys []string, now time.Time) 
 		}
 		defer sel.Close()
 		for _, k := range keys {
-			if _, done := out[k]; done {
-				continue
-			}
 			if _, err := ins.ExecContext(ctx, k, at); err != nil {
 				return err
 			}
