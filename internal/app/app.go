@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/qsp-dev/qsp/internal/cluster"
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
@@ -51,6 +52,11 @@ type App struct {
 	embedded *telemetry.Embedded // nil in remote mode
 	source   engine.Source
 	engine   *engine.Engine
+	// members is set when replicas share a PostgreSQL store.
+	members *cluster.Membership
+	// snapshots serves SLO statuses to the API and UI: the engine's own,
+	// or with replicas, all of them from the store.
+	snapshots interface{ Snapshot() *engine.Snapshot }
 	server   *http.Server
 	listener net.Listener
 
@@ -130,6 +136,21 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 	if err := a.openSource(); err != nil {
 		return nil, err
 	}
+	var shard engine.Shard
+	var publish func(context.Context, []*engine.Status)
+	persist := cfg.Evaluation.PersistInterval.D()
+	if a.store.Driver() == "postgres" {
+		if err := a.joinCluster(ctx); err != nil {
+			return nil, err
+		}
+		shard = a.members
+		publish = cluster.Publisher(a.store, a.members.ID(), a.logger)
+		if persist == 0 {
+			// SLOs move between replicas with their last persisted rollups:
+			// persist often, so a take-over reads little telemetry again.
+			persist = time.Minute
+		}
+	}
 	a.engine, err = engine.New(engine.Options{
 		Source:          a.source,
 		Store:           a.store,
@@ -137,7 +158,9 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		Interval:        cfg.Evaluation.Interval.D(),
 		Settle:          cfg.Evaluation.Settle.D(),
 		LateData:        cfg.Evaluation.LateData.D(),
-		PersistInterval: cfg.Evaluation.PersistInterval.D(),
+		PersistInterval: persist,
+		Shard:           shard,
+		Publish:         publish,
 		Progress:        opts.Progress,
 		Logger:          a.logger,
 		Registerer:      a.registry,
@@ -150,6 +173,10 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	a.snapshots = a.engine
+	if a.members != nil {
+		a.snapshots = cluster.NewSharedSnapshot(a.store, a.engine.Snapshot, time.Second, a.now, a.logger)
 	}
 	a.apiExtra = map[string]any{}
 	for _, build := range componentBuilders {
@@ -201,6 +228,24 @@ func (a *App) openStore(ctx context.Context) error {
 	}
 	a.store = s
 	a.closers = append(a.closers, s.Close)
+	return nil
+}
+
+// joinCluster makes this process a live replica before the engine starts,
+// so it knows which SLOs are its own.
+func (a *App) joinCluster(ctx context.Context) error {
+	m, err := cluster.New(cluster.Options{
+		Store: a.store, ID: a.cfg.Cluster.ReplicaID, Addr: a.cfg.ExternalURL, TTL: a.cfg.Cluster.LeaseTTL.D(),
+		Logger: a.logger, Registerer: a.registry, Now: a.now,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Join(ctx); err != nil {
+		return fmt.Errorf("join cluster: %w", err)
+	}
+	a.members = m
+	a.runners = append(a.runners, runner{"cluster", m.Run})
 	return nil
 }
 
@@ -269,6 +314,13 @@ func (a *App) Reload(ctx context.Context) error {
 
 // Addr returns the address the server listens on.
 func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// Snapshots returns the source of SLO statuses for the API and UI: with
+// replicas, every replica's statuses.
+func (a *App) Snapshots() interface{ Snapshot() *engine.Snapshot } { return a.snapshots }
+
+// Members returns the cluster membership, or nil for a single replica.
+func (a *App) Members() *cluster.Membership { return a.members }
 
 // Engine returns the engine, for tests and the demo.
 func (a *App) Engine() *engine.Engine { return a.engine }

@@ -34,6 +34,7 @@ type Config struct {
 	Alerting   AlertingConfig   `yaml:"alerting"`
 	Auth       AuthConfig       `yaml:"auth"`
 	Playbooks  PlaybookConfig   `yaml:"playbooks"`
+	Cluster    ClusterConfig    `yaml:"cluster"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
 
@@ -110,6 +111,17 @@ type StoreConfig struct {
 	Driver string `yaml:"driver"`
 	// DSNFile holds the PostgreSQL connection string (it has a password).
 	DSNFile string `yaml:"dsnFile"`
+}
+
+// ClusterConfig tunes replicas sharing a PostgreSQL store. Several
+// replicas run whenever the store is PostgreSQL: each evaluates its share
+// of the SLOs and serves all of them.
+type ClusterConfig struct {
+	// ReplicaID names this replica; default the host name and a random
+	// suffix.
+	ReplicaID string `yaml:"replicaID"`
+	// LeaseTTL is how long a silent replica keeps its SLOs. Default 10s.
+	LeaseTTL spec.Duration `yaml:"leaseTTL"`
 }
 
 // ReceiverConfig bounds ingestion.
