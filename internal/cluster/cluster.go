@@ -245,6 +245,9 @@ func NewSharedSnapshot(s StatusStore, local func() *engine.Snapshot, maxAge time
 	if now == nil {
 		now = time.Now
 	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	return &SharedSnapshot{store: s, local: local, maxAge: cmp.Or(maxAge, time.Second), now: now, logger: logger}
 }
 

@@ -229,16 +229,12 @@ func (e *Engine) Reload(ctx context.Context, set *spec.Set) error {
 // Run restores persisted state, backfills the SLO windows and evaluates
 // every Interval until ctx ends; then it persists the rollups once more.
 func (e *Engine) Run(ctx context.Context) error {
-	if err := e.apply(ctx, e.opts.Specs, true); err != nil {
-		return err
-	}
-	if err := e.backfill(ctx); err != nil {
+	if err := e.Prepare(ctx); err != nil {
 		if ctx.Err() != nil {
 			return e.shutdown()
 		}
 		return err
 	}
-	e.ready.Store(true)
 	t := time.NewTicker(e.opts.Interval)
 	defer t.Stop()
 	for {
@@ -256,6 +252,27 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Prepare restores persisted state and backfills the SLO windows: what Run
+// does before its first cycle. Tools and tests that drive the engine
+// themselves call Prepare once, then Cycle.
+func (e *Engine) Prepare(ctx context.Context) error {
+	if err := e.apply(ctx, e.opts.Specs, true); err != nil {
+		return err
+	}
+	if err := e.backfill(ctx); err != nil {
+		return err
+	}
+	e.ready.Store(true)
+	return nil
+}
+
+// Cycle runs one evaluation cycle now (Run calls it every Interval).
+func (e *Engine) Cycle(ctx context.Context) { e.cycle(ctx) }
+
+// Persist snapshots every rollup now (Run does it every PersistInterval
+// and at shutdown).
+func (e *Engine) Persist(ctx context.Context) error { return e.persist(ctx) }
 
 func (e *Engine) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
