@@ -358,3 +358,90 @@ func TestTakeOver(t *testing.T) {
 }
 
 func nil2() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// staticShard is a fixed membership, for benchmarks.
+type staticShard struct {
+	members []string
+	id      string
+}
+
+func (s staticShard) Owns(key string) bool { return Owner(s.members, key) == s.id }
+func (s staticShard) Epoch() uint64        { return 1 }
+
+// BenchmarkReplicas measures how evaluation scales with replicas: the same
+// SLOs split over 1, 2 and 3 engines sharing one PostgreSQL store and one
+// telemetry source. "alone" is one replica's cycle run by itself (what a
+// replica on its own machine spends); "together" is all replicas cycling
+// at once on this machine.
+func BenchmarkReplicas(b *testing.B) {
+	const n = 3000
+	for _, replicas := range []int{1, 2, 3} {
+		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
+			dsn := postgresDSN(b)
+			db, err := telemetry.OpenEmbedded(telemetry.EmbeddedOptions{Dir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+			w := &writer{db: db, n: n, vals: map[string]float64{}}
+			w.write(b, t0.Add(-20*time.Minute), t0, func(int) bool { return false })
+			clk := &clock{t: t0.Add(30 * time.Second)}
+			set := clusterSpecs(b, n)
+			ctx := context.Background()
+			var ids []string
+			for i := range replicas {
+				ids = append(ids, fmt.Sprintf("r%d", i+1))
+			}
+			var engines []*engine.Engine
+			for _, id := range ids {
+				s, err := store.Open(ctx, store.Options{Driver: "postgres", DSN: dsn, Now: clk.now})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				e, err := engine.New(engine.Options{Source: db, Store: s, Specs: set, Now: clk.now,
+					Shard: staticShard{ids, id}, Publish: Publisher(s, id, nil2()), PersistInterval: 1000 * time.Hour})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := e.Prepare(ctx); err != nil {
+					b.Fatal(err)
+				}
+				engines = append(engines, e)
+			}
+			now := t0
+			var alone, together time.Duration
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				w.write(b, now, now.Add(time.Minute), func(int) bool { return false })
+				now = now.Add(time.Minute)
+				clk.add(time.Minute)
+				// The first replica alone, on the new minute.
+				start := time.Now()
+				engines[0].Cycle(ctx)
+				alone += time.Since(start)
+				// Then every replica at once (the first has nothing new).
+				b.StartTimer()
+				start = time.Now()
+				var wg sync.WaitGroup
+				for _, e := range engines[1:] {
+					wg.Add(1)
+					go func() { defer wg.Done(); e.Cycle(ctx) }()
+				}
+				wg.Wait()
+				together += time.Since(start)
+			}
+			b.StopTimer()
+			per := float64(alone.Microseconds()) / float64(b.N) / 1000
+			b.ReportMetric(per, "ms/cycle-alone")
+			// Each replica evaluates n/replicas SLOs in per ms; replicas on
+			// their own machines together evaluate n SLOs in that time.
+			b.ReportMetric(float64(n)*1000/per, "SLOs/s-cluster")
+			if replicas > 1 {
+				b.ReportMetric(float64(together.Microseconds())/float64(b.N)/1000, "ms/cycle-others-together")
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -77,18 +78,30 @@ type StatusRow struct {
 	Status      json.RawMessage
 }
 
-// SaveStatuses publishes statuses in one transaction.
+// SaveStatuses publishes statuses in one transaction, many rows per
+// statement: a replica publishes every SLO it evaluates every cycle.
 func (s *Store) SaveStatuses(ctx context.Context, rows []StatusRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	const batch = 200 // 5 parameters each, well under SQLite's 32766
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		for _, r := range rows {
-			if _, err := s.txExec(ctx, tx, `INSERT INTO slo_statuses (key, slo, replica, evaluated_at, status) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, replica = excluded.replica,
+		for i := 0; i < len(rows); i += batch {
+			part := rows[i:min(i+batch, len(rows))]
+			var q strings.Builder
+			q.WriteString(`INSERT INTO slo_statuses (key, slo, replica, evaluated_at, status) VALUES `)
+			args := make([]any, 0, 5*len(part))
+			for j, r := range part {
+				if j > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("(?, ?, ?, ?, ?)")
+				args = append(args, r.Key, r.SLO, r.Replica, ms(r.EvaluatedAt), string(r.Status))
+			}
+			q.WriteString(` ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, replica = excluded.replica,
 				evaluated_at = excluded.evaluated_at, status = excluded.status
-				WHERE slo_statuses.evaluated_at <= excluded.evaluated_at`,
-				r.Key, r.SLO, r.Replica, ms(r.EvaluatedAt), string(r.Status)); err != nil {
+				WHERE slo_statuses.evaluated_at <= excluded.evaluated_at`)
+			if _, err := s.txExec(ctx, tx, q.String(), args...); err != nil {
 				return err
 			}
 		}
