@@ -25,6 +25,10 @@ func init() { routeSets = append(routeSets, gateRoutes) }
 // vulnerability reports of large images run to tens of megabytes.
 const MaxEvaluationRequestBytes = 128 << 20
 
+// evaluationRequestLimit is MaxEvaluationRequestBytes, a variable so that
+// tests can lower it.
+var evaluationRequestLimit int64 = MaxEvaluationRequestBytes
+
 // gateRoutes serves deploy gates (Options.Extra["gates"], a *gate.Runner),
 // the policy decision log and deploy markers (Options.Store), and the
 // policy input schema.
@@ -82,7 +86,7 @@ func postEvaluation(runner *gate.Runner, w http.ResponseWriter, r *http.Request)
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return 0, nil, &statusError{http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: want application/json", ct)}
 	}
-	req, err := decodeEvaluationRequest(http.MaxBytesReader(w, r.Body, MaxEvaluationRequestBytes))
+	req, err := decodeEvaluationRequest(http.MaxBytesReader(w, r.Body, evaluationRequestLimit))
 	if err != nil {
 		return 0, nil, err
 	}

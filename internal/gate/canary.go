@@ -62,8 +62,8 @@ func (canaryStage) exec(ctx context.Context, x *run) error {
 		return ErrNoSource
 	}
 	windows := x.canaryWindows()
-	timed := c.Interval > 0
-	if timed {
+	x.ev.Progress.CanaryRuns = len(windows)
+	if c.Interval > 0 {
 		// A frozen budget or a denied report should not wait for the
 		// canary's intervals.
 		stop, err := x.precheck(ctx)
@@ -75,9 +75,8 @@ func (canaryStage) exec(ctx context.Context, x *run) error {
 	// The result is published with the first run: until then there is
 	// no verdict to show, only progress.
 	result := &CanaryResult{Source: "promql"}
-	x.ev.Progress.CanaryRuns = len(windows)
 	for _, w := range windows {
-		if wait := w.End.Sub(x.r.opts.Now()); wait > 0 {
+		if wait := w.End.Sub(x.r.now()); wait > 0 {
 			x.ev.Progress.NextRunAt = w.End
 			x.publish(ctx)
 			if err := x.r.opts.Sleep(ctx, wait); err != nil {

@@ -69,7 +69,7 @@ func (x *run) decide(ctx context.Context) (*policy.Decision, error) {
 		},
 		SLOs:   serviceSLOs(snap, x.set, g.Spec.Service).inputs,
 		Alerts: activeAlerts(snap),
-		Now:    x.r.opts.Now(),
+		Now:    x.r.now(),
 	}
 	if svc := x.set.Service(g.Spec.Service); svc != nil {
 		in.Service.Tier = svc.Spec.Tier
@@ -105,7 +105,7 @@ func (recordStage) name() string { return stageRecord }
 func (recordStage) exec(ctx context.Context, x *run) error {
 	ev := x.ev
 	ev.State = x.verdict()
-	ev.FinishedAt = x.r.opts.Now()
+	ev.FinishedAt = x.r.now()
 	ev.Progress.Stage = stageDone
 	ev.Progress.NextRunAt = time.Time{}
 	if err := x.r.opts.Deploys.RecordDeploy(ctx, deployMarker(ev)); err != nil {

@@ -195,6 +195,10 @@ func New(opts Options) (*Runner, error) {
 	return r, nil
 }
 
+// now is the runner's clock at the store's resolution (milliseconds),
+// so that an evaluation's times and first-seen times read back equal.
+func (r *Runner) now() time.Time { return r.opts.Now().UTC().Truncate(time.Millisecond) }
+
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -275,7 +279,7 @@ func (r *Runner) recoverInterrupted(ctx context.Context) {
 		ev.State = StateError
 		ev.Reasons = append(ev.Reasons, Reason{Check: CheckGate, Level: LevelError,
 			Message: "interrupted: qsp stopped while the evaluation was running; evaluate the gate again"})
-		ev.FinishedAt = r.opts.Now()
+		ev.FinishedAt = r.now()
 		ev.UpdatedAt = ev.FinishedAt
 		ev.Progress.Stage = stageDone
 		ev.summarize()
@@ -446,7 +450,7 @@ func (r *Runner) prepare(name string, req Request) (*run, error) {
 	if err := validateRequest(g, &req); err != nil {
 		return nil, err
 	}
-	now := r.opts.Now()
+	now := r.now()
 	x := &run{r: r, set: set, gate: g, req: req}
 	x.ev = &Evaluation{
 		ID: newID(now), Gate: g.Name(), Service: g.Spec.Service, State: StateRunning, Change: req.Change,
@@ -616,7 +620,7 @@ func (x *run) snapshot() *Evaluation {
 // A failed store write is logged: the result is written again at the
 // end, and polls are answered from memory.
 func (x *run) publish(ctx context.Context) {
-	x.ev.UpdatedAt = x.r.opts.Now()
+	x.ev.UpdatedAt = x.r.now()
 	x.ev.summarize()
 	if err := x.r.save(ctx, x.ev); err != nil {
 		x.r.logger.Warn("store evaluation progress", "id", x.ev.ID, "err", err)
