@@ -181,14 +181,14 @@ type AuthOptions struct {
 // access), authorizes them against the role a route needs, and bounds
 // their rate and body size. It is safe for concurrent use.
 type Auth struct {
-	tokens     []token
-	anonymous  Role
-	open       bool
-	key        []byte
-	ttl        time.Duration
-	secure     bool
-	log        *slog.Logger
-	now        func() time.Time
+	tokens      []token
+	anonymous   Role
+	open        bool
+	key         []byte
+	ttl         time.Duration
+	secure      bool
+	log         *slog.Logger
+	now         func() time.Time
 	api, ingest *limiters
 }
 

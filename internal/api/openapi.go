@@ -142,7 +142,7 @@ var apiDocs = map[string]opDoc{
 	"GET /api/v1/decisions/{id}": {Tag: "decisions", Summary: "A policy decision with its input.",
 		Params: []paramDoc{pathParam("id", "The decision's ID.")}, Response: decisionView{}, Errors: []int{404}},
 	"GET /api/v1/deploys": {Tag: "deploys", Summary: "Deploy markers, newest first.",
-		Params: params([]paramDoc{query("service", "Only deploys of this service.")}, rangeParamDocs, pageParamDocs),
+		Params:   params([]paramDoc{query("service", "Only deploys of this service.")}, rangeParamDocs, pageParamDocs),
 		Response: page[store.Deploy]{}, Errors: []int{400}},
 	"GET /api/v1/gates": {Tag: "gates", Summary: "The deploy gates of the specs.", Params: pageParamDocs,
 		Response: page[gateView]{}, Errors: []int{400}},
