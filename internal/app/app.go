@@ -220,6 +220,9 @@ func (a *App) openStore(ctx context.Context) error {
 	}
 	s, err := store.Open(ctx, opts)
 	if err != nil {
+		if opts.Driver != "postgres" {
+			return fmt.Errorf("store %s: %w (restore it from a backup or move it aside to start afresh)", opts.Path, err)
+		}
 		return err
 	}
 	if err := s.Check(ctx); err != nil {
