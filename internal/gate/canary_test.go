@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/qsp-dev/qsp/internal/gate/canary"
 	"github.com/qsp-dev/qsp/internal/policy"
@@ -523,4 +524,43 @@ func waitForCanaryWait(t *testing.T, r *Runner, id string) *Evaluation {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// FuzzWindowQuery feeds the count-query rewrite arbitrary PromQL: it
+// never panics, and what it returns parses again with every range
+// selector at the window's length.
+func FuzzWindowQuery(f *testing.F) {
+	for _, seed := range []string{
+		`sum(increase(http_requests_total{service="checkout",code=~"5..",track="canary"}[1m]))`,
+		`sum by (code) (increase(errors_total[30s] offset 1m))`,
+		`sum(increase(a[1m])) / sum(increase(b[5m]))`,
+		`sum(rate(x[1m]))`,
+		`max_over_time(sum(increase(x[1m]))[10m:1m])`,
+		`sum(x)`,
+		`increase(x[1m] @ 1700000000)`,
+		`label_replace(increase(x[2m]), "a", "$1", "b", "(.*)")`,
+		`{`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		if len(query) > 4096 {
+			t.Skip()
+		}
+		const d = 7 * time.Minute
+		got, err := windowQuery(query, d)
+		if err != nil {
+			return
+		}
+		expr, err := promqlParser.ParseExpr(got)
+		if err != nil {
+			t.Fatalf("rewrite of %q does not parse: %q: %v", query, got, err)
+		}
+		parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+			if ms, ok := n.(*parser.MatrixSelector); ok && ms.Range != d {
+				t.Fatalf("rewrite of %q keeps range %s: %q", query, ms.Range, got)
+			}
+			return nil
+		})
+	})
 }
