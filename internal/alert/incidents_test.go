@@ -1,0 +1,278 @@
+package alert
+
+import (
+	"context"
+	"errors"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/slo"
+	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/store"
+)
+
+// fakeEngine answers BadSince from a table and holds a snapshot.
+type fakeEngine struct {
+	bad  map[string]time.Time
+	snap *engine.Snapshot
+}
+
+func (f *fakeEngine) BadSince(key string, threshold float64) (time.Time, bool) {
+	if threshold != 1 {
+		return time.Time{}, false
+	}
+	t, ok := f.bad[key]
+	return t, ok
+}
+
+func (f *fakeEngine) Snapshot() *engine.Snapshot {
+	if f.snap == nil {
+		return &engine.Snapshot{}
+	}
+	return f.snap
+}
+
+func histogram(t *testing.T, reg *prometheus.Registry, name, service string) (count uint64, sum float64) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labelOf(m, "service") == service {
+				return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return 0, 0
+}
+
+func labelOf(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func TestIncidentLifecycle(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "qsp.db")
+	st := openStore(t, path)
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	eng := &fakeEngine{bad: map[string]time.Time{"a": t0.Add(-90 * time.Second), "other": t0.Add(-3 * time.Minute)}}
+	reg := prometheus.NewRegistry()
+	clock := t0
+	newKeeper := func(st *store.Store, reg prometheus.Registerer) *Incidents {
+		i, err := NewIncidents(IncidentOptions{Store: st, Engine: eng, Registerer: reg, Now: func() time.Time { return clock }, ExternalURL: "http://qsp"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	inc := newKeeper(st, reg)
+	list := func(f IncidentFilter) []Incident {
+		t.Helper()
+		l, err := inc.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+
+	// A ticket alone opens nothing.
+	inc.OnTransitions(ctx, []engine.Transition{transition("b", "ticket", slo.Pending, slo.Firing, t0.Add(-time.Minute))})
+	if l := list(IncidentFilter{}); len(l) != 0 {
+		t.Fatalf("a ticket opened an incident: %+v", l)
+	}
+	// The page of a opens one; the page of another service opens its own.
+	other := transition("other", "page", slo.Pending, slo.Firing, t0)
+	other.Service = "search"
+	inc.OnTransitions(ctx, []engine.Transition{transition("a", "page", slo.Pending, slo.Firing, t0), other})
+	open := list(IncidentFilter{Service: "shop", HasService: true, State: "open"})
+	if len(open) != 1 {
+		t.Fatalf("open shop incidents: got %d, want 1", len(open))
+	}
+	id := open[0].ID
+	if got := open[0].TimeToDetect; got != 90 {
+		t.Errorf("time to detect: got %vs, want 90s (first bad minute from the engine)", got)
+	}
+	// Further alerts of shop join it: a ticket, and a page of another SLO.
+	inc.OnTransitions(ctx, []engine.Transition{
+		transition("c", "ticket", slo.Pending, slo.Firing, t0.Add(2*time.Minute)),
+		transition("d", "page", slo.Pending, slo.Firing, t0.Add(3*time.Minute)),
+	})
+	if l := list(IncidentFilter{Service: "shop", HasService: true}); len(l) != 1 || len(l[0].Alerts) != 3 || l[0].FiringAlerts != 3 {
+		t.Fatalf("shop incidents after more alerts: got %+v", l)
+	}
+
+	// Acknowledged via the API: idempotent, by the first acknowledger.
+	clock = t0.Add(4 * time.Minute)
+	got, err := inc.Ack(ctx, id, "alice", "rolling back")
+	if err != nil || got.AckedBy != "alice" || got.TimeToAcknowledge == nil || *got.TimeToAcknowledge != 240 {
+		t.Fatalf("ack: got %+v, %v", got, err)
+	}
+	clock = t0.Add(5 * time.Minute)
+	got, err = inc.Ack(ctx, id, "bob", "")
+	if err != nil || got.AckedBy != "alice" || !got.AckedAt.Equal(t0.Add(4*time.Minute)) {
+		t.Fatalf("second ack: got %+v, %v; want alice's acknowledgement unchanged", got, err)
+	}
+	if _, err := inc.Ack(ctx, 9999, "x", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ack unknown: got %v, want ErrNotFound", err)
+	}
+
+	// A restart in the middle: the incident lives in the store.
+	st.Close()
+	st = openStore(t, path)
+	defer st.Close()
+	reg = prometheus.NewRegistry()
+	inc = newKeeper(st, reg)
+
+	// Resolutions: the incident stays open while any of its alerts fires.
+	inc.OnTransitions(ctx, []engine.Transition{transition("a", "page", slo.Firing, slo.Resolved, t0.Add(20*time.Minute))})
+	inc.OnTransitions(ctx, []engine.Transition{transition("d", "page", slo.Firing, slo.Resolved, t0.Add(25*time.Minute))})
+	if g, _ := inc.Get(ctx, id); g.State != "open" || g.FiringAlerts != 1 {
+		t.Fatalf("with the ticket still firing: state %s, %d firing", g.State, g.FiringAlerts)
+	}
+	// The ticket of b never joined (it fired before the incident opened).
+	inc.OnTransitions(ctx, []engine.Transition{transition("b", "ticket", slo.Firing, slo.Resolved, t0.Add(26*time.Minute))})
+	inc.OnTransitions(ctx, []engine.Transition{transition("c", "ticket", slo.Firing, slo.Resolved, t0.Add(40*time.Minute))})
+	g, err := inc.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.State != "closed" || !g.ResolvedAt.Equal(t0.Add(40*time.Minute)) || g.TimeToRepair == nil || *g.TimeToRepair != (40*time.Minute+90*time.Second).Seconds() {
+		t.Fatalf("closed incident: got state %s, resolved %s, repair %v", g.State, g.ResolvedAt, g.TimeToRepair)
+	}
+	var kinds []string
+	for _, e := range g.Timeline {
+		kinds = append(kinds, e.Kind)
+	}
+	want := "first_bad detected alert_fired alert_fired acknowledged alert_resolved alert_resolved alert_resolved resolved"
+	if strings.Join(kinds, " ") != want {
+		t.Errorf("timeline:\n got %s\nwant %s", strings.Join(kinds, " "), want)
+	}
+	if g.Timeline[4].By != "alice" || g.Timeline[4].Detail != "rolling back" {
+		t.Errorf("acknowledgement event: got %+v", g.Timeline[4])
+	}
+	if _, err := inc.Ack(ctx, id, "carol", ""); !errors.Is(err, ErrClosed) {
+		t.Errorf("ack of a closed incident: got %v, want ErrClosed", err)
+	}
+	if n, sum := histogram(t, reg, "qsp_incident_time_to_repair_seconds", "shop"); n != 1 || sum != (41*time.Minute+30*time.Second).Seconds() {
+		t.Errorf("repair histogram: got %d observations, sum %v", n, sum)
+	}
+
+	// A new page of shop after the close opens a new incident.
+	eng.bad["a"] = t0.Add(time.Hour - 90*time.Second)
+	inc.OnTransitions(ctx, []engine.Transition{transition("a", "page", slo.Pending, slo.Firing, t0.Add(time.Hour))})
+	if l := list(IncidentFilter{Service: "shop", HasService: true}); len(l) != 2 || l[0].State != "open" || l[1].State != "closed" {
+		t.Errorf("after a new page: got %+v", l)
+	}
+	if n, sum := histogram(t, reg, "qsp_incident_time_to_detect_seconds", "shop"); n != 1 || sum != 90 {
+		t.Errorf("detect histogram (since the restart): got %d observations, sum %v; want 1, 90", n, sum)
+	}
+}
+
+func TestIncidentsFromTelemetryAlerts(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, filepath.Join(t.TempDir(), "qsp.db"))
+	defer st.Close()
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	set := loadSpecs(t, labelSpecs) // shop-availability pages on no data
+	eng := &fakeEngine{snap: &engine.Snapshot{SourceDown: &engine.AlertStatus{Severity: "no_data", Name: engine.AlertSourceDown, State: slo.Firing, Since: t0.Add(-2 * time.Minute)}}}
+	inc, _ := NewIncidents(IncidentOptions{Store: st, Engine: eng, Specs: func() *spec.Set { return set }})
+
+	noData := engine.Transition{Key: "shop-availability", SLO: "shop-availability", Service: "shop", Severity: "no_data", Alert: engine.AlertTelemetryMissing,
+		From: slo.Pending, To: slo.Firing, At: t0, Status: &engine.Status{Key: "shop-availability", SLO: "shop-availability", Service: "shop", State: engine.StateNoData,
+			DataUntil: t0.Add(-7 * time.Minute), Alerts: []engine.AlertStatus{{Severity: "no_data", Since: t0.Add(-2 * time.Minute)}}}}
+	tenantNoData := engine.Transition{Key: `shop-tenants{tenant="a"}`, SLO: "shop-tenants", Service: "search", Severity: "no_data", Alert: engine.AlertTelemetryMissing,
+		From: slo.Pending, To: slo.Firing, At: t0}
+	sourceDown := engine.Transition{Severity: "no_data", Alert: engine.AlertSourceDown, From: slo.Pending, To: slo.Firing, At: t0, Condition: "connection refused"}
+	inc.OnTransitions(ctx, []engine.Transition{noData, tenantNoData, sourceDown})
+
+	l, err := inc.List(ctx, IncidentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 2 {
+		t.Fatalf("got %d incidents, want 2 (page-severity no_data, source down); the ticket-severity no_data opens none: %+v", len(l), l)
+	}
+	byService := map[string]Incident{}
+	for _, i := range l {
+		byService[i.Service] = i
+	}
+	if i := byService["shop"]; i.TimeToDetect != 420 {
+		t.Errorf("no_data incident: time to detect %vs, want 420 (from the end of the last minute with data)", i.TimeToDetect)
+	}
+	if i, ok := byService[""]; !ok || i.TimeToDetect != 120 || !strings.Contains(i.Title, "telemetry source") {
+		t.Errorf("source-down incident: %+v", i)
+	}
+}
+
+func TestStats(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, filepath.Join(t.TempDir(), "qsp.db"))
+	defer st.Close()
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	// Incidents of shop with known detection and repair times (minutes).
+	ttd := []float64{1, 2, 3, 10}
+	ttr := []float64{20, 30, 60, 0} // the last one is still open
+	for i := range ttd {
+		first := t0.Add(time.Duration(i) * 24 * time.Hour)
+		det := first.Add(time.Duration(ttd[i] * float64(time.Minute)))
+		inc := store.Incident{Service: "shop", Title: "x", Severity: "page", OpenedAt: det, FirstBadAt: first, DetectedAt: det, UpdatedAt: det}
+		if i == 0 {
+			inc.AckedAt, inc.AckedBy = det.Add(5*time.Minute), "alice"
+		}
+		id, err := st.CreateIncident(ctx, inc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttr[i] > 0 {
+			res := first.Add(time.Duration(ttr[i] * float64(time.Minute)))
+			if err := st.UpdateIncident(ctx, store.IncidentUpdate{ID: id, Close: true, ResolvedAt: res, UpdatedAt: res}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	k, _ := NewIncidents(IncidentOptions{Store: st})
+	stats, err := k.Stats(ctx, t0, t0.Add(30*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 1 {
+		t.Fatalf("got %d services", len(stats))
+	}
+	s := stats[0]
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-9 }
+	if s.Incidents != 4 || s.Open != 1 || s.Acknowledged != 1 {
+		t.Errorf("counts: %+v", s)
+	}
+	// Detection: 60, 120, 180, 600 s: mean 240, median 150, p90 (nearest
+	// rank 4 of 4) 600.
+	if d := s.TimeToDetect; d.Count != 4 || !near(d.Mean, 240) || !near(d.Median, 150) || !near(d.P90, 600) || !near(d.Max, 600) {
+		t.Errorf("time to detect: %+v", d)
+	}
+	// Repair of the closed ones: 1200, 1800, 3600 s.
+	if d := s.TimeToRepair; d.Count != 3 || !near(d.Mean, 2200) || !near(d.Median, 1800) || !near(d.Max, 3600) {
+		t.Errorf("time to repair: %+v", d)
+	}
+	if d := s.TimeToAcknowledge; d.Count != 1 || !near(d.Mean, 300) {
+		t.Errorf("time to acknowledge: %+v", d)
+	}
+	if stats, _ := k.Stats(ctx, t0.Add(60*24*time.Hour), t0.Add(90*24*time.Hour)); len(stats) != 0 {
+		t.Errorf("an empty period has stats: %+v", stats)
+	}
+}
