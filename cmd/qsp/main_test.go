@@ -190,3 +190,152 @@ func TestSIGKILLDuringEvaluation(t *testing.T) {
 		p.Wait(30 * time.Second)
 	}
 }
+
+// TestDiskFull runs qsp serve on a small tmpfs, fills it, and writes:
+// remote_write answers 5xx (retryable) while the disk is full, the server
+// keeps serving, and once space returns writes succeed again and every
+// sample acknowledged with 2xx is there.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		externaltest.Missing(t, "mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "data")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		externaltest.Missing(t, "mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	specs := filepath.Join(dir, "specs")
+	os.MkdirAll(specs, 0o755)
+	if err := os.WriteFile(filepath.Join(specs, "slos.yaml"), []byte(killSpecs+killSLO(0)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := externaltest.FreeAddr(t)
+	url := "http://" + addr
+	p := qsp(t, "serve", "--specs", specs, "--data-dir", mnt, "--listen", addr)
+	externaltest.WaitHTTP(t, p, url+"/readyz", 60*time.Second)
+
+	// acked records every sample value a 2xx acknowledged.
+	var acked []float64
+	value := 0.0
+	var lastTS time.Time
+	send := func() int {
+		value++
+		// One sample per millisecond at most: two with one timestamp
+		// would be a duplicate, not a disk problem.
+		now := time.Now().Truncate(time.Millisecond)
+		if !now.After(lastTS) {
+			now = lastTS.Add(time.Millisecond)
+		}
+		lastTS = now
+		code := postSample(t, url, now, value)
+		if code/100 == 2 {
+			acked = append(acked, value)
+		}
+		return code
+	}
+	for range 20 {
+		if c := send(); c/100 != 2 {
+			t.Fatalf("before the disk filled: %d", c)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Fill the disk. The last megabyte that did not fit leaves a little
+	// room, which the first writes below still use.
+	filler := filepath.Join(mnt, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break
+		}
+	}
+	f.Close()
+	// Writes fail with a retryable status, never a 4xx that would make
+	// Prometheus drop the data, and the server stays up.
+	full := map[int]int{}
+	for range 200 {
+		full[send()]++
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("while full: %v", full)
+	for code := range full {
+		if code/100 == 4 {
+			t.Errorf("disk full answered %d: a 4xx is never retried, data would be dropped", code)
+		}
+	}
+	if full[500]+full[503]+full[507] == 0 {
+		t.Errorf("no write failed while the disk was full: %v", full)
+	}
+	if resp, err := http.Get(url + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("server not serving while full: %v", err)
+	}
+	// Space returns.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	externaltest.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool { return send()/100 == 2 }, "writes did not succeed again after space returned")
+	for range 20 {
+		if c := send(); c/100 != 2 {
+			t.Fatalf("after space returned: %d", c)
+		}
+	}
+	// Every acknowledged sample is stored.
+	stored := queryValues(t, url, lastTS.Add(time.Second))
+	for _, v := range acked {
+		if !stored[v] {
+			t.Errorf("acknowledged sample %v lost", v)
+		}
+	}
+	t.Logf("%d samples acknowledged, all stored", len(acked))
+}
+
+func postSample(t *testing.T, url string, ts time.Time, v float64) int {
+	t.Helper()
+	body := encodeWrite(ts.UnixMilli(), v)
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/write", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// queryValues returns the values of the test series stored in the last hour.
+func queryValues(t *testing.T, url string, at time.Time) map[float64]bool {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/prometheus/api/v1/query?query=disk_probe%%5B1h%%5D&time=%.3f", url, float64(at.UnixMilli())/1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Values [][2]any `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	out := map[float64]bool{}
+	for _, s := range r.Data.Result {
+		for _, v := range s.Values {
+			var f float64
+			fmt.Sscan(v[1].(string), &f)
+			out[f] = true
+		}
+	}
+	return out
+}
