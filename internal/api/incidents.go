@@ -229,7 +229,7 @@ func (a *API) incidentStats(k IncidentKeeper, r *http.Request) (any, error) {
 	}
 	to := a.opts.Engine.Snapshot().At
 	if to.IsZero() {
-		to = time.Now()
+		to = a.opts.Now()
 	}
 	from := to.Add(-window)
 	stats, err := k.Stats(r.Context(), from, to.Add(time.Millisecond))
