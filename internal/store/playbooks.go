@@ -60,6 +60,7 @@ func init() {
 		key         TEXT NOT NULL,
 		armed       INTEGER NOT NULL,
 		above_since BIGINT NOT NULL,
+		hold_until  BIGINT NOT NULL,
 		changed_at  BIGINT NOT NULL,
 		updated_at  BIGINT NOT NULL,
 		PRIMARY KEY (playbook, key)
@@ -482,6 +483,9 @@ type PlaybookArm struct {
 	// AboveSince is when the burn rate rose to the trigger level while
 	// armed; zero when it is below.
 	AboveSince time.Time
+	// HoldUntil defers the next firing: a guard (cooldown, run limit)
+	// held the last one back until then.
+	HoldUntil time.Time
 	// ChangedAt is when Armed last changed.
 	ChangedAt time.Time
 	UpdatedAt time.Time
@@ -489,7 +493,7 @@ type PlaybookArm struct {
 
 // PlaybookArms returns every stored hysteresis state.
 func (s *Store) PlaybookArms(ctx context.Context) ([]PlaybookArm, error) {
-	rows, err := s.query(ctx, `SELECT playbook, key, armed, above_since, changed_at, updated_at FROM playbook_arms ORDER BY playbook, key`)
+	rows, err := s.query(ctx, `SELECT playbook, key, armed, above_since, hold_until, changed_at, updated_at FROM playbook_arms ORDER BY playbook, key`)
 	if err != nil {
 		return nil, fmt.Errorf("playbook arms: %w", err)
 	}
@@ -498,12 +502,12 @@ func (s *Store) PlaybookArms(ctx context.Context) ([]PlaybookArm, error) {
 	for rows.Next() {
 		var a PlaybookArm
 		var armed int
-		var above, changed, updated int64
-		if err := rows.Scan(&a.Playbook, &a.Key, &armed, &above, &changed, &updated); err != nil {
+		var above, hold, changed, updated int64
+		if err := rows.Scan(&a.Playbook, &a.Key, &armed, &above, &hold, &changed, &updated); err != nil {
 			return nil, fmt.Errorf("playbook arms: %w", err)
 		}
 		a.Armed = armed != 0
-		a.AboveSince, a.ChangedAt, a.UpdatedAt = fromMs(above), fromMs(changed), fromMs(updated)
+		a.AboveSince, a.HoldUntil, a.ChangedAt, a.UpdatedAt = fromMs(above), fromMs(hold), fromMs(changed), fromMs(updated)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
@@ -523,10 +527,10 @@ func (s *Store) SavePlaybookArms(ctx context.Context, arms []PlaybookArm) error 
 			if a.Armed {
 				armed = 1
 			}
-			if _, err := s.txExec(ctx, tx, `INSERT INTO playbook_arms (playbook, key, armed, above_since, changed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (playbook, key) DO UPDATE SET armed = excluded.armed, above_since = excluded.above_since,
+			if _, err := s.txExec(ctx, tx, `INSERT INTO playbook_arms (playbook, key, armed, above_since, hold_until, changed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (playbook, key) DO UPDATE SET armed = excluded.armed, above_since = excluded.above_since, hold_until = excluded.hold_until,
 				changed_at = excluded.changed_at, updated_at = excluded.updated_at`,
-				a.Playbook, a.Key, armed, ms(a.AboveSince), ms(a.ChangedAt), ms(a.UpdatedAt)); err != nil {
+				a.Playbook, a.Key, armed, ms(a.AboveSince), ms(a.HoldUntil), ms(a.ChangedAt), ms(a.UpdatedAt)); err != nil {
 				return err
 			}
 		}

@@ -313,7 +313,7 @@ func TestPlaybookArmsAndSettings(t *testing.T) {
 	ctx := context.Background()
 	arms := []PlaybookArm{
 		{Playbook: "p", Key: "slo-a", Armed: false, ChangedAt: pbT0, UpdatedAt: pbT0},
-		{Playbook: "p", Key: "slo-b", Armed: true, AboveSince: pbT0.Add(time.Minute), UpdatedAt: pbT0},
+		{Playbook: "p", Key: "slo-b", Armed: true, AboveSince: pbT0.Add(time.Minute), HoldUntil: pbT0.Add(time.Hour), UpdatedAt: pbT0},
 	}
 	if err := s.SavePlaybookArms(ctx, arms); err != nil {
 		t.Fatal(err)
@@ -340,7 +340,7 @@ func TestPlaybookArmsAndSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || !got[0].Armed || !got[0].ChangedAt.Equal(pbT0.Add(time.Hour)) || !got[1].Armed || !got[1].AboveSince.Equal(pbT0.Add(time.Minute)) {
+	if len(got) != 2 || !got[0].Armed || !got[0].ChangedAt.Equal(pbT0.Add(time.Hour)) || !got[1].Armed || !got[1].AboveSince.Equal(pbT0.Add(time.Minute)) || !got[1].HoldUntil.Equal(pbT0.Add(time.Hour)) {
 		t.Fatalf("arms: got %+v", got)
 	}
 	gs, err := s2.PlaybookSetting(ctx, "kill_switch")
