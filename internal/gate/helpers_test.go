@@ -67,7 +67,7 @@ type series struct {
 // synthetic telemetry, the SLO engine evaluated over it, a SQLite store
 // and the policy engine.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	clock  *fakeClock
 	db     *telemetry.Embedded
 	store  *store.Store
@@ -90,7 +90,7 @@ type fixtureOptions struct {
 	storePath string
 }
 
-func newFixture(t *testing.T, o fixtureOptions) *fixture {
+func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clock: newFakeClock(o.now), files: map[string][]byte{}}
 	set, diags := spec.LoadBytes("gates.yaml", []byte(o.specs))

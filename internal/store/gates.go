@@ -345,8 +345,10 @@ func (s *Store) FirstSeen(ctx context.Context, key string, now time.Time) (time.
 }
 
 // FirstSeenAll returns when each key was first seen, recording now for
-// the keys that are new, in one transaction: a report with thousands of
-// findings costs one commit, not thousands.
+// the keys that are new, in one transaction: the known keys are read in
+// chunks (a report re-scanned in every build has mostly known keys), and
+// only new ones are inserted, so thousands of findings cost a few
+// statements and one commit, not thousands.
 func (s *Store) FirstSeenAll(ctx context.Context, keys []string, now time.Time) (map[string]time.Time, error) {
 	out := make(map[string]time.Time, len(keys))
 	if len(keys) == 0 {
@@ -357,32 +359,76 @@ func (s *Store) FirstSeenAll(ctx context.Context, keys []string, now time.Time) 
 	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
 	at := now.UnixMilli()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.readFirstSeen(ctx, tx, keys, out); err != nil {
+			return err
+		}
+		var missing []string
+		for _, k := range keys {
+			if _, ok := out[k]; !ok {
+				missing = append(missing, k)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
 		ins, err := tx.PrepareContext(ctx, s.dialect.rebind(`INSERT INTO vulnerability_first_seen (key, first_seen) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`))
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
-		sel, err := tx.PrepareContext(ctx, s.dialect.rebind(`SELECT first_seen FROM vulnerability_first_seen WHERE key = ?`))
-		if err != nil {
-			return err
-		}
-		defer sel.Close()
-		for _, k := range keys {
+		for _, k := range missing {
 			if _, err := ins.ExecContext(ctx, k, at); err != nil {
 				return err
 			}
-			var first int64
-			if err := sel.QueryRowContext(ctx, k).Scan(&first); err != nil {
-				return err
-			}
-			out[k] = time.UnixMilli(first).UTC()
 		}
-		return nil
+		// Read them back: a concurrent transaction may have won the insert
+		// with its own time.
+		return s.readFirstSeen(ctx, tx, missing, out)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("first seen: %w", err)
 	}
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			return nil, fmt.Errorf("first seen: key %q not recorded", k)
+		}
+	}
 	return out, nil
+}
+
+// firstSeenChunk is how many keys one look-up reads: well under the
+// parameter limits of SQLite (32766) and PostgreSQL (65535).
+const firstSeenChunk = 500
+
+// readFirstSeen adds the stored first-seen times of keys to out.
+func (s *Store) readFirstSeen(ctx context.Context, tx *sql.Tx, keys []string, out map[string]time.Time) error {
+	for chunk := range slices.Chunk(keys, firstSeenChunk) {
+		args := make([]any, len(chunk))
+		for i, k := range chunk {
+			args[i] = k
+		}
+		q := `SELECT key, first_seen FROM vulnerability_first_seen WHERE key IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`
+		rows, err := tx.QueryContext(ctx, s.dialect.rebind(q), args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var k string
+			var first int64
+			if err := rows.Scan(&k, &first); err != nil {
+				rows.Close()
+				return err
+			}
+			out[k] = time.UnixMilli(first).UTC()
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Deploy is a deploy marker: a version of a service going out, from the
