@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/policy"
@@ -32,9 +33,13 @@ type stage interface {
 	exec(ctx context.Context, x *run) error
 }
 
-// ErrNotReady is returned by the budget check while the engine is still
-// backfilling: budgets are not known yet.
-var ErrNotReady = errors.New("the engine is still backfilling: error budgets are not known yet; retry when /readyz answers ok")
+// ErrNotReady is returned by the budget check and the policies while the
+// engine cannot vouch for budgets: it is still backfilling, or the
+// telemetry source is down.
+var ErrNotReady = errors.New("error budgets are not known")
+
+// errBackfilling says why budgets are not known at start-up.
+var errBackfilling = fmt.Errorf("%w yet: the engine is still backfilling; retry when /readyz answers ok", ErrNotReady)
 
 // budgetStage gathers the error budgets, burn rates and budget policy
 // steps of the gate's SLOs. The error-budget policy judges them.
@@ -46,9 +51,14 @@ func (budgetStage) exec(_ context.Context, x *run) error {
 	b := x.gate.Spec.Budget
 	eng := x.r.opts.Engine
 	if !eng.Ready() {
-		return ErrNotReady
+		return errBackfilling
 	}
 	snap := eng.Snapshot()
+	if d := snap.SourceDown; d != nil && (d.State == slo.Pending || d.State == slo.Firing) {
+		// Budgets are as of the last data: a budget that cannot move is
+		// no evidence for a deploy.
+		return fmt.Errorf("%w: the telemetry source is down (since %s): error budgets are not current", ErrNotReady, d.Since.Format(time.RFC3339))
+	}
 	slos := serviceSLOs(snap, x.set, x.gate.Spec.Service)
 	res := &BudgetResult{MinRemaining: b.MinRemaining.Ratio(), MaxBurnRate: b.MaxBurnRate, EvaluatedAt: snap.At, SLOs: []BudgetSLO{}}
 	// The check's scope names SLOs; a grouped SLO is one entry per group,

@@ -6,9 +6,12 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/qsp-dev/qsp/internal/externaltest"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/store"
+	"github.com/qsp-dev/qsp/internal/telemetry"
 )
 
 const budgetGates = `
@@ -175,5 +178,24 @@ func TestBudgetGateNotReady(t *testing.T) {
 	}
 	if ev.Decision != nil {
 		t.Errorf("a decision was taken without budgets: %+v", ev.Decision)
+	}
+}
+
+// TestBudgetGateSourceDown: with the telemetry source down, budgets do
+// not move: an error (exit 2), not a decision on stale budgets.
+func TestBudgetGateSourceDown(t *testing.T) {
+	down, err := telemetry.NewRemote(telemetry.RemoteOptions{URL: "http://" + externaltest.FreeAddr(t), MaxRetries: -1, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	f := newFixture(t, fixtureOptions{specs: baseSpecs + budgetGates, now: testNow, engineSource: down})
+	if f.eng.Snapshot().SourceDown == nil {
+		t.Fatal("the engine does not see its source down")
+	}
+	ev := f.evaluate("search-budget", Request{Change: Change{Kind: policy.ChangeFix}})
+	mustState(t, ev, StateError)
+	if !hasReason(ev, LevelError, "the telemetry source is down", "error budgets are not current") || ev.Decision != nil {
+		t.Fatalf("reasons:%s", reasonsText(ev))
 	}
 }

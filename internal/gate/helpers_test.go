@@ -88,6 +88,8 @@ type fixtureOptions struct {
 	source Querier
 	// storePath reuses a database file (restarts).
 	storePath string
+	// engineSource overrides the engine's source (default the TSDB).
+	engineSource engine.Source
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -128,7 +130,11 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	f.store = st
-	f.eng, err = engine.New(engine.Options{Source: db, Store: st, Specs: set, Now: f.clock.now, Interval: time.Hour})
+	var engSrc engine.Source = db
+	if o.engineSource != nil {
+		engSrc = o.engineSource
+	}
+	f.eng, err = engine.New(engine.Options{Source: engSrc, Store: st, Specs: set, Now: f.clock.now, Interval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

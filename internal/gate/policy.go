@@ -54,7 +54,7 @@ func (x *run) decide(ctx context.Context) (*policy.Decision, error) {
 	if !eng.Ready() {
 		// Without SLO states and alerts the trade-off policy cannot see a
 		// firing page: no decision rather than a blind one.
-		return nil, ErrNotReady
+		return nil, errBackfilling
 	}
 	snap := eng.Snapshot()
 	g := x.gate
