@@ -66,10 +66,9 @@ alerts on error-budget burn, gates deploys and runs guarded playbooks.`,
 		newStatusCommand(),
 		newGenerateCommand(),
 		newGateCommand(),
+		newDemoCommand(),
 	)
-	for _, c := range []struct{ use, short string }{
-		{"demo", "Run the controller with simulated traffic and incidents"},
-	} {
+	for _, c := range []struct{ use, short string }{} {
 		root.AddCommand(pendingCommand(c.use, c.short))
 	}
 	return root
