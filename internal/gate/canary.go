@@ -150,7 +150,9 @@ func (x *run) judgeCanary() {
 			case canary.StatusNoData, canary.StatusInconclusive:
 				level = LevelWarn
 			}
-			x.addReason(CheckCanary, level, m.Name, m.Explanation)
+			// The explanation starts with the metric's name, which the
+			// reason carries as its source.
+			x.addReason(CheckCanary, level, m.Name, strings.TrimPrefix(m.Explanation, m.Name+": "))
 		}
 	}
 	x.checks.Canary = facts

@@ -140,6 +140,8 @@ type Runner struct {
 	// the store and a result survives a failed final write.
 	live   map[string]*liveEval
 	recent []string
+	// closed is set by Close; no background evaluation starts after it.
+	closed bool
 }
 
 type liveEval struct {
@@ -252,6 +254,9 @@ func (r *Runner) Run(ctx context.Context) error {
 // Close stops the background evaluations and waits until they are
 // recorded (as errors: "stopped"). Safe to call more than once.
 func (r *Runner) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
 }
@@ -332,14 +337,19 @@ func (r *Runner) Start(ctx context.Context, name string, req Request) (*Evaluati
 	if running >= r.opts.MaxRunning {
 		return nil, fmt.Errorf("%w: %d, the limit", ErrBusy, running)
 	}
-	if r.base.Err() != nil {
-		return nil, fmt.Errorf("gate runner: stopped")
+	// Count the evaluation in before Close can start waiting.
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, errors.New("gate runner: stopped")
 	}
+	r.wg.Add(1)
+	r.mu.Unlock()
 	if err := r.begin(ctx, x); err != nil {
+		r.wg.Done()
 		return nil, err
 	}
 	first := x.snapshot()
-	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		r.execute(r.base, x)
