@@ -1,18 +1,94 @@
 package app
 
 import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qsp-dev/qsp/internal/api"
 	"github.com/qsp-dev/qsp/internal/telemetry"
+	"github.com/qsp-dev/qsp/internal/ui"
 )
 
+// router is the server's handler: every route of every component behind
+// api.Auth with the role api's route table gives it, security headers on
+// every answer, CORS on the API when configured.
+type router struct {
+	handler http.Handler
+	routes  []api.Route
+	// extra holds routes components mounted without a rule (App.mounts);
+	// they are served to admins only.
+	extra     *http.ServeMux
+	extraAuth http.Handler
+}
+
+// ServeHTTP implements http.Handler.
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.handler.ServeHTTP(w, r) }
+
+// Routes returns every route the server serves and the role each needs,
+// sorted by pattern: the authorization matrix test walks them.
+func (rt *router) Routes() []api.Route { return rt.routes }
+
+// newAuth builds the access control from the configuration. Without
+// tokens every request is allowed: the local default of qsp serve and the
+// demo; it is logged as a warning, louder when the server listens beyond
+// loopback.
+func (a *App) newAuth() (*api.Auth, error) {
+	ac := a.cfg.Auth
+	var tokens []api.Token
+	for _, t := range ac.Tokens {
+		tokens = append(tokens, api.Token{Name: t.Name, Role: api.Role(t.Role), SHA256: t.SHA256})
+	}
+	auth, err := api.NewAuth(api.AuthOptions{
+		Tokens: tokens, Anonymous: api.Role(ac.Anonymous), AnonymousSet: ac.Anonymous != "",
+		SecureCookies: ac.TLS.CertFile != "", Logger: a.logger, Now: a.now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if auth.Open() {
+		if loopback(a.cfg.Listen) {
+			a.logger.Warn("no auth tokens configured: every request is allowed; add auth.tokens (qsp token new) before sharing this server", "listen", a.cfg.Listen)
+		} else {
+			a.logger.Warn("no auth tokens configured and listening beyond loopback: anyone who reaches this address may reload specs, acknowledge incidents and push telemetry; add auth.tokens (qsp token new)", "listen", a.cfg.Listen)
+		}
+	} else if auth.Anonymous() != api.RoleNone {
+		a.logger.Warn("anonymous requests are allowed", "role", auth.Anonymous())
+	}
+	return auth, nil
+}
+
+// loopback reports whether a listen address only accepts local
+// connections.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // routes builds the HTTP handler of every component.
-func (a *App) routes() (http.Handler, error) {
-	mux := http.NewServeMux()
+func (a *App) routes() (*router, error) {
+	auth, _ := a.apiExtra["auth"].(*api.Auth)
+	if auth == nil {
+		var err error
+		if auth, err = a.newAuth(); err != nil {
+			return nil, err
+		}
+	}
+	mux := api.NewMux(auth, api.DenyJSON)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -22,11 +98,6 @@ func (a *App) routes() (http.Handler, error) {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	api, err := api.New(api.Options{Engine: a.engine, Store: a.store, Logger: a.logger, Extra: a.apiExtra})
-	if err != nil {
-		return nil, err
-	}
-	mux.Handle("/api/v1/", api)
 	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Reload(r.Context()); err != nil {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
@@ -34,8 +105,18 @@ func (a *App) routes() (http.Handler, error) {
 		}
 		w.Write([]byte("reloaded\n"))
 	})
-	for _, m := range a.mounts {
-		m(mux)
+	apiHandler, err := api.New(api.Options{Engine: a.engine, History: a.engine, Specs: a.Specs, Store: a.store, Auth: auth,
+		Logger: a.logger, Extra: a.apiExtra, Now: a.now})
+	if err != nil {
+		return nil, err
+	}
+	// The API and the UI check the rule of each of their routes
+	// themselves; the subtrees only hand requests over.
+	mux.ServeMux.Handle("/api/v1/", apiHandler)
+	routes := slices.Concat(mux.Routes(), apiHandler.Routes())
+	if u, _ := a.apiExtra["ui"].(*ui.UI); u != nil {
+		mux.ServeMux.Handle("/", u)
+		routes = append(routes, u.Routes()...)
 	}
 	if a.embedded != nil {
 		ropts := telemetry.ReceiverOptions{
@@ -67,12 +148,36 @@ func (a *App) routes() (http.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
+		before := len(mux.Routes())
 		mux.Handle("POST /api/v1/write", write)
 		mux.Handle("POST /v1/metrics", otlp)
 		mux.Handle("POST /api/v1/events", events)
 		mux.Handle("/prometheus/api/v1/", query)
+		routes = append(routes, mux.Routes()[before:]...)
 	}
-	return mux, nil
+	slices.SortFunc(routes, func(x, y api.Route) int { return strings.Compare(x.Pattern, y.Pattern) })
+	rt := &router{routes: routes}
+	var h http.Handler = mux
+	if len(a.mounts) > 0 {
+		// Routes mounted by components without a rule in the role table:
+		// admins only, until the table has them.
+		rt.extra = http.NewServeMux()
+		for _, m := range a.mounts {
+			m(rt.extra)
+		}
+		rt.extraAuth = auth.Require(api.RoleAdmin, 0, api.DenyJSON, rt.extra)
+		a.logger.Warn("components mounted routes outside the role table: admins only")
+		main := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, pattern := rt.extra.Handler(r); pattern != "" {
+				rt.extraAuth.ServeHTTP(w, r)
+				return
+			}
+			main.ServeHTTP(w, r)
+		})
+	}
+	rt.handler = api.SecurityHeaders(api.CORS(a.cfg.Auth.CORSOrigins, h), a.cfg.Auth.TLS.CertFile != "")
+	return rt, nil
 }
 
 func withRegistry(o telemetry.ReceiverOptions, r prometheus.Registerer) telemetry.ReceiverOptions {
@@ -80,3 +185,19 @@ func withRegistry(o telemetry.ReceiverOptions, r prometheus.Registerer) telemetr
 	return o
 }
 
+// tlsListener wraps l in TLS when auth.tls names a certificate and key;
+// otherwise it returns l. The certificate is read once, at start.
+func (a *App) tlsListener(l net.Listener) (net.Listener, error) {
+	t := a.cfg.Auth.TLS
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+		return l, nil
+	case t.CertFile == "" || t.KeyFile == "":
+		return nil, errors.New("config: auth.tls needs both certFile and keyFile")
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("config: auth.tls: %w", err)
+	}
+	return tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+}

@@ -1,0 +1,367 @@
+package ui
+
+import (
+	"fmt"
+	"html"
+	"html/template"
+	"math"
+	"strings"
+	"time"
+)
+
+// Charts are SVG drawn here, in Go, and inlined in the page: no scripts,
+// no chart library. Every chart has a <title> and <desc> naming what it
+// shows and its latest value, and the page puts the same numbers in a
+// table (ChartTable) for screen readers and for copying. Colours come
+// from the Okabe-Ito palette, which stays distinct for the common colour
+// vision deficiencies, and every series or mark that carries a state also
+// has a pattern, a dash style or a text label: nothing is told by colour
+// alone. Presentation is in attributes and classes, never in style
+// attributes, which the CSP forbids.
+
+// Okabe-Ito colours.
+const (
+	colBlue       = "#0072B2"
+	colOrange     = "#E69F00"
+	colSky        = "#56B4E9"
+	colGreen      = "#009E73"
+	colVermillion = "#D55E00"
+	colPurple     = "#CC79A7"
+	colGrey       = "#6b6b6b"
+	colInk        = "#1a1a1a"
+)
+
+// Sample is one value of a series at a time; a nil V is a gap (no data).
+type Sample struct {
+	At time.Time
+	V  *float64
+}
+
+// Marker is an instant on a time chart: a deploy.
+type Marker struct {
+	At    time.Time
+	Label string
+}
+
+// Span is an interval on a time chart: an incident. A zero To is still
+// open.
+type Span struct {
+	From, To time.Time
+	Label    string
+}
+
+// LineChart is a series over time with an optional reference line (the
+// objective, zero budget), deploy markers and incident spans.
+type LineChart struct {
+	// ID makes the SVG's element IDs unique in the page.
+	ID          string
+	Title, Desc string
+	From, To    time.Time
+	Samples     []Sample
+	// YMin and YMax fix the value axis; both zero scales it to the data
+	// and the reference line, padded, but not above Cap when Cap is set
+	// (a ratio never exceeds 1).
+	YMin, YMax float64
+	Cap        *float64
+	// Ref draws a dashed horizontal line labelled RefLabel.
+	Ref      *float64
+	RefLabel string
+	// Format writes a value for the axis and the table; default %.3g.
+	Format  func(float64) string
+	Markers []Marker
+	Spans   []Span
+	Loc     *time.Location
+}
+
+// Chart geometry, in SVG user units; the SVG scales to its container.
+const (
+	chartW      = 720
+	chartH      = 220
+	padL        = 64
+	padR        = 16
+	padT        = 26
+	padB        = 34
+	maxRowsShow = 48
+)
+
+func esc(s string) string { return html.EscapeString(s) }
+
+func (c *LineChart) format(v float64) string {
+	if c.Format != nil {
+		return c.Format(v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+// yRange is the value axis: the data and the reference line, padded.
+func (c *LineChart) yRange() (lo, hi float64) {
+	if c.YMin != 0 || c.YMax != 0 {
+		return c.YMin, c.YMax
+	}
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, s := range c.Samples {
+		if s.V != nil && !math.IsNaN(*s.V) && !math.IsInf(*s.V, 0) {
+			lo, hi = math.Min(lo, *s.V), math.Max(hi, *s.V)
+		}
+	}
+	if c.Ref != nil {
+		lo, hi = math.Min(lo, *c.Ref), math.Max(hi, *c.Ref)
+	}
+	if math.IsInf(lo, 1) {
+		return 0, 1
+	}
+	if hi-lo < 1e-9 {
+		pad := math.Max(math.Abs(hi)*0.01, 1e-6)
+		lo, hi = lo-pad, hi+pad
+		if c.Cap != nil && hi > *c.Cap {
+			lo, hi = lo-(hi-*c.Cap), *c.Cap
+		}
+		return lo, hi
+	}
+	pad := (hi - lo) * 0.08
+	lo, hi = lo-pad, hi+pad
+	if c.Cap != nil && hi > *c.Cap {
+		hi = *c.Cap
+	}
+	return lo, hi
+}
+
+// Latest returns the newest sample with a value.
+func (c *LineChart) Latest() (Sample, bool) {
+	for i := len(c.Samples) - 1; i >= 0; i-- {
+		if c.Samples[i].V != nil {
+			return c.Samples[i], true
+		}
+	}
+	return Sample{}, false
+}
+
+// SVG draws the chart.
+func (c *LineChart) SVG() template.HTML {
+	var b strings.Builder
+	lo, hi := c.yRange()
+	t0, t1 := c.From, c.To
+	if !t1.After(t0) {
+		t1 = t0.Add(time.Minute)
+	}
+	loc := c.Loc
+	if loc == nil {
+		loc = time.UTC
+	}
+	plotW, plotH := float64(chartW-padL-padR), float64(chartH-padT-padB)
+	x := func(t time.Time) float64 {
+		f := float64(t.Sub(t0)) / float64(t1.Sub(t0))
+		return padL + math.Max(0, math.Min(1, f))*plotW
+	}
+	y := func(v float64) float64 {
+		f := (v - lo) / (hi - lo)
+		return padT + (1-math.Max(-0.02, math.Min(1.02, f)))*plotH
+	}
+	id := esc(c.ID)
+	desc := c.Desc
+	if s, ok := c.Latest(); ok && desc == "" {
+		desc = fmt.Sprintf("Latest value %s at %s.", c.format(*s.V), s.At.In(loc).Format("2006-01-02 15:04"))
+	}
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t %s-d" xmlns="http://www.w3.org/2000/svg">`, chartW, chartH, id, id)
+	fmt.Fprintf(&b, `<title id="%s-t">%s</title><desc id="%s-d">%s</desc>`, id, esc(c.Title), id, esc(desc))
+	// Incidents: hatched spans, so they read without colour.
+	fmt.Fprintf(&b, `<defs><pattern id="%s-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
+		`<rect width="6" height="6" fill="%s" fill-opacity="0.12"/><line x1="0" y1="0" x2="0" y2="6" stroke="%s" stroke-width="2" stroke-opacity="0.45"/></pattern></defs>`,
+		id, colVermillion, colVermillion)
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
+	for _, s := range c.Spans {
+		to := s.To
+		if to.IsZero() || to.After(t1) {
+			to = t1
+		}
+		if to.Before(t0) || s.From.After(t1) {
+			continue
+		}
+		x0, x1 := x(s.From), x(to)
+		fmt.Fprintf(&b, `<rect class="span" x="%.1f" y="%d" width="%.1f" height="%.0f" fill="url(#%s-hatch)"><title>%s</title></rect>`,
+			x0, padT, math.Max(x1-x0, 2), plotH, id, esc(s.Label))
+	}
+	// Value axis: five ticks.
+	for i := range 5 {
+		v := lo + (hi-lo)*float64(i)/4
+		yy := y(v)
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#e4e4e4"/>`, padL, chartW-padR, yy, yy)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="tick">%s</text>`, padL-6, yy+4, esc(c.format(v)))
+	}
+	// Time axis: ticks at the start, the end and three between.
+	for i := range 5 {
+		t := t0.Add(time.Duration(float64(t1.Sub(t0)) * float64(i) / 4))
+		anchor := "middle"
+		switch i {
+		case 0:
+			anchor = "start"
+		case 4:
+			anchor = "end"
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="%s" class="tick">%s</text>`, x(t), chartH-padB+16, anchor, esc(timeTick(t.In(loc), t1.Sub(t0))))
+	}
+	if c.Ref != nil {
+		ry := y(*c.Ref)
+		fmt.Fprintf(&b, `<line class="ref" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="6 4"/>`, padL, chartW-padR, ry, ry, colInk)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="label">%s</text>`, chartW-padR-4, ry-4, esc(c.RefLabel))
+	}
+	// The series: segments between gaps.
+	var path strings.Builder
+	pen := false
+	for _, s := range c.Samples {
+		if s.V == nil || math.IsNaN(*s.V) || math.IsInf(*s.V, 0) {
+			pen = false
+			continue
+		}
+		cmd := "L"
+		if !pen {
+			cmd = "M"
+		}
+		fmt.Fprintf(&path, "%s%.1f %.1f ", cmd, x(s.At), y(*s.V))
+		pen = true
+	}
+	if path.Len() > 0 {
+		fmt.Fprintf(&b, `<path class="series" d="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round"/>`, strings.TrimSpace(path.String()), colBlue)
+	}
+	// Deploys: a vertical line with a labelled flag.
+	for _, m := range c.Markers {
+		if m.At.Before(t0) || m.At.After(t1) {
+			continue
+		}
+		mx := x(m.At)
+		fmt.Fprintf(&b, `<g class="marker"><title>%s</title><line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="2 2"/>`+
+			`<path d="M%.1f %d l7 -5 l-7 -5 z" fill="%s"/><text x="%.1f" y="%d" class="flag">D</text></g>`,
+			esc(m.Label), mx, mx, padT, chartH-padB, colPurple, mx, padT, colPurple, mx+8, padT-6)
+	}
+	if len(c.Samples) == 0 || path.Len() == 0 {
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle" class="empty">No data in this range</text>`, padL+plotW/2, padT+plotH/2)
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped
+}
+
+func timeTick(t time.Time, span time.Duration) string {
+	switch {
+	case span <= 36*time.Hour:
+		return t.Format("Jan 2 15:04")
+	default:
+		return t.Format("Jan 2")
+	}
+}
+
+// Row is a line of a chart's data table.
+type Row struct {
+	Time  string
+	Value string
+}
+
+// Rows returns the chart's data for its table: at most maxRowsShow rows,
+// evenly spaced, newest last, and every incident and deploy.
+func (c *LineChart) Rows() []Row {
+	loc := c.Loc
+	if loc == nil {
+		loc = time.UTC
+	}
+	n := len(c.Samples)
+	step := max(1, (n+maxRowsShow-1)/maxRowsShow)
+	var out []Row
+	for i := n - 1; i >= 0; i -= step {
+		s := c.Samples[i]
+		v := "no data"
+		if s.V != nil {
+			v = c.format(*s.V)
+		}
+		out = append(out, Row{Time: s.At.In(loc).Format("2006-01-02 15:04"), Value: v})
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+// Bar is one bar of a BarChart.
+type Bar struct {
+	Label string
+	V     *float64
+	// Alert marks a bar over its alert threshold: drawn hatched and
+	// labelled, not only coloured.
+	Alert bool
+}
+
+// BarChart is burn rates per window.
+type BarChart struct {
+	ID, Title, Desc string
+	Bars            []Bar
+	// Ref is a reference level (1: spending the budget exactly over the
+	// window).
+	Ref      float64
+	RefLabel string
+	Format   func(float64) string
+}
+
+func (c *BarChart) format(v float64) string {
+	if c.Format != nil {
+		return c.Format(v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+// SVG draws the chart.
+func (c *BarChart) SVG() template.HTML {
+	var b strings.Builder
+	const h = 200
+	plotW, plotH := float64(chartW-padL-padR), float64(h-padT-padB)
+	hi := c.Ref * 1.25
+	for _, bar := range c.Bars {
+		if bar.V != nil && !math.IsInf(*bar.V, 0) && !math.IsNaN(*bar.V) {
+			hi = math.Max(hi, *bar.V*1.1)
+		}
+	}
+	if hi <= 0 {
+		hi = 1
+	}
+	y := func(v float64) float64 { return padT + (1-math.Max(0, math.Min(1, v/hi)))*plotH }
+	id := esc(c.ID)
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t %s-d" xmlns="http://www.w3.org/2000/svg">`, chartW, h, id, id)
+	fmt.Fprintf(&b, `<title id="%s-t">%s</title><desc id="%s-d">%s</desc>`, id, esc(c.Title), id, esc(c.Desc))
+	fmt.Fprintf(&b, `<defs><pattern id="%s-hot" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
+		`<rect width="6" height="6" fill="%s"/><line x1="0" y1="0" x2="0" y2="6" stroke="#ffffff" stroke-width="2"/></pattern></defs>`, id, colVermillion)
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
+	for i := range 5 {
+		v := hi * float64(i) / 4
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="tick">%s</text>`, padL-6, y(v)+4, esc(c.format(v)))
+	}
+	n := max(1, len(c.Bars))
+	slot := plotW / float64(n)
+	bw := math.Min(slot*0.6, 60)
+	for i, bar := range c.Bars {
+		cx := padL + slot*(float64(i)+0.5)
+		label := "no data"
+		if bar.V != nil {
+			label = c.format(*bar.V)
+			v := math.Max(0, *bar.V)
+			if math.IsInf(v, 1) || math.IsNaN(v) {
+				v = hi
+			}
+			fill := colSky
+			if bar.Alert {
+				fill = "url(#" + id + "-hot)"
+				label += " ▲"
+			}
+			top := y(v)
+			fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" stroke="%s"><title>%s: %s</title></rect>`,
+				cx-bw/2, top, bw, padT+plotH-top, fill, colInk, esc(bar.Label), esc(label))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="value">%s</text>`, cx, math.Max(top-4, padT+10), esc(label))
+		} else {
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="value">%s</text>`, cx, padT+plotH-4, esc(label))
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" class="tick">%s</text>`, cx, h-padB+16, esc(bar.Label))
+	}
+	if c.Ref > 0 {
+		ry := y(c.Ref)
+		fmt.Fprintf(&b, `<line class="ref" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="6 4"/>`, padL, chartW-padR, ry, ry, colInk)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="label">%s</text>`, chartW-padR-4, ry-4, esc(c.RefLabel))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped
+}
