@@ -70,6 +70,20 @@ spec:
 func TestGatePolicies(t *testing.T) {
 	f := newFixture(t, fixtureOptions{specs: baseSpecs + policyGates, now: testNow, series: healthySeries()})
 	reports := []Report{{Name: "grype.json", Content: testdata(t, "grype-checkout.json")}}
+	var finished []*Evaluation
+	f.runner.OnFinish(func(_ context.Context, ev *Evaluation) { finished = append(finished, ev) })
+	defer func() {
+		// Every evaluation was reported once, with its verdict.
+		want := []State{StateFail, StatePass, StateError, StatePass}
+		if len(finished) != len(want) {
+			t.Fatalf("%d evaluations reported, want %d", len(finished), len(want))
+		}
+		for i, ev := range finished {
+			if ev.State != want[i] || ev.FinishedAt.IsZero() {
+				t.Errorf("reported %d: %s at %s, want %s", i, ev.State, ev.FinishedAt, want[i])
+			}
+		}
+	}()
 
 	ev := f.evaluate("labelled", Request{Change: Change{Kind: policy.ChangeFeature, Version: "1.2"}, Reports: reports})
 	mustState(t, ev, StateFail)

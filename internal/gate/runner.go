@@ -142,6 +142,19 @@ type Runner struct {
 	recent []string
 	// closed is set by Close; no background evaluation starts after it.
 	closed bool
+	// onFinish are the listeners of finished evaluations.
+	onFinish []func(ctx context.Context, ev *Evaluation)
+}
+
+// OnFinish adds a listener of finished evaluations, e.g. the playbooks
+// whose trigger is a gate. It is called once per evaluation, after the
+// verdict is recorded, from the goroutine that ran the evaluation, with a
+// copy of the evaluation; it must not block. Evaluations interrupted by a
+// restart are not reported.
+func (r *Runner) OnFinish(f func(ctx context.Context, ev *Evaluation)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onFinish = append(r.onFinish, f)
 }
 
 type liveEval struct {
@@ -589,7 +602,11 @@ func (r *Runner) execute(ctx context.Context, x *run) {
 		delete(r.live, r.recent[0])
 		r.recent = r.recent[1:]
 	}
+	listeners := slices.Clone(r.onFinish)
 	r.mu.Unlock()
+	for _, f := range listeners {
+		f(context.WithoutCancel(ctx), x.snapshot())
+	}
 	r.logger.Info("evaluation done", "id", x.ev.ID, "gate", x.ev.Gate, "state", x.ev.State, "summary", x.ev.Summary)
 }
 
