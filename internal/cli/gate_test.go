@@ -227,7 +227,7 @@ func TestGateCommand(t *testing.T) {
 	app := a.Embedded().DB().Appender(context.Background())
 	for _, track := range []string{"baseline", "canary"} {
 		ls := labels.FromStrings("__name__", "cli_latency_seconds", "track", track)
-		for i := -20; i < 60; i++ {
+		for i := -20; i < 300; i++ {
 			ts := now.Add(time.Duration(i) * 100 * time.Millisecond)
 			if _, err := app.Append(0, ls, ts.UnixMilli(), 0.1+0.001*float64(i%7)); err != nil {
 				t.Fatal(err)
