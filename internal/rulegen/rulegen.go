@@ -101,6 +101,8 @@ func indicator(s *spec.SLO) (*errorRatio, string) {
 	sp := s.Spec
 	ind := sp.Indicator
 	switch {
+	case ind.Latency != nil && ind.Latency.Percentile != 0:
+		return nil, "latency percentile indicator: a percentile per time slice is not a ratio of counters"
 	case (ind.Ratio != nil || ind.Latency != nil) && sp.Budgeting.IsTimeslices():
 		return nil, fmt.Sprintf("budgeting %s: its burn rates count time slices, which recording rules over event counters cannot reproduce", sp.Budgeting.Method)
 	case ind.Ratio != nil:
@@ -115,7 +117,7 @@ func indicator(s *spec.SLO) (*errorRatio, string) {
 			},
 			events: func(w time.Duration) (string, bool) { return increaseOf(spec.ExpandWindow(r.Total, w)) },
 		}, ""
-	case ind.Latency != nil && ind.Latency.Percentile == 0:
+	case ind.Latency != nil:
 		l := ind.Latency
 		ms, err := spec.ParseSelector(l.Histogram)
 		if err != nil {
@@ -146,8 +148,6 @@ func indicator(s *spec.SLO) (*errorRatio, string) {
 				return fmt.Sprintf("sum%s (increase(%s[%s]))", by, count, spec.Duration(w)), true
 			},
 		}, ""
-	case ind.Latency != nil:
-		return nil, "latency percentile indicator: a percentile per time slice is not a ratio of counters"
 	case ind.Threshold != nil:
 		return nil, "threshold indicator: judged per time slice, not a ratio of counters"
 	case ind.Availability != nil:
