@@ -134,7 +134,10 @@ type Evaluation struct {
 	CreatedAt  time.Time `json:"createdAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
-	Progress   Progress  `json:"progress"`
+	// Deadline is when a running evaluation gives up: its canary's
+	// intervals plus the runner's timeout.
+	Deadline time.Time `json:"deadline,omitzero"`
+	Progress Progress  `json:"progress"`
 	// Reasons are every reason, in stage order: budget, security, canary,
 	// policy, then errors.
 	Reasons  []Reason        `json:"reasons"`

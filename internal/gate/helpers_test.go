@@ -169,7 +169,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	f.runner, err = New(Options{
 		Specs: set, Engine: f.eng, Policy: f.policy, Evaluations: st, FirstSeen: st, Deploys: st, Source: src,
-		Now: f.clock.now, Sleep: f.clock.sleep,
+		Now: f.clock.now, Sleep: f.clock.sleep, Exclusive: true,
 		ReadFile: func(name string) ([]byte, error) {
 			if b, ok := f.files[name]; ok {
 				return b, nil

@@ -189,4 +189,22 @@ func TestInterruptedEvaluation(t *testing.T) {
 	if err != nil || len(ds) != 1 || ds[0].Verdict != string(StateError) || ds[0].EvaluationID != ev.ID {
 		t.Errorf("deploys %+v %v", ds, err)
 	}
+
+	// Runners sharing a store (replicas) leave another's evaluation alone
+	// until its deadline has passed.
+	other := &Evaluation{ID: newID(testNow), Gate: "canary-good", Service: "search", State: StateRunning, Change: Change{Kind: "feature"},
+		CreatedAt: testNow, UpdatedAt: testNow, Deadline: testNow.Add(30 * time.Minute), Reasons: []Reason{}}
+	data, _ = json.Marshal(other)
+	if err := f.store.SaveGateEvaluation(ctx, storedEvaluation(other, data)); err != nil {
+		t.Fatal(err)
+	}
+	f.runner.recoverInterrupted(ctx, false)
+	if got, _ := f.runner.Evaluation(ctx, other.ID); got.State != StateRunning {
+		t.Fatalf("another runner's evaluation finished before its deadline: %s", got.State)
+	}
+	f.clock.add(30*time.Minute + recoverGrace + time.Second)
+	f.runner.recoverInterrupted(ctx, false)
+	if got, _ := f.runner.Evaluation(ctx, other.ID); got.State != StateError {
+		t.Fatalf("an evaluation past its deadline is still %s", got.State)
+	}
 }

@@ -116,6 +116,11 @@ type Options struct {
 	// Sleep waits d or until ctx ends, for the canary's intervals.
 	// Default a timer; tests advance a fake clock.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Exclusive says this Runner is the only one using the store (SQLite):
+	// at start, every evaluation still running in the store was
+	// interrupted. Runners sharing a store (PostgreSQL replicas) only
+	// finish evaluations past their deadline.
+	Exclusive bool
 }
 
 // Runner evaluates gates. Start, Evaluate and the look-ups are safe for
@@ -254,14 +259,23 @@ func (r *Runner) Background(name string, req Request) (bool, error) {
 	return c != nil && req.Samples == nil && c.Interval > 0, nil
 }
 
-// Run marks the evaluations a previous process left running as
-// interrupted, then waits until ctx ends, stops the background
+// Run finishes as interrupted the evaluations a stopped process left
+// running (at start when Exclusive, else once past their deadline, checked
+// every minute), then waits until ctx ends, stops the background
 // evaluations and waits until they are recorded.
 func (r *Runner) Run(ctx context.Context) error {
-	r.recoverInterrupted(ctx)
-	<-ctx.Done()
-	r.Close()
-	return nil
+	r.recoverInterrupted(ctx, r.opts.Exclusive)
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.Close()
+			return nil
+		case <-t.C:
+			r.recoverInterrupted(ctx, false)
+		}
+	}
 }
 
 // Close stops the background evaluations and waits until they are
@@ -274,9 +288,14 @@ func (r *Runner) Close() {
 	r.wg.Wait()
 }
 
+// recoverGrace is how long past its deadline an evaluation another
+// process runs may take to record its result.
+const recoverGrace = time.Minute
+
 // recoverInterrupted finishes stored evaluations still running that this
-// Runner does not run: a restart interrupted them.
-func (r *Runner) recoverInterrupted(ctx context.Context) {
+// Runner does not run: all of them when all is set (nobody else runs
+// any), else those past their deadline, which no process still runs.
+func (r *Runner) recoverInterrupted(ctx context.Context, all bool) {
 	stored, _, err := r.opts.Evaluations.GateEvaluations(ctx, store.GateEvaluationFilter{State: string(StateRunning), Limit: 10000})
 	if err != nil {
 		r.logger.Error("list interrupted evaluations", "err", err)
@@ -292,6 +311,13 @@ func (r *Runner) recoverInterrupted(ctx context.Context) {
 		var ev Evaluation
 		if err := json.Unmarshal(s.Data, &ev); err != nil {
 			r.logger.Error("decode interrupted evaluation", "id", s.ID, "err", err)
+			continue
+		}
+		deadline := ev.Deadline
+		if deadline.IsZero() {
+			deadline = ev.CreatedAt.Add(r.opts.Timeout)
+		}
+		if !all && r.now().Before(deadline.Add(recoverGrace)) {
 			continue
 		}
 		ev.State = StateError
@@ -490,6 +516,7 @@ func (r *Runner) prepare(name string, req Request) (*run, error) {
 	}
 	x.stages = append(x.stages, policyStage{}, recordStage{})
 	x.ev.Progress.Stage = x.stages[0].name()
+	x.ev.Deadline = now.Add(r.opts.Timeout + x.waitBudget())
 	return x, nil
 }
 
@@ -567,6 +594,7 @@ func (r *Runner) begin(ctx context.Context, x *run) error {
 // cancellation itself is recorded.
 func (r *Runner) execute(ctx context.Context, x *run) {
 	start := time.Now()
+	// The deadline on the wall clock, whatever Options.Now says.
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout+x.waitBudget())
 	defer cancel()
 	for _, st := range x.stages {
