@@ -115,15 +115,20 @@ func (x *runCtx) attempt(ctx context.Context, i int) outcome {
 	o.response = truncate(rend.scrub(o.response), maxKeptText)
 	o.output = truncate(rend.scrub(o.output), maxKeptText)
 	if o.err != nil {
-		msg := rend.scrub(o.err.Error())
-		if errors.Is(o.err, ErrPermanent) {
-			o.err = Permanent(errors.New(msg))
-		} else {
-			o.err = errors.New(msg)
-		}
+		o.err = &scrubbedError{msg: rend.scrub(o.err.Error()), err: o.err}
 	}
 	return o
 }
+
+// scrubbedError is an error whose message had the secrets' values
+// replaced; errors.Is and As still see the original chain.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // webhook calls one webhook action: render with secrets, check the
 // final URL against the allowlist, send with the Idempotency-Key, follow
@@ -157,7 +162,7 @@ func (r *Runner) webhook(ctx context.Context, rend *renderer, ap ActionPlan, dat
 	resp, err := r.client.Do(hreq)
 	if err != nil {
 		if errors.Is(err, ErrNotAllowed) {
-			return outcome{err: Permanent(err)}
+			return outcome{err: Permanent(fmt.Errorf("%s %s: %w", req.Method, hostOf(req.URL), unwrapURLError(err)))}
 		}
 		// Timeouts, refused connections, resets: the receiver may come
 		// back, and the Idempotency-Key makes a repeat harmless.
@@ -283,7 +288,10 @@ func (r *Runner) execCommand(ctx context.Context, ap ActionPlan, data *Data) out
 	}
 	var out limitedBuffer
 	out.max = maxResponseRead
-	cmd.Stdout, cmd.Stderr = &lossyWriter{&out}, &lossyWriter{&out}
+	// One writer for both: exec then copies through one pipe, one
+	// goroutine.
+	w := &lossyWriter{&out}
+	cmd.Stdout, cmd.Stderr = w, w
 	setProcessGroup(cmd)
 	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()

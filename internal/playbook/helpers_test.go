@@ -50,7 +50,7 @@ func (c *testClock) set(t time.Time) {
 // recorded is one request a receiver got.
 type recorded struct {
 	Method, Path, Key, Auth, Body string
-	Header                       http.Header
+	Header                        http.Header
 }
 
 // receiver stands in for a rollback or scaling API. It honours the
@@ -138,7 +138,9 @@ func (rc *receiver) setFail(n, status int) {
 }
 
 // snapshots serves a settable engine snapshot.
-type snapshots struct{ p atomic.Pointer[engine.Snapshot] }
+type snapshots struct {
+	p atomic.Pointer[engine.Snapshot]
+}
 
 func (s *snapshots) Snapshot() *engine.Snapshot {
 	if sn := s.p.Load(); sn != nil {

@@ -283,14 +283,19 @@ func checkBranch(b *parse.BranchNode, depth int) error {
 }
 
 // rangeOverData reports whether a range pipeline is one field of the
-// data that holds a map or a slice: {{ range .Group }} or
-// {{ range $k, $v := .Group }}.
+// data that holds a map or a slice: {{ range .Group }},
+// {{ range $k, $v := .Group }} or {{ range $.Group }}.
 func rangeOverData(p *parse.PipeNode) bool {
 	if p == nil || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
 		return false
 	}
-	f, ok := p.Cmds[0].Args[0].(*parse.FieldNode)
-	return ok && len(f.Ident) == 1 && rangeFields[f.Ident[0]]
+	switch n := p.Cmds[0].Args[0].(type) {
+	case *parse.FieldNode: // .Group
+		return len(n.Ident) == 1 && rangeFields[n.Ident[0]]
+	case *parse.VariableNode: // $.Group: the data's, from within a range
+		return len(n.Ident) == 2 && n.Ident[0] == "$" && rangeFields[n.Ident[1]]
+	}
+	return false
 }
 
 func sortedKeys(m map[string]bool) []string {
