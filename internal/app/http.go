@@ -201,3 +201,11 @@ func (a *App) tlsListener(l net.Listener) (net.Listener, error) {
 	}
 	return tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }
+
+// Routes returns every route the server serves and the role each needs.
+func (a *App) Routes() []api.Route {
+	if rt, ok := a.server.Handler.(*router); ok {
+		return rt.Routes()
+	}
+	return nil
+}
