@@ -638,9 +638,9 @@ spec:
 	if clear.State != StateSucceeded || clear.Trigger.Event != EventResolved || nodata.State != StateSucceeded || nodata.Trigger.Event != EventNoData {
 		t.Fatalf("resolved: %s %s; no data: %s %s", clear.State, clear.Trigger.Event, nodata.State, nodata.Trigger.Event)
 	}
-	msgs := rec.messages()
-	if len(msgs) != 2 || !strings.HasPrefix(msgs[0].Message, "search recovered: SLO search-availability: page alert SLOErrorBudgetBurn resolved at") ||
-		msgs[1].Message != "no data for search-availability" || msgs[0].IdempotencyKey != clear.ID+"/tell" {
+	msgs := rec.byPlaybook()
+	if len(msgs) != 2 || !strings.HasPrefix(msgs["search-all-clear"].Message, "search recovered: SLO search-availability: page alert SLOErrorBudgetBurn resolved at") ||
+		msgs["search-no-data"].Message != "no data for search-availability" || msgs["search-all-clear"].IdempotencyKey != clear.ID+"/tell" {
 		t.Fatalf("notifications: %+v", msgs)
 	}
 
@@ -668,6 +668,16 @@ func (n *recordingNotifier) Notify(_ context.Context, x Notification) error {
 	}
 	n.sent = append(n.sent, x)
 	return nil
+}
+
+// byPlaybook returns the last notification of each playbook: runs of
+// different playbooks execute in parallel, in no set order.
+func (n *recordingNotifier) byPlaybook() map[string]Notification {
+	m := map[string]Notification{}
+	for _, x := range n.messages() {
+		m[x.Playbook] = x
+	}
+	return m
 }
 
 func (n *recordingNotifier) messages() []Notification {
@@ -868,8 +878,7 @@ spec:
 	if fmt.Sprint(at) != "[10:00 10:10]" {
 		t.Fatalf("scheduled runs at %v, want [10:00 10:10]", at)
 	}
-	msgs := rec.messages()
-	if len(msgs) != 3 || msgs[0].Message != "search-deploy failed (ev-1): gate search-deploy failed for search 1.2.3: fail: budget below 10%" {
+	if msgs := rec.messages(); len(msgs) != 3 || rec.byPlaybook()["gate-failed"].Message != "search-deploy failed (ev-1): gate search-deploy failed for search 1.2.3: fail: budget below 10%" {
 		t.Fatalf("notifications: %+v", msgs)
 	}
 }
