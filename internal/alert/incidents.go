@@ -48,9 +48,10 @@ type IncidentOptions struct {
 //
 // An incident opens when a page fires: a burn-rate page, a telemetry
 // alert whose spec pages on no data, or QSPSourceDown (the incident of the
-// telemetry source, with no service). While it is open, every further
-// alert of the same service that fires, tickets included, joins it; it
-// closes when all its alerts have resolved. Tickets alone never open one.
+// telemetry source, with no service). The service's alerts firing at that
+// moment join it, and so does every further alert of the service that
+// fires while it is open, tickets included; it closes when all its alerts
+// have resolved. Tickets alone never open one.
 // Its timeline has the first bad minute, the detection (the page firing),
 // the acknowledgement (by whom, via the API) and the resolution, which
 // give time to detect (detected - first bad) and time to repair
@@ -160,6 +161,13 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 			{At: t.At, Kind: EventDetected, Key: t.Key, Severity: t.Severity, Detail: alertDetail(t, tier)},
 		},
 	}
+	// Alerts of the service already firing (a ticket that came first) are
+	// the same trouble: they join, and the incident closes after them.
+	for _, other := range i.firingOf(t, set) {
+		inc.Alerts = append(inc.Alerts, other.alert)
+		inc.Events = append(inc.Events, store.IncidentEvent{At: other.alert.FiredAt, Kind: EventAlertFired, Key: other.alert.Key,
+			Severity: other.alert.Severity, Detail: other.detail})
+	}
 	id, err := i.opts.Store.CreateIncident(ctx, inc)
 	if err != nil {
 		return err
@@ -168,6 +176,39 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 	i.ttd.WithLabelValues(t.Service).Observe(t.At.Sub(firstBad).Seconds())
 	i.logger.Info("incident opened", "id", id, "service", t.Service, "key", t.Key, "time_to_detect", t.At.Sub(firstBad))
 	return nil
+}
+
+type firingAlert struct {
+	alert  store.IncidentAlert
+	detail string
+}
+
+// firingOf returns the other alerts of t's service firing in the engine's
+// latest snapshot.
+func (i *Incidents) firingOf(t engine.Transition, set *spec.Set) []firingAlert {
+	if i.opts.Engine == nil || t.Service == "" {
+		return nil
+	}
+	var out []firingAlert
+	for _, st := range i.opts.Engine.Snapshot().Statuses {
+		if st.Service != t.Service {
+			continue
+		}
+		for _, as := range st.Alerts {
+			if as.State != slo.Firing || (st.Key == t.Key && as.Severity == t.Severity) {
+				continue
+			}
+			ot := engine.Transition{Key: st.Key, SLO: st.SLO, Service: st.Service, Severity: as.Severity, Alert: as.Name,
+				From: slo.Pending, To: slo.Firing, At: as.FiredAt, Condition: as.Condition, Status: st}
+			a := Build(ot, set, i.opts.ExternalURL, "")
+			out = append(out, firingAlert{
+				alert: store.IncidentAlert{Key: st.Key, Severity: as.Severity, Fingerprint: Fingerprint(a.Labels), Name: as.Name, SLO: st.SLO,
+					Labels: a.Labels, State: store.AlertFiring, FiredAt: as.FiredAt},
+				detail: alertDetail(ot, Tier(ot, set)),
+			})
+		}
+	}
+	return out
 }
 
 // firstBad is the start of the trouble a page reports: the first minute of

@@ -93,10 +93,14 @@ func TestIncidentLifecycle(t *testing.T) {
 	}
 
 	// A ticket alone opens nothing.
-	inc.OnTransitions(ctx, []engine.Transition{transition("b", "ticket", slo.Pending, slo.Firing, t0.Add(-time.Minute))})
+	ticketB := transition("b", "ticket", slo.Pending, slo.Firing, t0.Add(-time.Minute))
+	inc.OnTransitions(ctx, []engine.Transition{ticketB})
 	if l := list(IncidentFilter{}); len(l) != 0 {
 		t.Fatalf("a ticket opened an incident: %+v", l)
 	}
+	// The engine's snapshot has it firing when the page comes.
+	ticketB.Status.Alerts[0].FiredAt = ticketB.At
+	eng.snap = &engine.Snapshot{Statuses: []*engine.Status{ticketB.Status}}
 	// The page of a opens one; the page of another service opens its own.
 	other := transition("other", "page", slo.Pending, slo.Firing, t0)
 	other.Service = "search"
@@ -114,7 +118,7 @@ func TestIncidentLifecycle(t *testing.T) {
 		transition("c", "ticket", slo.Pending, slo.Firing, t0.Add(2*time.Minute)),
 		transition("d", "page", slo.Pending, slo.Firing, t0.Add(3*time.Minute)),
 	})
-	if l := list(IncidentFilter{Service: "shop", HasService: true}); len(l) != 1 || len(l[0].Alerts) != 3 || l[0].FiringAlerts != 3 {
+	if l := list(IncidentFilter{Service: "shop", HasService: true}); len(l) != 1 || len(l[0].Alerts) != 4 || l[0].FiringAlerts != 4 {
 		t.Fatalf("shop incidents after more alerts: got %+v", l)
 	}
 
@@ -143,10 +147,10 @@ func TestIncidentLifecycle(t *testing.T) {
 	// Resolutions: the incident stays open while any of its alerts fires.
 	inc.OnTransitions(ctx, []engine.Transition{transition("a", "page", slo.Firing, slo.Resolved, t0.Add(20*time.Minute))})
 	inc.OnTransitions(ctx, []engine.Transition{transition("d", "page", slo.Firing, slo.Resolved, t0.Add(25*time.Minute))})
-	if g, _ := inc.Get(ctx, id); g.State != "open" || g.FiringAlerts != 1 {
-		t.Fatalf("with the ticket still firing: state %s, %d firing", g.State, g.FiringAlerts)
+	if g, _ := inc.Get(ctx, id); g.State != "open" || g.FiringAlerts != 2 {
+		t.Fatalf("with the tickets still firing: state %s, %d firing", g.State, g.FiringAlerts)
 	}
-	// The ticket of b never joined (it fired before the incident opened).
+	// The ticket of b joined when the incident opened: it fired first.
 	inc.OnTransitions(ctx, []engine.Transition{transition("b", "ticket", slo.Firing, slo.Resolved, t0.Add(26*time.Minute))})
 	inc.OnTransitions(ctx, []engine.Transition{transition("c", "ticket", slo.Firing, slo.Resolved, t0.Add(40*time.Minute))})
 	g, err := inc.Get(ctx, id)
@@ -160,12 +164,12 @@ func TestIncidentLifecycle(t *testing.T) {
 	for _, e := range g.Timeline {
 		kinds = append(kinds, e.Kind)
 	}
-	want := "first_bad detected alert_fired alert_fired acknowledged alert_resolved alert_resolved alert_resolved resolved"
+	want := "first_bad alert_fired detected alert_fired alert_fired acknowledged alert_resolved alert_resolved alert_resolved alert_resolved resolved"
 	if strings.Join(kinds, " ") != want {
 		t.Errorf("timeline:\n got %s\nwant %s", strings.Join(kinds, " "), want)
 	}
-	if g.Timeline[4].By != "alice" || g.Timeline[4].Detail != "rolling back" {
-		t.Errorf("acknowledgement event: got %+v", g.Timeline[4])
+	if g.Timeline[5].By != "alice" || g.Timeline[5].Detail != "rolling back" {
+		t.Errorf("acknowledgement event: got %+v", g.Timeline[5])
 	}
 	if _, err := inc.Ack(ctx, id, "carol", ""); !errors.Is(err, ErrClosed) {
 		t.Errorf("ack of a closed incident: got %v, want ErrClosed", err)

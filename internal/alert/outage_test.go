@@ -68,8 +68,10 @@ func (a *alerting) stop() {
 // engineView reads the sim's current engine, which a restart replaces.
 type engineView struct{ s *sim }
 
-func (e engineView) BadSince(key string, th float64) (time.Time, bool) { return e.s.eng.BadSince(key, th) }
-func (e engineView) Snapshot() *engine.Snapshot                        { return e.s.eng.Snapshot() }
+func (e engineView) BadSince(key string, th float64) (time.Time, bool) {
+	return e.s.eng.BadSince(key, th)
+}
+func (e engineView) Snapshot() *engine.Snapshot { return e.s.eng.Snapshot() }
 
 // TestAlertmanagerOutage stops a real Alertmanager (SIGSTOP: connections
 // hang until the per-target timeout) for minutes of simulated alert

@@ -28,7 +28,7 @@ type simClock struct {
 	t  time.Time
 }
 
-func (c *simClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *simClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *simClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 // sim runs a real engine over a real embedded TSDB and a real store with
@@ -347,7 +347,9 @@ func waitDrained(t testing.TB, st *store.Store, timeout time.Duration) {
 	}
 }
 
-func seriesLabels(kv ...string) labels.Labels { return labels.FromStrings(append([]string{"__name__", "req_total"}, kv...)...) }
+func seriesLabels(kv ...string) labels.Labels {
+	return labels.FromStrings(append([]string{"__name__", "req_total"}, kv...)...)
+}
 
 func must(t testing.TB, err error) {
 	t.Helper()
