@@ -22,6 +22,7 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/cluster"
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
 	"github.com/qsp-dev/qsp/internal/telemetry"
@@ -301,6 +302,12 @@ func (a *App) Reload(ctx context.Context) error {
 	if diags.HasErrors() {
 		a.logger.Warn("reload refused: specs are invalid", "errors", len(diags.Errors()))
 		return fmt.Errorf("specs are invalid:\n%w", diags)
+	}
+	// Policies that parse may still not compile against the policy input;
+	// refuse them here rather than leave gates and playbooks erroring.
+	if _, err := policy.New(policy.Options{Policies: set.Policies}); err != nil {
+		a.logger.Warn("reload refused: policies do not compile", "err", err)
+		return fmt.Errorf("policies do not compile: %w", err)
 	}
 	if err := a.engine.Reload(ctx, set); err != nil {
 		return err
