@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -460,7 +461,7 @@ func (s *Simulator) get(name string, kv ...string) *series {
 	s.key = key
 	se := s.series[string(key)] // no allocation: the compiler sees the lookup
 	if se == nil {
-		se = &series{labels: labels.FromStrings(append([]string{labels.MetricName, name}, kv...)...)}
+		se = &series{labels: labels.FromStrings(append([]string{model.MetricNameLabel, name}, kv...)...)}
 		s.series[string(key)] = se
 		s.order = append(s.order, se)
 	}

@@ -142,7 +142,7 @@ func (r *scenarioRunner) run(ctx context.Context, sc Scenario) *Result {
 		}
 		if r.approve != nil && sc.Expect.Playbook != "" {
 			for _, run := range r.runs(ctx, sc.Expect.Playbook, start) {
-				if run.State == "pending_approval" && !approved[run.ID] {
+				if run.State == store.PlaybookRunPending && !approved[run.ID] {
 					approved[run.ID] = true
 					if err := r.approve(ctx, run); err != nil {
 						r.logger.Warn("approve playbook run", "run", run.ID, "err", err)
