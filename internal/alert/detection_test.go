@@ -10,6 +10,7 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/alert"
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/rulegen"
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
 )
@@ -49,11 +50,12 @@ spec:
 // engine's minute rollups allow (computed below from the traffic), so
 // delivery adds nothing. The figures go to docs/benchmarks/alerting.md.
 func TestDetectionLatency(t *testing.T) {
-	var all, model []time.Duration
+	var all, model, prom []time.Duration
 	for _, phase := range []time.Duration{0, 5 * time.Second, 10 * time.Second} {
-		lat, what := runOutages(t, phase)
+		lat, what, ref := runOutages(t, phase)
 		all = append(all, lat...)
 		model = append(model, what...)
+		prom = append(prom, ref...)
 	}
 	within := 0
 	for _, l := range all {
@@ -63,6 +65,15 @@ func TestDetectionLatency(t *testing.T) {
 	}
 	t.Logf("detection latency over %d outages: %s; %d of %d within 2m", len(all), summary(all), within, len(all))
 	t.Logf("with alert windows that include the newest partial minute (model, same traffic): %s", summary(model))
+	t.Logf("reference: the generated Prometheus rules evaluated every 15s over the same samples: %s", summary(prom))
+	for i := range all {
+		// Prometheus reads raw samples with no settle: QSP cannot be
+		// faster, and its minute rollups cost it at most a minute plus
+		// the settle and one interval more.
+		if all[i] < prom[i] || all[i] > prom[i]+time.Minute+settle+interval {
+			t.Errorf("outage %d: QSP paged after %s, Prometheus rules after %s", i, all[i], prom[i])
+		}
+	}
 }
 
 func summary(ds []time.Duration) string {
@@ -78,8 +89,10 @@ const (
 )
 
 // runOutages returns the measured latencies and, for comparison, what an
-// engine evaluating the newest partial minute would achieve.
-func runOutages(t *testing.T, phase time.Duration) (measured, partial []time.Duration) {
+// engine evaluating the newest partial minute would achieve and when the
+// rules of `qsp generate prometheus-rules` would fire, evaluated by PromQL
+// every 15s (at the cycle times) over the same samples.
+func runOutages(t *testing.T, phase time.Duration) (measured, partial, prom []time.Duration) {
 	t.Helper()
 	minute := time.Date(2026, 11, 25, 8, 2, 0, 0, time.UTC) // first outage
 	start := minute.Add(-2*time.Minute + phase)
@@ -148,8 +161,60 @@ func runOutages(t *testing.T, phase time.Duration) (measured, partial []time.Dur
 			t.Errorf("%s: labels %v", key, r.msg.Labels)
 		}
 	}
+	prom = prometheusDetection(t, s, start, outageAt)
 	t.Logf("phase %s: latencies %v", phase, measured)
-	return measured, partial
+	return measured, partial, prom
+}
+
+// prometheusDetection evaluates each SLO's generated page rule, with its
+// recording rules inlined, at every 15s from start, and returns when it
+// first returns a series, after the outage.
+func prometheusDetection(t *testing.T, s *sim, start time.Time, outageAt func(int) time.Time) []time.Duration {
+	t.Helper()
+	res, err := rulegen.Generate(s.set, rulegen.Options{})
+	must(t, err)
+	var out []time.Duration
+	for i := range outageSLOs {
+		name := fmt.Sprintf("outage-%02d", i)
+		var page string
+		records := map[string]string{}
+		for _, g := range res.Groups.Groups {
+			if g.Name != "qsp-slo-"+name {
+				continue
+			}
+			for _, r := range g.Rules {
+				switch {
+				case r.Record != "":
+					records[fmt.Sprintf("%s{slo=%q}", r.Record, name)] = "(" + r.Expr + ")"
+				case r.Labels["severity"] == "page":
+					page = r.Expr
+				}
+			}
+		}
+		for sel, expr := range records {
+			page = strings.ReplaceAll(page, sel, expr)
+		}
+		if page == "" || strings.Contains(page, "slo:sli_error") {
+			t.Fatalf("%s: page rule not found or not inlined: %s", name, page)
+		}
+		found := false
+		// The rule group runs at the cycle times; the first evaluation
+		// after the outage starts is the first that can fire.
+		first := start.Add((outageAt(i).Sub(start) + interval - 1) / interval * interval)
+		for c := first; c.Before(s.clk.Now()); c = c.Add(interval) {
+			v, err := s.db.Instant(context.Background(), page, c)
+			must(t, err)
+			if len(v) > 0 {
+				out = append(out, c.Sub(outageAt(i)))
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("%s: the Prometheus page rule never fired", name)
+		}
+	}
+	return out
 }
 
 // TestSlowBurnTicketNotPage burns a 99.9%/30d budget at twice the

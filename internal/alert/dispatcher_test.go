@@ -453,3 +453,27 @@ func BenchmarkOnTransitions(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkRecordTransitionsReference is the engine's own write of the
+// same two transitions (transition rows and alert states, one
+// transaction): the reference the outbox write is compared with.
+func BenchmarkRecordTransitionsReference(b *testing.B) {
+	st := openStore(b, filepath.Join(b.TempDir(), "qsp.db"))
+	defer st.Close()
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		for _, tr := range []engine.Transition{transition("a", "page", slo.Pending, slo.Firing, at), transition("a", "page", slo.Firing, slo.Resolved, at.Add(time.Second))} {
+			status, _ := json.Marshal(tr.Status)
+			if err := st.RecordTransitions(ctx, []store.Transition{{At: tr.At, Key: tr.Key, SLO: tr.SLO, Service: tr.Service, Severity: tr.Severity,
+				Alert: tr.Alert, From: string(tr.From), To: string(tr.To), Condition: tr.Condition, Status: status}},
+				[]store.AlertState{{Key: tr.Key, Severity: tr.Severity, State: string(tr.To)}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		i++
+	}
+}
