@@ -280,8 +280,8 @@ func (a *API) listSLOs(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	snap := a.opts.Engine.Snapshot()
-	enc := a.enc.get(snap)
+	enc := a.enc.get(a.opts.Engine.Snapshot())
+	snap := enc.snap
 	var sel []int
 	if service == "" && category == "" && state == "" {
 		sel = enc.all

@@ -25,12 +25,11 @@ type snapshotOf struct{ s *engine.Snapshot }
 func (f snapshotOf) Snapshot() *engine.Snapshot { return f.s }
 
 type incidentsFixture struct {
-	api   *API
-	keep  *alert.Incidents
-	disp  *alert.Dispatcher
-	st    *store.Store
-	t0    time.Time
-	pages map[string]engine.Transition
+	api  *API
+	keep *alert.Incidents
+	disp *alert.Dispatcher
+	st   *store.Store
+	t0   time.Time
 }
 
 func pageTransition(key, service string, to slo.AlertState, at time.Time) engine.Transition {

@@ -15,38 +15,71 @@ import (
 	"github.com/qsp-dev/qsp/internal/spec"
 )
 
-// listCache holds the JSON of every status of the latest snapshot.
-// Snapshots are immutable and change once a cycle, while the full list
-// is read by every dashboard and `qsp status`: encoding each status once
-// per snapshot instead of once per request keeps a list of 10,000 SLOs a
-// copy of bytes.
+// listCache holds the JSON of every status of a snapshot. Snapshots are
+// immutable and change once a cycle, while the full list is read by every
+// dashboard and `qsp status`: encoding each status once per snapshot
+// instead of once per request keeps a list of 10,000 SLOs a copy of
+// bytes. A new snapshot is encoded in the background while requests are
+// still answered from the previous one, so no request pays for the
+// encoding but the very first: the list lags the newest cycle by the
+// encoding's time (milliseconds to a fraction of a second for 10,000
+// SLOs), on top of the cycle interval every snapshot lags by anyway.
 type listCache struct {
-	mu   sync.Mutex
-	snap *engine.Snapshot
-	enc  *encodedSnapshot
+	mu       sync.Mutex
+	cur      *encodedSnapshot // the newest complete encoding
+	building *engine.Snapshot // the snapshot being encoded, if any
 }
 
 type encodedSnapshot struct {
-	once  sync.Once
+	snap  *engine.Snapshot
+	ready chan struct{}
 	all   []int    // 0..n-1, the unfiltered selection
-	items [][]byte // the JSON of Statuses[i], without a newline
+	items [][]byte // the JSON of snap.Statuses[i], without a newline
 }
 
-// get returns the encoding of snap, encoding it on first use. Requests
-// that arrive while it is encoded wait for it rather than encode it
-// again.
+// get returns the newest encoding: of snap when it is ready, else of the
+// previous snapshot while snap is encoded in the background. Only the
+// first request ever waits.
 func (c *listCache) get(snap *engine.Snapshot) *encodedSnapshot {
 	c.mu.Lock()
-	if c.snap != snap {
-		c.snap, c.enc = snap, &encodedSnapshot{}
+	cur := c.cur
+	switch {
+	case cur == nil:
+		cur = &encodedSnapshot{snap: snap, ready: make(chan struct{})}
+		c.cur, c.building = cur, snap
+		c.mu.Unlock()
+		cur.encode()
+		close(cur.ready)
+		c.mu.Lock()
+		c.building = nil
+		c.mu.Unlock()
+		return cur
+	case cur.snap != snap && c.building != snap:
+		c.building = snap
+		go c.build(snap)
 	}
-	e := c.enc
 	c.mu.Unlock()
-	e.once.Do(func() { e.encode(snap) })
-	return e
+	<-cur.ready
+	return cur
 }
 
-func (e *encodedSnapshot) encode(snap *engine.Snapshot) {
+func (c *listCache) build(snap *engine.Snapshot) {
+	e := &encodedSnapshot{snap: snap, ready: make(chan struct{})}
+	e.encode()
+	close(e.ready)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A newer snapshot may have been encoded meanwhile: keep the newest.
+	if c.cur == nil || !c.cur.snap.At.After(snap.At) {
+		c.cur = e
+	}
+	if c.building == snap {
+		c.building = nil
+	}
+}
+
+func (e *encodedSnapshot) encode() {
+	snap := e.snap
 	n := len(snap.Statuses)
 	e.all = make([]int, n)
 	e.items = make([][]byte, n)
