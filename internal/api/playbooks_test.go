@@ -279,3 +279,32 @@ func TestPlaybookRoutesDocumented(t *testing.T) {
 		t.Errorf("approval needs %s, want operator", r.Role)
 	}
 }
+
+// FuzzPlaybookBodies decodes arbitrary approval and kill-switch bodies:
+// a clear 4xx error or a valid request, never a panic; an accepted
+// request names who acts within the limits.
+func FuzzPlaybookBodies(f *testing.F) {
+	for _, s := range []string{`{"by":"alice","note":"go"}`, `{"on":true,"by":"bob"}`, `{}`, ``, `{"by":"\u0000"}`, `{"by":"a"} x`, `[1,2]`, `{"on":"yes"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		if len(body) > maxPlaybookBodyBytes {
+			return
+		}
+		r := httptest.NewRequest("POST", "/api/v1/playbooks/runs/x/approve", nil)
+		var d decisionRequest
+		if err := decodeStrict([]byte(body), "application/json", &d, true); err == nil {
+			if by, _, err := actorAndNote(r, d.By, d.Note); err == nil && (by == "" || len([]rune(by)) > maxByRunes) {
+				t.Fatalf("accepted by %q", by)
+			}
+		} else if _, ok := err.(*statusError); !ok {
+			t.Fatalf("error %v is not a status error", err)
+		}
+		var k killSwitchRequest
+		if err := decodeStrict([]byte(body), "application/json", &k, false); err != nil {
+			if _, ok := err.(*statusError); !ok {
+				t.Fatalf("error %v is not a status error", err)
+			}
+		}
+	})
+}

@@ -243,6 +243,10 @@ func (r *Runner) OnTransitions(_ context.Context, ts []engine.Transition) {
 	r.signal()
 }
 
+// Wake makes the runner run a cycle soon: something that may trigger a
+// playbook happened (a gate evaluation failed). It never blocks.
+func (r *Runner) Wake() { r.signal() }
+
 func (r *Runner) signal() {
 	select {
 	case r.wake <- struct{}{}:
