@@ -65,6 +65,10 @@ type Options struct {
 	Extra map[string]any
 	// Now is the clock for default time ranges; default time.Now.
 	Now func() time.Time
+	// ServerRoutes returns every route of the server, for the OpenAPI
+	// document of those under /api/v1/ that others serve (the
+	// receivers); default the API's own.
+	ServerRoutes func() []Route
 }
 
 // routeSets add routes to the API; each file of the package that serves

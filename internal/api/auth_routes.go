@@ -90,6 +90,16 @@ func RuleOf(pattern string) (Rule, bool) {
 	return r, true
 }
 
+// RulePatterns returns every pattern of the role table, sorted.
+func RulePatterns() []string {
+	out := make([]string, 0, len(routeRules))
+	for p := range routeRules {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Route is a registered route and the role it needs.
 type Route struct {
 	// Pattern is the ServeMux pattern: "GET /api/v1/slos/{name}".

@@ -27,6 +27,11 @@ type opDoc struct {
 	Params      []paramDoc
 	// Body is a value of the request body's type; nil for no body.
 	Body any
+	// BodyType is the request's content type; default application/json.
+	// Other types are documented as binary.
+	BodyType string
+	// Empty says success has no body (204).
+	Empty bool
 	// Status is the status of success; default 200. Also lists other
 	// statuses of success with the same body.
 	Status []int
@@ -161,6 +166,39 @@ var apiDocs = map[string]opDoc{
 		Description: "201 with the verdict; 202 with the running evaluation when the gate waits for canary intervals (poll its Location).",
 		Params:      []paramDoc{pathParam("name", "The gate.")}, Body: evaluationRequest{}, Status: []int{201, 202},
 		Response: &gate.Evaluation{}, Errors: []int{400, 404, 413, 415, 422, 503}},
+
+	// The receivers (internal/telemetry), under /api/v1 with the rest.
+	"POST /api/v1/write": {Tag: "ingest", Summary: "Prometheus remote_write 1.0 (snappy-compressed protobuf) into the embedded TSDB (ingest).",
+		BodyType: "application/x-protobuf", Body: []byte{}, Status: []int{204}, Empty: true, Errors: []int{400, 413, 415, 503}},
+	"POST /api/v1/events": {Tag: "ingest", Summary: "Good/bad event counts and deploy markers from services without Prometheus metrics (ingest).",
+		Description: "All or nothing: one invalid event refuses the request with a message per problem.",
+		Body:        eventsBody{}, Response: eventsAnswer{}, Errors: []int{400, 413, 415, 503}},
+}
+
+// eventsBody and eventsAnswer document the events API's wire types
+// (internal/telemetry/events.go); the OpenAPI test validates real
+// answers against them.
+type eventsBody struct {
+	Events []eventDoc `json:"events"`
+}
+
+type eventDoc struct {
+	// Type is "counts" or "deploy".
+	Type        string            `json:"type"`
+	Service     string            `json:"service"`
+	SLI         string            `json:"sli,omitempty"`
+	Good        *float64          `json:"good,omitempty"`
+	Bad         *float64          `json:"bad,omitempty"`
+	Version     string            `json:"version,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Time        string            `json:"time,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+type eventsAnswer struct {
+	Accepted int `json:"accepted"`
+	Counts   int `json:"counts"`
+	Deploys  int `json:"deploys"`
 }
 
 // Response types of routes that return maps or anonymous values.
@@ -199,13 +237,16 @@ type openAPIDoc struct {
 	err  error
 }
 
-// Document returns the OpenAPI 3.1 document of routes (the registered API
-// routes), built from apiDocs. Routes without documentation are an error.
+// Document returns the OpenAPI 3.1 document of the routes under /api/v1/,
+// built from apiDocs. Routes without documentation are an error.
 func Document(routes []Route) (map[string]any, error) {
 	g := newSchemaGen()
 	paths := map[string]any{}
 	var errs []error
 	for _, rt := range routes {
+		if !strings.HasPrefix(rt.Path(), "/api/v1/") {
+			continue
+		}
 		d, ok := apiDocs[rt.Pattern]
 		if !ok {
 			errs = append(errs, fmt.Errorf("openapi: route %s is not documented in apiDocs", rt.Pattern))
@@ -263,13 +304,18 @@ func operation(g *schemaGen, rt Route, d opDoc) map[string]any {
 	if len(ps) > 0 {
 		op["parameters"] = ps
 	}
-	if d.Body != nil {
+	switch {
+	case d.BodyType != "":
+		op["requestBody"] = map[string]any{"required": true, "content": map[string]any{d.BodyType: map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}}
+	case d.Body != nil:
 		op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": g.of(reflect.TypeOf(d.Body))}}}
 	}
 	var body map[string]any
-	if d.RawSchema != nil {
+	switch {
+	case d.Empty:
+	case d.RawSchema != nil:
 		body = d.RawSchema
-	} else {
+	default:
 		body = g.of(reflect.TypeOf(d.Response))
 		// A handler returns a value, never null, even when its type is a
 		// pointer.
@@ -283,7 +329,11 @@ func operation(g *schemaGen, rt Route, d opDoc) map[string]any {
 		statuses = []int{200}
 	}
 	for _, s := range statuses {
-		resp[fmt.Sprint(s)] = map[string]any{"description": http.StatusText(s), "content": map[string]any{"application/json": map[string]any{"schema": body}}}
+		r := map[string]any{"description": http.StatusText(s)}
+		if body != nil {
+			r["content"] = map[string]any{"application/json": map[string]any{"schema": body}}
+		}
+		resp[fmt.Sprint(s)] = r
 	}
 	errStatuses := slices.Clone(d.Errors)
 	if rt.Role != RolePublic {
@@ -309,8 +359,12 @@ func operationID(pattern string) string {
 func (a *API) openAPI(*http.Request) (any, error) {
 	d := &a.doc
 	d.once.Do(func() {
+		routes := a.Routes()
+		if a.opts.ServerRoutes != nil {
+			routes = a.opts.ServerRoutes()
+		}
 		var doc map[string]any
-		doc, d.err = Document(a.Routes())
+		doc, d.err = Document(routes)
 		d.json, _ = json.Marshal(doc)
 		if d.err != nil {
 			// Serve what is documented; the test fails on the error.

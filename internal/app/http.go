@@ -105,8 +105,9 @@ func (a *App) routes() (*router, error) {
 		}
 		w.Write([]byte("reloaded\n"))
 	})
+	rt := &router{}
 	apiHandler, err := api.New(api.Options{Engine: a.engine, History: a.engine, Specs: a.Specs, Store: a.store, Auth: auth,
-		Logger: a.logger, Extra: a.apiExtra, Now: a.now})
+		Logger: a.logger, Extra: a.apiExtra, Now: a.now, ServerRoutes: rt.Routes})
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +157,7 @@ func (a *App) routes() (*router, error) {
 		routes = append(routes, mux.Routes()[before:]...)
 	}
 	slices.SortFunc(routes, func(x, y api.Route) int { return strings.Compare(x.Pattern, y.Pattern) })
-	rt := &router{routes: routes}
+	rt.routes = routes
 	var h http.Handler = mux
 	if len(a.mounts) > 0 {
 		// Routes mounted by components without a rule in the role table:
