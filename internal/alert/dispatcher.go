@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -347,7 +348,41 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
+// resolveOrphans resolves alerts receivers believe fire for SLOs no
+// longer declared: the engine stopped evaluating them and will never
+// resolve them, and the resend loop would keep them firing forever.
+func (d *Dispatcher) resolveOrphans(ctx context.Context) {
+	set := d.opts.Specs()
+	if set == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.loadKnown(ctx)
+	if !d.loaded {
+		return
+	}
+	now := d.opts.Now()
+	var ts []engine.Transition
+	for _, rec := range d.known {
+		if rec.State != store.AlertFiring || rec.SLO == "" || set.SLO(rec.SLO) != nil {
+			continue
+		}
+		ts = append(ts, engine.Transition{Key: rec.Key, SLO: rec.SLO, Service: rec.Service, Severity: rec.Severity, Alert: rec.Name,
+			From: slo.Firing, To: slo.Resolved, At: now})
+	}
+	if len(ts) == 0 {
+		return
+	}
+	slices.SortFunc(ts, func(a, b engine.Transition) int { return cmp.Compare(a.Key+"|"+a.Severity, b.Key+"|"+b.Severity) })
+	d.logger.Info("resolving alerts of SLOs no longer declared", "alerts", len(ts))
+	d.unsaved = append(d.unsaved, d.build(ts))
+	d.flushLocked(ctx)
+	d.wakeAll()
+}
+
 func (d *Dispatcher) sweep(ctx context.Context) {
+	d.resolveOrphans(ctx)
 	now := d.opts.Now()
 	expired, err := d.opts.Store.ExpireNotifications(ctx, now)
 	if err != nil {

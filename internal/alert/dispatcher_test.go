@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -475,5 +476,36 @@ func BenchmarkRecordTransitionsReference(b *testing.B) {
 			}
 		}
 		i++
+	}
+}
+
+// An SLO removed from the specs while its alert fires is resolved by the
+// dispatcher: the engine no longer evaluates it, and Alertmanager would
+// otherwise get it re-sent as firing forever.
+func TestDispatcherResolvesRemovedSLOs(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "qsp.db"))
+	defer st.Close()
+	wh, _ := NewWebhook(WebhookOptions{Name: "ops", URL: "http://127.0.0.1:1"})
+	set := loadSpecs(t, labelSpecs) // declares shop-availability, not "gone"
+	d, _ := NewDispatcher(DispatcherOptions{Store: st, Notifiers: []Notifier{wh}, Specs: func() *spec.Set { return set }})
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Hour)
+	d.OnTransitions(ctx, []engine.Transition{transition("gone", "page", slo.Pending, slo.Firing, t0), transition("shop-availability", "page", slo.Pending, slo.Firing, t0)})
+	d.sweep(ctx)
+	d.sweep(ctx) // once only
+	ns, err := st.Notifications(ctx, store.NotificationFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range ns {
+		got = append(got, n.Key+" "+n.Status)
+	}
+	if want := "[gone firing shop-availability firing gone resolved]"; fmt.Sprint(got) != want {
+		t.Errorf("got %v, want %s", got, want)
+	}
+	firing, _ := st.NotifiedAlerts(ctx, store.NotifiedAlertFilter{State: store.AlertFiring})
+	if len(firing) != 1 || firing[0].Key != "shop-availability" {
+		t.Errorf("still firing: %+v", firing)
 	}
 }

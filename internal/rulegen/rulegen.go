@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
@@ -126,7 +125,7 @@ func indicator(s *spec.SLO) (*errorRatio, string) {
 		var name string
 		var rest []string
 		for _, m := range ms {
-			if m.Name == labels.MetricName {
+			if m.Name == model.MetricNameLabel {
 				name = m.Value
 				continue
 			}

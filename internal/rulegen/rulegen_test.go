@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/qsp-dev/qsp/internal/alert"
@@ -544,9 +545,9 @@ func must(t testing.TB, err error) {
 func openMetricsName(ls labels.Labels) string {
 	var parts []string
 	ls.Range(func(l labels.Label) {
-		if l.Name != labels.MetricName {
+		if l.Name != model.MetricNameLabel {
 			parts = append(parts, fmt.Sprintf("%s=%q", l.Name, l.Value))
 		}
 	})
-	return ls.Get(labels.MetricName) + "{" + strings.Join(parts, ",") + "}"
+	return ls.Get(model.MetricNameLabel) + "{" + strings.Join(parts, ",") + "}"
 }
