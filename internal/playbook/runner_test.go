@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/externaltest"
+	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/store"
 )
@@ -909,3 +911,82 @@ spec:
 		t.Fatalf("got %s after %d attempts, %d notifications", run.State, run.Steps[0].Attempts, len(msgs))
 	}
 }
+
+// TestReplicasActOnce runs two runners (two replicas) on one database,
+// cycling at the same moments on the same snapshot: every episode has one
+// run and every action runs once, on SQLite and on PostgreSQL.
+func TestReplicasActOnce(t *testing.T) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			var open func() *store.Store
+			switch driver {
+			case "sqlite":
+				path := filepath.Join(t.TempDir(), "qsp.db")
+				open = func() *store.Store {
+					st, err := store.Open(context.Background(), store.Options{Path: path})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { st.Close() })
+					return st
+				}
+			case "postgres":
+				dsn := externaltest.StartPostgres(t).CreateDB(t, "qsp_replicas")
+				open = func() *store.Store {
+					st, err := store.Open(context.Background(), store.Options{Driver: "postgres", DSN: dsn})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { st.Close() })
+					return st
+				}
+			}
+			recv := newReceiver(t)
+			set := loadSpecs(t, baseSpecs+strings.ReplaceAll(rollback("", "")+flapPlaybook("scaler", "scale", "0s", "    cooldown: 10m"), "RECEIVER", recv.URL()))
+			clk := &testClock{t: t0}
+			snap := &snapshots{}
+			var runners []*Runner
+			for i := range 2 {
+				st := open()
+				pe, err := policy.New(policy.Options{Recorder: st, Now: clk.now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := Options{Specs: set, Engine: snap, Store: st, Policy: pe, Allowlist: []string{recv.URL() + "/api/"}, Now: clk.now, Owner: fmt.Sprintf("replica-%d", i)}
+				withToken(&o)
+				r, err := New(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(r.Close)
+				runners = append(runners, r)
+			}
+			for i := range 12 {
+				at := t0.Add(time.Duration(i) * 15 * time.Second)
+				clk.set(at)
+				s := pageFiring(at, t0)
+				s.Statuses[0].Windows[0].BurnRate = ptr(20.0) // the scaler's 5m burn stays high
+				snap.set(s)
+				var wg sync.WaitGroup
+				for _, r := range runners {
+					wg.Add(1)
+					go func() { defer wg.Done(); r.cycle(context.Background()); r.wait() }()
+				}
+				wg.Wait()
+			}
+			runs, total, err := runners[0].Runs(context.Background(), RunFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total != 2 || byState(runs)[StateSucceeded] != 2 {
+				t.Fatalf("runs: %d, %v; want one succeeded run per playbook", total, byState(runs))
+			}
+			calls := recv.calls()
+			if len(calls) != 2 || recv.actions() != 2 {
+				t.Fatalf("receiver: %d calls, %d actions; want 2 and 2", len(calls), recv.actions())
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
