@@ -217,10 +217,14 @@ type CategorySummary struct {
 // Summaries returns every declared service (in declaration order) and
 // then every service only statuses name, each summarised from snap.
 func Summaries(set *spec.Set, snap *engine.Snapshot) []ServiceSummary {
-	byService := map[string][]*engine.Status{}
+	declared := make(map[string]bool, len(set.Services))
+	for _, s := range set.Services {
+		declared[s.Name()] = true
+	}
+	byService := make(map[string][]*engine.Status, len(set.Services))
 	var undeclared []string
 	for _, st := range snap.Statuses {
-		if _, ok := byService[st.Service]; !ok && set.Service(st.Service) == nil {
+		if _, ok := byService[st.Service]; !ok && !declared[st.Service] {
 			undeclared = append(undeclared, st.Service)
 		}
 		byService[st.Service] = append(byService[st.Service], st)

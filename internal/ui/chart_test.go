@@ -1,0 +1,164 @@
+package ui
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// svgDoc parses an SVG and returns its elements in order, failing on any
+// XML error: the charts must be well-formed.
+func svgDoc(t *testing.T, svg string) []xml.StartElement {
+	t.Helper()
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	var els []xml.StartElement
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return els
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed: %v\n%s", err, svg)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			els = append(els, se)
+		}
+	}
+}
+
+func attr(e xml.StartElement, name string) string {
+	for _, a := range e.Attr {
+		if a.Name.Local == name {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+func count(els []xml.StartElement, name, class string) int {
+	n := 0
+	for _, e := range els {
+		if e.Name.Local == name && (class == "" || attr(e, "class") == class) {
+			n++
+		}
+	}
+	return n
+}
+
+func fp(f float64) *float64 { return &f }
+
+func TestLineChart(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var samples []Sample
+	for i := range 100 {
+		s := Sample{At: t0.Add(time.Duration(i) * time.Hour)}
+		if i < 40 || i >= 50 { // a gap of ten hours without data
+			s.V = fp(0.999 - float64(i%7)/10000)
+		}
+		samples = append(samples, s)
+	}
+	obj := 0.999
+	c := &LineChart{
+		ID: `sli-x"y`, Title: `SLI of <script>alert(1)</script>`, From: t0, To: t0.Add(99 * time.Hour), Samples: samples,
+		Ref: &obj, RefLabel: "objective 99.9%",
+		Markers: []Marker{{At: t0.Add(10 * time.Hour), Label: "Deploy v1 & <b>"}, {At: t0.Add(-time.Hour), Label: "before the range"}},
+		Spans:   []Span{{From: t0.Add(60 * time.Hour), To: t0.Add(70 * time.Hour), Label: "Incident 7"}, {From: t0.Add(90 * time.Hour), Label: "open incident"}},
+	}
+	svg := string(c.SVG())
+	els := svgDoc(t, svg)
+	if strings.Contains(svg, "<script>") || strings.Contains(svg, "<b>") {
+		t.Error("labels are not escaped")
+	}
+	if els[0].Name.Local != "svg" || attr(els[0], "role") != "img" || attr(els[0], "aria-labelledby") == "" {
+		t.Errorf("root: %+v", els[0])
+	}
+	if count(els, "title", "") < 1 || count(els, "desc", "") != 1 {
+		t.Error("no title or desc")
+	}
+	if got := count(els, "g", "marker"); got != 1 {
+		t.Errorf("%d deploy markers drawn, want 1 (the other is outside the range)", got)
+	}
+	if got := count(els, "rect", "span"); got != 2 {
+		t.Errorf("%d incident spans, want 2", got)
+	}
+	// The gap splits the series into two segments.
+	for _, e := range els {
+		if e.Name.Local == "path" && attr(e, "class") == "series" {
+			if n := strings.Count(attr(e, "d"), "M"); n != 2 {
+				t.Errorf("series has %d segments, want 2", n)
+			}
+		}
+	}
+	// Every coordinate is a finite number inside the viewBox.
+	for _, e := range els {
+		for _, a := range e.Attr {
+			switch a.Name.Local {
+			case "x", "y", "x1", "x2", "y1", "y2", "width", "height":
+				var f float64
+				if _, err := fmt.Sscan(a.Value, &f); err != nil || math.IsNaN(f) || f < -1 || f > chartW+1 {
+					t.Errorf("%s %s=%q", e.Name.Local, a.Name.Local, a.Value)
+				}
+			}
+		}
+	}
+	rows := c.Rows()
+	if len(rows) > maxRowsShow || len(rows) < maxRowsShow/2 || rows[len(rows)-1].Time != "2026-11-05 03:00" {
+		t.Errorf("%d rows, last %+v", len(rows), rows[len(rows)-1])
+	}
+	if !strings.Contains(c.Desc+svg, "Latest value") {
+		t.Error("the description does not give the latest value")
+	}
+}
+
+func TestLineChartEdges(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for name, c := range map[string]*LineChart{
+		"empty":       {ID: "a", Title: "empty", From: t0, To: t0.Add(time.Hour)},
+		"no values":   {ID: "b", Title: "gaps", From: t0, To: t0.Add(time.Hour), Samples: []Sample{{At: t0}, {At: t0.Add(time.Minute)}}},
+		"flat":        {ID: "c", Title: "flat", From: t0, To: t0.Add(time.Hour), Samples: []Sample{{At: t0, V: fp(1)}, {At: t0.Add(time.Hour), V: fp(1)}}, Cap: fp(1)},
+		"inf and nan": {ID: "d", Title: "odd", From: t0, To: t0.Add(time.Hour), Samples: []Sample{{At: t0, V: fp(math.Inf(1))}, {At: t0.Add(time.Minute), V: fp(math.NaN())}, {At: t0.Add(2 * time.Minute), V: fp(0.5)}}},
+		"zero range":  {ID: "e", Title: "instant", From: t0, To: t0, Samples: []Sample{{At: t0, V: fp(0.3)}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			svg := string(c.SVG())
+			svgDoc(t, svg)
+			if strings.Contains(svg, "NaN") || strings.Contains(svg, "Inf") {
+				t.Errorf("non-finite coordinate:\n%s", svg)
+			}
+		})
+	}
+	lo, hi := (&LineChart{Samples: []Sample{{V: fp(1)}}, Cap: fp(1)}).yRange()
+	if hi > 1 || lo >= 1 {
+		t.Errorf("capped flat range [%v, %v]", lo, hi)
+	}
+}
+
+func TestBarChart(t *testing.T) {
+	c := &BarChart{ID: "burn", Title: "Burn <rates>", Desc: "d", Ref: 1, RefLabel: "1×", Format: func(v float64) string { return num(v) + "×" }, Bars: []Bar{
+		{Label: "5m", V: fp(20), Alert: true}, {Label: "1h", V: fp(0.5)}, {Label: "30d"}, {Label: "6h", V: fp(math.Inf(1))},
+	}}
+	svg := string(c.SVG())
+	els := svgDoc(t, svg)
+	if strings.Contains(svg, "<rates>") {
+		t.Error("title not escaped")
+	}
+	if got := count(els, "rect", "bar"); got != 3 {
+		t.Errorf("%d bars, want 3 (one without data)", got)
+	}
+	if !strings.Contains(svg, "no data") || !strings.Contains(svg, "20.00× ▲") {
+		t.Errorf("labels missing:\n%s", svg)
+	}
+	hatched := 0
+	for _, e := range els {
+		if attr(e, "class") == "bar" && strings.HasPrefix(attr(e, "fill"), "url(#") {
+			hatched++
+		}
+	}
+	if hatched != 1 {
+		t.Errorf("%d hatched bars, want the one over its threshold", hatched)
+	}
+}
