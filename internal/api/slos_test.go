@@ -20,7 +20,9 @@ import (
 
 // fixedSnapshots serves a snapshot built by the test: the engine's
 // snapshot type with statuses as a cycle leaves them.
-type fixedSnapshots struct{ snap atomic.Pointer[engine.Snapshot] }
+type fixedSnapshots struct {
+	snap atomic.Pointer[engine.Snapshot]
+}
 
 func (f *fixedSnapshots) Snapshot() *engine.Snapshot { return f.snap.Load() }
 
@@ -288,7 +290,9 @@ func BenchmarkListSLOs(b *testing.B) {
 				size = n
 			}
 			slices.Sort(lat)
-			q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000 }
+			q := func(p float64) float64 {
+				return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+			}
 			b.ReportMetric(q(0.5), "p50-ms")
 			b.ReportMetric(q(0.99), "p99-ms")
 			b.ReportMetric(float64(size)/1e6, "MB/response")

@@ -636,10 +636,10 @@ func (u *UI) evaluation(r *http.Request) (*view, error) {
 }
 
 type decisionsData struct {
-	Items                          []*policy.Decision
-	Total                          int
+	Items                           []*policy.Decision
+	Total                           int
 	Point, Result, Service, Subject string
-	Disabled                       bool
+	Disabled                        bool
 }
 
 func (u *UI) decisions(r *http.Request) (*view, error) {
