@@ -39,6 +39,7 @@ func (c *simClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 type sim struct {
 	t         testing.TB
 	db        *telemetry.Embedded
+	source    engine.Source // default db
 	storePath string
 	st        *store.Store
 	clk       *simClock
@@ -92,7 +93,11 @@ func (s *sim) openStore() {
 // backfill.
 func (s *sim) startEngine() {
 	s.t.Helper()
-	e, err := engine.New(engine.Options{Source: s.db, Store: s.st, Specs: s.set, Now: s.clk.Now, Interval: 3 * time.Millisecond,
+	src := s.source
+	if src == nil {
+		src = s.db
+	}
+	e, err := engine.New(engine.Options{Source: src, Store: s.st, Specs: s.set, Now: s.clk.Now, Interval: 3 * time.Millisecond,
 		OnTransitions: func(ctx context.Context, ts []engine.Transition) {
 			s.mu.Lock()
 			hs := s.handlers
