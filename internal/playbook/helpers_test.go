@@ -73,7 +73,7 @@ type receiver struct {
 	onAct func(r recorded)
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	rc := &receiver{executed: map[string]int{}, done: map[string]string{}, failStatus: http.StatusServiceUnavailable}
 	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)

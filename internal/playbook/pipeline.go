@@ -98,6 +98,7 @@ func (r *Runner) admit(ctx context.Context, set *spec.Set, ev event, now time.Ti
 		run.Steps = append(run.Steps, step)
 	}
 	x := &runCtx{r: r, run: run, set: set}
+	x.recordInputs()
 	x.event(stageTrigger, OutcomeInfo, ev.trig.Reason)
 	x.event(stageDedupe, OutcomePass, "first run of episode "+ev.key)
 	data, err := json.Marshal(run)
@@ -276,6 +277,27 @@ func (r *Runner) lookupIncident(ctx context.Context, run *Run) {
 	}
 	if len(incs) > 0 {
 		t.Incident = incs[0].ID
+	}
+}
+
+// recordInputs records what each action would send, secrets as
+// placeholders, so that every run has its inputs in the audit log, also
+// one a guard stops before the config stage. Rendering errors are the
+// config stage's to report.
+func (x *runCtx) recordInputs() {
+	for i, a := range x.run.Plan.Actions {
+		step := &x.run.Steps[i]
+		data := x.data(a.Name, step.IdempotencyKey)
+		switch a.Type {
+		case TypeWebhook:
+			if req, err := redactedRequest(a, data); err == nil {
+				step.Request = req
+			}
+		case TypeNotify:
+			if msg, err := newRenderer(nil).render("message", a.Message, data); err == nil {
+				step.Message = msg
+			}
+		}
 	}
 }
 

@@ -361,6 +361,10 @@ func TestKillSwitch(t *testing.T) {
 		if run.State != StateSuppressed || !strings.Contains(run.Reason, "kill switch is on (set by alice at 2026-03-06 10:00:00Z: incident 42)") {
 			t.Fatalf("got %s %q", run.State, run.Reason)
 		}
+		// A stopped run keeps its inputs too.
+		if req := run.Steps[0].Request; req == nil || req.Headers["Authorization"] != "Bearer [secret ROLLOUTS_TOKEN]" {
+			t.Fatalf("inputs of the stopped run: %+v", req)
+		}
 		// It holds across a restart (it is in the store).
 		h.restart()
 		if ks, _ := h.r.KillSwitch(h.ctx); !ks.On {

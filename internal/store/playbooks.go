@@ -55,6 +55,7 @@ func init() {
 	CREATE INDEX playbook_runs_service_created ON playbook_runs (service, created_at);
 	CREATE INDEX playbook_runs_state_next ON playbook_runs (state, next_attempt_at);
 	CREATE INDEX playbook_runs_actuator_acted ON playbook_runs (actuator, acted_at);
+	CREATE INDEX playbook_runs_actuator_state ON playbook_runs (actuator, state);
 	CREATE TABLE playbook_arms (
 		playbook    TEXT NOT NULL,
 		key         TEXT NOT NULL,
