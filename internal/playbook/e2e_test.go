@@ -61,6 +61,9 @@ spec:
         headers:
           Authorization: 'Bearer {{ secret "ROLLOUTS_TOKEN" }}'
         body: '{"incident": {{ .Incident }}, "reason": {{ json .Reason }}}'
+    - name: tell
+      notify:
+        message: 'Rolled back {{ .Service }} for incident {{ .Incident }}: {{ .Reason }}'
   guards:
     kind: rollback
     cooldown: 30m
@@ -103,6 +106,40 @@ func (r *rollouts) state() (int, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.calls), r.rolledBack
+}
+
+// hook is the alerting webhook receiver: it gets the page from the
+// alerting component and the playbook's notification.
+type hook struct {
+	mu   sync.Mutex
+	msgs []alert.Message
+	ids  []string
+}
+
+func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var m alert.Message
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.mu.Lock()
+	h.msgs = append(h.msgs, m)
+	h.ids = append(h.ids, r.Header.Get(alert.DeliveryHeader))
+	h.mu.Unlock()
+}
+
+// named returns the messages of alerts named name and their delivery IDs.
+func (h *hook) named(name string) ([]alert.Message, []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ms []alert.Message
+	var ids []string
+	for i, m := range h.msgs {
+		if m.Labels["alertname"] == name {
+			ms, ids = append(ms, m), append(ids, h.ids[i])
+		}
+	}
+	return ms, ids
 }
 
 // shopTraffic writes the shop's latency histogram: 20 requests a second,
@@ -159,6 +196,9 @@ func TestEndToEnd(t *testing.T) {
 	ro := &rollouts{clk: clk}
 	recv := httptest.NewServer(ro)
 	defer recv.Close()
+	hk := &hook{}
+	hookSrv := httptest.NewServer(hk)
+	defer hookSrv.Close()
 	secrets := t.TempDir()
 	const token = "e2e-rollouts-token"
 	if err := os.WriteFile(filepath.Join(secrets, "ROLLOUTS_TOKEN"), []byte(token+"\n"), 0o600); err != nil {
@@ -173,6 +213,7 @@ func TestEndToEnd(t *testing.T) {
 		DataDir:     t.TempDir(),
 		Evaluation:  app.EvaluationConfig{Interval: spec.Duration(3 * time.Millisecond)},
 		Playbooks:   app.PlaybookConfig{Allowlist: []string{recv.URL + "/api/v1/rollouts/"}, SecretsDir: secrets},
+		Alerting:    app.AlertingConfig{Webhooks: []app.WebhookConfig{{Name: "ops", URL: hookSrv.URL}}},
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -301,11 +342,11 @@ func TestEndToEnd(t *testing.T) {
 		stages = append(stages, e.Stage+":"+e.Outcome)
 	}
 	want := "[trigger:info dedupe:pass kill-switch:pass config:pass in-flight:pass cooldown:pass run-limit:pass policy:pass approval:pass queue:pass " +
-		"kill-switch:pass config:pass act:pass execute:pass record:stop]"
+		"kill-switch:pass config:pass act:pass execute:pass execute:pass record:stop]"
 	if fmt.Sprint(stages) != want {
 		t.Fatalf("the run's chain:\ngot  %v\nwant %s", stages, want)
 	}
-	if len(run.Decisions) != 1 || run.Decisions[0].Result != "allow" {
+	if len(run.Decisions) != 2 || run.Decisions[0].Result != "allow" || run.Decisions[1].Result != "allow" {
 		t.Fatalf("decisions: %+v", run.Decisions)
 	}
 	var decision struct {
@@ -316,6 +357,15 @@ func TestEndToEnd(t *testing.T) {
 	getJSON("/api/v1/decisions/"+run.Decisions[0].ID, &decision)
 	if decision.Subject != "shop-rollback" || decision.Point != "playbook" || !strings.Contains(string(decision.Input), `"kind":"rollback"`) {
 		t.Fatalf("decision in the log: %+v", decision)
+	}
+	// The notify action reached the alerting webhook once, as an alert
+	// of its own next to the page.
+	notes, ids := hk.named("QSPPlaybookNotification")
+	pages, _ := hk.named("SLOErrorBudgetBurn")
+	want = fmt.Sprintf("Rolled back shop for incident %d: SLO shop-latency: page alert SLOErrorBudgetBurn firing since", incident)
+	if len(notes) != 1 || !strings.HasPrefix(notes[0].Annotations["description"], want) || notes[0].Labels["playbook"] != "shop-rollback" ||
+		ids[0] != run.Steps[1].IdempotencyKey || len(pages) == 0 {
+		t.Fatalf("notifications: %+v (delivery IDs %v), pages %d", notes, ids, len(pages))
 	}
 	var inc alert.Incident
 	getJSON(fmt.Sprintf("/api/v1/incidents/%d", incident), &inc)

@@ -109,6 +109,9 @@ type Runner struct {
 	arms   map[string]*arm
 	// armsLoaded is set once the stored hysteresis states are read.
 	armsLoaded bool
+	// armsGone names playbooks whose stored hysteresis states a reload
+	// made stale (the playbook or its burn-rate trigger is gone).
+	armsGone []string
 
 	// The fields below belong to the cycle's goroutine.
 	schedLast map[string]time.Time
@@ -225,6 +228,18 @@ func (r *Runner) checkSpecs(set *spec.Set) {
 func (r *Runner) Reload(set *spec.Set) {
 	r.set.Store(set)
 	r.checkSpecs(set)
+	r.armsMu.Lock()
+	gone := map[string]bool{}
+	for k, a := range r.arms {
+		if pb := set.Playbook(a.Playbook); pb == nil || pb.Spec.Trigger.BurnRate == nil {
+			delete(r.arms, k)
+			gone[a.Playbook] = true
+		}
+	}
+	for p := range gone {
+		r.armsGone = append(r.armsGone, p)
+	}
+	r.armsMu.Unlock()
 	r.signal()
 }
 
@@ -302,6 +317,15 @@ func (r *Runner) cycle(ctx context.Context) {
 			}
 			if !until.IsZero() {
 				r.holdArm(ev, until)
+			}
+		}
+		r.armsMu.Lock()
+		gone := r.armsGone
+		r.armsGone = nil
+		r.armsMu.Unlock()
+		for _, p := range gone {
+			if err := r.store.DeletePlaybookArms(ctx, p); err != nil {
+				r.log.Warn("delete stale hysteresis states", "playbook", p, "err", err)
 			}
 		}
 		if arms := r.dirtyArms(now); len(arms) > 0 {

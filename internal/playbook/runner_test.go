@@ -994,3 +994,81 @@ func TestReplicasActOnce(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestReloadDropsStaleHysteresis reloads specs without a burn-rate
+// playbook: its stored hysteresis state goes, and the playbook list
+// follows the new specs.
+func TestReloadDropsStaleHysteresis(t *testing.T) {
+	h := newHarness(t, flapPlaybook("burny", "scale", "0s", "    cooldown: 1m"))
+	h.snap.set(snapshotAt(t0, status("search-availability", "search", 20)))
+	h.step()
+	if arms, _ := h.st.PlaybookArms(h.ctx); len(arms) != 1 || arms[0].Armed {
+		t.Fatalf("arms after firing: %+v", arms)
+	}
+	h.r.Reload(loadSpecs(t, baseSpecs+strings.ReplaceAll(rollback("", ""), "RECEIVER", h.recv.URL())))
+	h.step()
+	if arms, _ := h.st.PlaybookArms(h.ctx); len(arms) != 0 {
+		t.Fatalf("arms after the reload: %+v", arms)
+	}
+	infos, err := h.r.Playbooks(h.ctx)
+	if err != nil || len(infos) != 1 || infos[0].Name != "search-rollback" {
+		t.Fatalf("playbooks after the reload: %+v, %v", infos, err)
+	}
+}
+
+// TestPlaybookProblems lists what keeps playbooks from running: a burn
+// window the engine does not report, a URL off the allowlist, a
+// template construct playbooks may not use.
+func TestPlaybookProblems(t *testing.T) {
+	pbs := `
+---
+apiVersion: qsp/v1
+kind: Playbook
+metadata: {name: odd-window}
+spec:
+  service: search
+  trigger:
+    slo: search-availability
+    burnRate: {window: 10m, above: 10}
+  actions:
+    - name: call
+      webhook: {url: 'http://169.254.169.254/latest/meta-data/'}
+  guards: {cooldown: 1m}
+---
+apiVersion: qsp/v1
+kind: Playbook
+metadata: {name: looping}
+spec:
+  service: search
+  trigger: {slo: search-availability, on: [firing]}
+  actions:
+    - name: tell
+      notify: {message: '{{ range 100000000 }}x{{ end }}'}
+  guards: {cooldown: 1m}
+`
+	h := newHarness(t, pbs)
+	h.snap.set(pageFiring(t0, t0))
+	infos, err := h.r.Playbooks(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, i := range infos {
+		got[i.Name] = strings.Join(i.Problems, " | ")
+	}
+	for name, want := range map[string][]string{
+		"odd-window": {"matches no allowed prefix", "the engine does not report a burn rate over 10m for SLO search-availability (it reports 5m, 1h)"},
+		"looping":    {"range may only iterate over .Group"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(got[name], w) {
+				t.Errorf("%s: problems %q lack %q", name, got[name], w)
+			}
+		}
+	}
+	h.step()
+	run := onlyRun(t, h, "looping")
+	if run.State != StateRefused || !strings.Contains(run.Reason, "range may only iterate") {
+		t.Fatalf("looping: got %s %q, want refused", run.State, run.Reason)
+	}
+}
