@@ -102,11 +102,15 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 			}
 		},
 	})
-	if sum != nil && len(sum.Results) > 0 {
+	switch {
+	case sum == nil:
+	case len(sum.Results) > 0:
 		fmt.Fprintln(out)
 		if werr := sum.WriteTable(out); werr != nil && err == nil {
 			err = werr
 		}
+	case !sum.Start.IsZero() && sum.URL != "":
+		fmt.Fprintln(out, "no scenario started yet: the first starts after 10 simulated minutes (--speed 60 gets there in 10 seconds)")
 	}
 	return err
 }

@@ -130,8 +130,14 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	out := &syncWriter{w: opts.Out}
-	start := opts.Start.Truncate(time.Minute)
-	clock := NewClock(start, opts.Speed, nil)
+	// History ends on a 5-minute boundary and the clock stands a settle
+	// period and a bit past it during the backfill, so that the engine's
+	// last backfill chunk ends on whole 5-minute slices: a time-slice SLO
+	// holds a partial tail slice (and with it the whole chunk) until it
+	// completes. The live stream starts where history ends.
+	start := opts.Start.Truncate(5 * time.Minute)
+	eval := evaluationConfig(opts.Speed)
+	clock := NewClock(start.Add(eval.Settle.D()+30*time.Second), opts.Speed, nil)
 	sim := NewSimulator(opts.Seed)
 	sum := &Summary{Speed: opts.Speed, Start: start}
 
@@ -171,7 +177,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 
 	cfg := &app.Config{
 		Listen: opts.Listen, DataDir: opts.DataDir, Specs: []string{specsDir},
-		Evaluation: evaluationConfig(opts.Speed),
+		Evaluation: eval,
 		Playbooks:  app.PlaybookConfig{Allowlist: []string{platform.URL() + "/api/v1/"}, SecretsDir: secretsDir},
 	}
 	backfillStart := time.Now()
@@ -231,7 +237,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		playbooks: hasRoute(liveCtx, api, "/api/v1/playbooks"),
 	}
 	runner.approve = approver(api)
-	if clock.SleepUntil(liveCtx, start.Add(opts.Warmup)) == nil {
+	if clock.SleepUntil(liveCtx, clock.Now().Add(opts.Warmup)) == nil {
 	loop:
 		for {
 			for _, sc := range scenarios {
@@ -358,10 +364,14 @@ func historyPrinter(w io.Writer) func(HistoryProgress) {
 }
 
 // backfillPrinter prints the engine's backfill, at most once a second.
+// The engine reports from its own goroutine and from a ticker.
 func backfillPrinter(w io.Writer) func(engine.BackfillProgress) {
+	var mu sync.Mutex
 	var last time.Time
 	began := time.Now()
 	return func(p engine.BackfillProgress) {
+		mu.Lock()
+		defer mu.Unlock()
 		if !p.Finished && time.Since(last) < time.Second {
 			return
 		}

@@ -2,6 +2,8 @@ package demo
 
 import (
 	"context"
+	"log/slog"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -107,4 +109,62 @@ func TestWriteHistoryBadInput(t *testing.T) {
 	if _, err := WriteHistory(ctx, sim, t.TempDir(), end.Add(-day), end, 2*time.Hour, nil); err == nil {
 		t.Error("a cancelled write returned no error")
 	}
+}
+
+// historyBenchDays is the history BenchmarkHistory writes; the demo
+// writes 30.
+var historyBenchDays time.Duration = 7
+
+// BenchmarkHistory compares the two ways to put a day of simulated
+// history into a fresh embedded TSDB: as blocks written before the TSDB
+// opens (what the demo does), and as the reference, through QSP's own
+// remote_write receiver over loopback in one-hour batches, in time order
+// (what a Prometheus replaying its WAL would do). Both write the same
+// samples; the figure to read is samples/s. The remote_write variant
+// includes closing the TSDB, which compacts the head it filled.
+func BenchmarkHistory(b *testing.B) {
+	end := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	from := end.Add(-historyBenchDays * day)
+	b.Run("blocks", func(b *testing.B) {
+		b.ReportAllocs()
+		var n int64
+		for b.Loop() {
+			got, err := WriteHistory(context.Background(), NewSimulator(1), b.TempDir(), from, end, BlockSize(84*time.Hour), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += got
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "samples/s")
+	})
+	b.Run("remote_write", func(b *testing.B) {
+		b.ReportAllocs()
+		var n int64
+		for b.Loop() {
+			db, err := telemetry.OpenEmbedded(telemetry.EmbeddedOptions{Dir: b.TempDir(), Retention: 35 * day})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h, err := telemetry.NewWriteHandler(telemetry.ReceiverOptions{Storage: db, Now: func() time.Time { return end }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
+			clock := NewClock(end, 1, nil)
+			st := newStreamer(NewSimulator(1), clock, srv.URL, from, slog.New(slog.DiscardHandler))
+			// One request per hour of samples at history resolution.
+			for t := from; t.Before(end); t = t.Add(time.Hour) {
+				if err := st.sendRange(context.Background(), t, t.Add(time.Hour), HistoryStep); err != nil {
+					b.Fatal(err)
+				}
+			}
+			n += st.sent.Load()
+			if st.dropped.Load() > 0 {
+				b.Fatalf("%d samples rejected", st.dropped.Load())
+			}
+			srv.Close()
+			db.Close()
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "samples/s")
+	})
 }

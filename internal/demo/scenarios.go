@@ -84,8 +84,9 @@ func Scenarios() []Scenario {
 			Name:  "deploy-latency",
 			Title: "Latency spike after a deploy",
 			Story: "checkout v2.14.0 rolls out with a 60% canary step and an N+1 query: its requests are ten times slower. " +
-				"The CI pipeline runs the checkout-deploy gate after 10 minutes of canary; the latency SLO pages and the " +
-				"checkout-rollback playbook aborts the rollout.",
+				"The CI pipeline runs the checkout-deploy gate after 10 minutes of canary and it fails; the latency SLO pages " +
+				"and the checkout-rollback playbook aborts the rollout (the tier1-automation policy lets tier-1 rollbacks " +
+				"act on a page).",
 			Length: 45 * time.Minute,
 			Start: func(s *Simulator) {
 				s.Update(func(e *Effects) { e.Canary = &Canary{Version: "v2.14.0", Weight: 0.6, Slow: 10} })

@@ -79,12 +79,20 @@ func (st *streamer) flush(ctx context.Context) error {
 	if st.next.After(now) {
 		return nil
 	}
+	return st.sendRange(ctx, st.next, now.Add(time.Nanosecond), LiveStep)
+}
+
+// sendRange simulates the steps in [from, to) and sends them in one
+// request; the next step is to afterwards.
+func (st *streamer) sendRange(ctx context.Context, from, to time.Time, step time.Duration) error {
 	byID := map[int]*prompb.TimeSeries{}
 	var order []int
 	down := false
-	for ; !st.next.After(now); st.next = st.next.Add(LiveStep) {
+	newest := from
+	for st.next = from; st.next.Before(to); st.next = st.next.Add(step) {
 		ms := st.next.UnixMilli()
-		st.sim.Step(st.next, LiveStep, func(id int, ls labels.Labels, v float64) {
+		newest = st.next
+		st.sim.Step(st.next, step, func(id int, ls labels.Labels, v float64) {
 			ts := byID[id]
 			if ts == nil {
 				ts = &prompb.TimeSeries{Labels: st.labels(id, ls)}
@@ -110,7 +118,7 @@ func (st *streamer) flush(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	return st.send(ctx, req, n, now)
+	return st.send(ctx, req, n, newest)
 }
 
 func (st *streamer) labels(id int, ls labels.Labels) []prompb.Label {
