@@ -116,9 +116,16 @@ func TestAlertmanagerOutage(t *testing.T) {
 	ctx := context.Background()
 	step := 15 * time.Second
 	until := func(at time.Duration) { s.advance(start.Add(at).Sub(s.clk.Now()), step, tr, nil) }
+	// The window label is the pair that fired (1h/5m for an outage, or
+	// 6h/30m when the engine saw that one first).
+	windows := map[string]string{}
 	fp := func(tenant string) string {
+		window := windows[tenant]
+		if window == "" {
+			window = "1h/5m"
+		}
 		return alert.Fingerprint(map[string]string{"alertname": "SLOErrorBudgetBurn", "service": "shop", "slo": "shop-tenants", "category": "quality",
-			"severity": "page", "window": "1h/5m", "tenant": tenant})
+			"severity": "page", "window": window, "tenant": tenant})
 	}
 	pending := func() []store.Notification {
 		ns, err := s.st.Notifications(ctx, store.NotificationFilter{State: store.NotificationPending})
@@ -178,6 +185,9 @@ func TestAlertmanagerOutage(t *testing.T) {
 		}
 		tenant := tr.Status.Group["tenant"]
 		want[tenant+" "+string(tr.To)] = true
+		if tr.To == slo.Firing {
+			windows[tenant] = tr.Condition
+		}
 	}
 	if len(want) != 12 {
 		t.Fatalf("the scenario produced %d page events, want 12 (6 tenants fire and resolve): %v", len(want), keysOf(s.transitions()))

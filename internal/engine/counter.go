@@ -144,3 +144,44 @@ func (c *counter) expire(cutoff int64) {
 }
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// peek returns, per group, the increases of the samples in [fromMs,
+// untilMs) without remembering them: the newest, partial minute, counted
+// again when it is folded. Only groups in known are counted.
+func (c *counter) peek(m promql.Matrix, fromMs, untilMs int64, known func(string) bool) (inc map[string]float64, sampled map[string]bool) {
+	inc, sampled = map[string]float64{}, map[string]bool{}
+	for _, s := range m {
+		st := c.series[s.Metric.Hash()]
+		var key string
+		if st != nil {
+			key = st.group
+		} else {
+			key, _ = groupKey(s.Metric, c.groupBy)
+		}
+		if !known(key) {
+			continue
+		}
+		t, v, ok := int64(math.MinInt64), 0.0, false
+		if st != nil && st.t != math.MinInt64 {
+			t, v, ok = st.t, st.v, true
+		}
+		for _, p := range s.Floats {
+			if p.T <= t || p.T >= untilMs || value.IsStaleNaN(p.F) || math.IsNaN(p.F) {
+				continue
+			}
+			if p.T < fromMs {
+				t, v, ok = p.T, p.F, true
+				continue
+			}
+			switch {
+			case ok && p.F >= v:
+				inc[key] += p.F - v
+			case ok || c.warm:
+				inc[key] += p.F
+			}
+			sampled[key] = true
+			t, v, ok = p.T, p.F, true
+		}
+	}
+	return inc, sampled
+}

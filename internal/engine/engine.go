@@ -52,6 +52,11 @@ type Options struct {
 	// Settle is how long after a minute ends before it is folded, so
 	// samples in flight (remote_write batches) arrive first. Default 30s.
 	Settle time.Duration
+	// PartialSettle is how old samples of the newest, unfinished minute
+	// must be for alert windows to count them before the minute is folded,
+	// so a full outage pages within two minutes. Default 10s; negative
+	// counts whole minutes only.
+	PartialSettle time.Duration
 	// LateData is how long the engine waits for a whole SLO's telemetry to
 	// come back before it folds the missing minutes as no data; late
 	// samples within it are folded exactly. Default 10m.
@@ -166,6 +171,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	opts.Interval = cmp.Or(opts.Interval, 15*time.Second)
 	opts.Settle = cmp.Or(opts.Settle, 30*time.Second)
+	opts.PartialSettle = cmp.Or(opts.PartialSettle, 10*time.Second)
 	opts.LateData = cmp.Or(opts.LateData, 10*time.Minute)
 	opts.PersistInterval = cmp.Or(opts.PersistInterval, 5*time.Minute)
 	opts.Chunk = cmp.Or(opts.Chunk, 6*time.Hour)
@@ -630,7 +636,7 @@ func (e *Engine) backfill(ctx context.Context) error {
 		for _, rt := range work {
 			before[rt] = rt.next
 		}
-		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, true)
+		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, true, time.Time{})
 		if ctx.Err() != nil {
 			close(stop)
 			return ctx.Err()
@@ -651,6 +657,18 @@ func (e *Engine) backfill(ctx context.Context) error {
 	close(stop)
 	for _, rt := range rts {
 		rt.backfilling = false
+	}
+	// The first evaluation sees the newest, partial minute too, as every
+	// cycle does: otherwise a restart during an outage would resolve the
+	// page it is firing and fire it again.
+	if e.opts.PartialSettle > 0 {
+		var peekers []*sloRuntime
+		for _, rt := range rts {
+			if _, ok := rt.feeder.(peeker); ok && rt.plan.composite == nil && rt.next >= target && rt.lastErr == nil {
+				peekers = append(peekers, rt)
+			}
+		}
+		e.fetchAndFold(ctx, peekers, func(rt *sloRuntime) slo.Minute { return rt.next }, true, e.opts.Now().Add(-e.opts.PartialSettle))
 	}
 	e.evaluateAll(ctx)
 	report(true)
@@ -675,11 +693,21 @@ func (e *Engine) cycle(ctx context.Context) {
 	// Usually every SLO needs the one new minute; an SLO added or changed
 	// by a reload, or one behind after the source was down, catches up
 	// chunk by chunk within this cycle.
+	var peekEnd time.Time
+	if e.opts.PartialSettle > 0 {
+		peekEnd = e.opts.Now().Add(-e.opts.PartialSettle)
+	}
 	for first := true; ; first = false {
 		var work []*sloRuntime
 		before := map[*sloRuntime]slo.Minute{}
 		for _, rt := range rts {
-			if rt.plan.composite == nil && rt.next < target && (first || rt.lastErr == nil) {
+			if rt.plan.composite != nil || (!first && rt.lastErr != nil) {
+				continue
+			}
+			_, canPeek := rt.feeder.(peeker)
+			// The first round also reads the newest, partial minute of
+			// SLOs that are up to date.
+			if rt.next < target || (first && canPeek && !peekEnd.IsZero()) {
 				work = append(work, rt)
 				before[rt] = rt.next
 			}
@@ -687,7 +715,7 @@ func (e *Engine) cycle(ctx context.Context) {
 		if len(work) == 0 || ctx.Err() != nil {
 			break
 		}
-		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, !first)
+		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, !first, peekEnd)
 		progressed := false
 		for _, rt := range work {
 			if rt.next > before[rt] && rt.next < target {
@@ -854,7 +882,9 @@ func (e *Engine) persist(ctx context.Context) error {
 
 // fetchAndFold brings the given runtimes up to until(rt): raw samples are
 // fetched in batches across SLOs, range queries per SLO, concurrently.
-func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until func(*sloRuntime) slo.Minute, backfill bool) {
+// With peekEnd set, SLOs whose range reaches the target also read the
+// newest, partial minute up to peekEnd, counted provisionally.
+func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until func(*sloRuntime) slo.Minute, backfill bool, peekEnd time.Time) {
 	target := e.target()
 	if len(work) == 0 {
 		e.sourceErr = nil
@@ -863,17 +893,22 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 	type job struct {
 		rt       *sloRuntime
 		from, to slo.Minute
+		peek     bool
 		sels     []selectorRequest
 	}
 	jobs := make([]*job, 0, len(work))
 	var reqs []*selectorRequest
 	for _, rt := range work {
 		j := &job{rt: rt, from: rt.next, to: until(rt)}
+		end := j.to.Time()
+		if _, ok := rt.feeder.(peeker); ok && j.to >= target && peekEnd.After(end) {
+			j.peek, end = true, peekEnd
+		}
 		look := rt.feeder.lookback()
 		for _, ms := range rt.feeder.selectors() {
 			// Samples reads (start, end]; minutes are [from, to), so both
 			// ends move back by a millisecond.
-			j.sels = append(j.sels, selectorRequest{matchers: ms, start: j.from.Time().Add(-look - time.Millisecond), end: j.to.Time().Add(-time.Millisecond)})
+			j.sels = append(j.sels, selectorRequest{matchers: ms, start: j.from.Time().Add(-look - time.Millisecond), end: end.Add(-time.Millisecond)})
 		}
 		jobs = append(jobs, j)
 	}
@@ -896,6 +931,11 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			rt := j.rt
+			// A provisional partial minute never outlives the cycle that
+			// read it: it is read again, or folded.
+			for _, g := range rt.groups {
+				g.partial = partialCounts{}
+			}
 			raw := make([]promqlMatrix, len(j.sels))
 			var err error
 			for i, s := range j.sels {
@@ -906,7 +946,7 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 			}
 			var groups map[string]*groupMinutes
 			var commit func()
-			if err == nil {
+			if err == nil && j.from < j.to {
 				groups, commit, err = rt.feeder.feed(fetchCtx, e.opts.Source, raw, j.from, j.to, rt.admit)
 			}
 			if err != nil {
@@ -920,22 +960,14 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 				return
 			}
 			rt.lastErr, rt.sourceDown = nil, false
-			cut := e.foldUntil(rt, groups, j.from, j.to, target)
-			if cut == j.from {
-				return // wait for late samples
+			if j.from < j.to {
+				e.fold(rt, groups, commit, j.from, j.to, target)
 			}
-			if cut < j.to {
-				// Only the sampled prefix is folded; the tail is read again
-				// next cycle, when late samples may have arrived.
-				for _, g := range groups {
-					g.counts, g.sampled = g.counts[:cut-j.from], g.sampled[:cut-j.from]
+			if j.peek {
+				known := func(key string) bool { _, ok := rt.groups[key]; return ok }
+				for key, pc := range rt.feeder.(peeker).peek(raw, rt.next.Time().UnixMilli(), peekEnd.UnixMilli(), known) {
+					rt.groups[key].partial = pc
 				}
-			}
-			commit()
-			rt.fold(j.from, cut, groups)
-			rt.expireGroups()
-			for _, c := range counterOf(rt.feeder) {
-				c.expire(j.to.Time().Add(-groupExpiry).UnixMilli())
 			}
 		}()
 	}
@@ -948,6 +980,28 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 		e.sourceErr = err
 	} else {
 		e.sourceErr = nil
+	}
+}
+
+// fold folds what a feeder produced for [from, to), or its sampled prefix,
+// or nothing yet (see foldUntil).
+func (e *Engine) fold(rt *sloRuntime, groups map[string]*groupMinutes, commit func(), from, to, target slo.Minute) {
+	cut := e.foldUntil(rt, groups, from, to, target)
+	if cut == from {
+		return // wait for late samples
+	}
+	if cut < to {
+		// Only the sampled prefix is folded; the tail is read again next
+		// cycle, when late samples may have arrived.
+		for _, g := range groups {
+			g.counts, g.sampled = g.counts[:cut-from], g.sampled[:cut-from]
+		}
+	}
+	commit()
+	rt.fold(from, cut, groups)
+	rt.expireGroups()
+	for _, c := range counterOf(rt.feeder) {
+		c.expire(to.Time().Add(-groupExpiry).UnixMilli())
 	}
 }
 
@@ -1017,8 +1071,9 @@ func counterOf(f feeder) []*counter {
 }
 
 // BadSince returns the start of the current stretch of bad minutes of an
-// SLO group: going back minute by minute from the newest folded one (at
-// most 6h, the minute-resolution tier), the first minute of the run whose
+// SLO group: going back minute by minute from the newest one (the partial
+// minute, then the folded ones, at most 6h, the minute-resolution tier),
+// the first minute of the run whose
 // error ratio is above threshold times the budget (threshold 1: burning
 // faster than the budget allows). Incidents use it as "first bad minute";
 // ok is false when the newest minute is not bad or the key is unknown.
@@ -1036,6 +1091,13 @@ func (e *Engine) BadSince(key string, threshold float64) (time.Time, bool) {
 			limit := rt.plan.budget * threshold
 			t := &g.roll.tiers[0]
 			first := slo.Minute(-1)
+			// The newest, unfolded minute counts when its provisional
+			// events are bad: pages can fire on it.
+			if e, ok := g.partial.counts.ErrorRatio(); ok && e > limit {
+				first = g.roll.next
+			} else if g.partial.sampled && g.partial.counts.Total > 0 {
+				return time.Time{}, false
+			}
 			for m := g.roll.next - 1; m > g.roll.next-slo.Minute(t.n); m-- {
 				w := g.roll.window(m, m+1)
 				e, ok := w.counts.ErrorRatio()

@@ -59,6 +59,19 @@ type feeder interface {
 	approximate() bool
 }
 
+// partialCounts are a group's events in the newest, partial minute.
+type partialCounts struct {
+	counts  slo.Counts
+	sampled bool
+}
+
+// peeker is implemented by feeders that can count the newest, partial
+// minute from raw samples without changing their state, so alerts see an
+// outage before its minute is complete.
+type peeker interface {
+	peek(raw []promql.Matrix, fromMs, untilMs int64, known func(string) bool) map[string]partialCounts
+}
+
 // counterLookback lets a cold counter find each series' predecessor.
 const counterLookback = staleMinutes * time.Minute
 
@@ -95,6 +108,30 @@ func (f *ratioFeeder) lookback() time.Duration {
 }
 
 func (f *ratioFeeder) approximate() bool { return false }
+
+func (f *ratioFeeder) peek(raw []promql.Matrix, fromMs, untilMs int64, known func(string) bool) map[string]partialCounts {
+	if len(raw) != len(f.cs) {
+		return nil
+	}
+	out := map[string]partialCounts{}
+	total, totalSampled := f.total.peek(raw[len(raw)-1], fromMs, untilMs, known)
+	num, _ := f.cs[0].peek(raw[0], fromMs, untilMs, known)
+	for key, t := range total {
+		c := slo.Counts{Total: t}
+		if f.good != nil {
+			c.Good = num[key]
+		} else {
+			c.Good = t - num[key]
+		}
+		out[key] = partialCounts{counts: c, sampled: totalSampled[key]}
+	}
+	for key, s := range totalSampled {
+		if _, ok := out[key]; !ok {
+			out[key] = partialCounts{sampled: s}
+		}
+	}
+	return out
+}
 
 func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	cs := f.counters()
@@ -228,6 +265,29 @@ type sampleFeeder struct {
 func (f *sampleFeeder) selectors() [][]*labels.Matcher { return [][]*labels.Matcher{f.matchers} }
 func (f *sampleFeeder) lookback() time.Duration        { return 0 }
 func (f *sampleFeeder) approximate() bool              { return false }
+
+func (f *sampleFeeder) peek(raw []promql.Matrix, fromMs, untilMs int64, known func(string) bool) map[string]partialCounts {
+	out := map[string]partialCounts{}
+	for _, s := range raw[0] {
+		key, _ := groupKey(s.Metric, f.groupBy)
+		if !known(key) {
+			continue
+		}
+		pc := out[key]
+		for _, p := range s.Floats {
+			if p.T < fromMs || p.T >= untilMs || math.IsNaN(p.F) {
+				continue
+			}
+			pc.counts.Total++
+			if p.F >= 1 {
+				pc.counts.Good++
+			}
+			pc.sampled = true
+		}
+		out[key] = pc
+	}
+	return out
+}
 
 func (f *sampleFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	n := int(to - from)

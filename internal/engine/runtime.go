@@ -43,6 +43,10 @@ type groupRuntime struct {
 	lastSampled slo.Minute
 	alerts      map[string]slo.Alert // by severity, incl. no_data
 	status      *Status
+	// partial are the events of the newest, not yet folded minute, up to
+	// the partial settle time: windows add them so alerts see an outage
+	// before its minute is complete.
+	partial partialCounts
 }
 
 func newRuntime(p *plan, start slo.Minute) *sloRuntime {
@@ -142,10 +146,12 @@ type evalContext struct {
 	children func(name string) *sloRuntime
 }
 
-// windowOf returns the counts of the last d of group g.
+// windowOf returns the counts of the last d of group g, with the events of
+// the newest, partial minute.
 func windowOf(g *groupRuntime, d time.Duration) (windowSums, bool) {
 	w := g.roll.last(int64(d / time.Minute))
-	return w, w.data > 0
+	w.counts = w.counts.Add(g.partial.counts)
+	return w, w.data > 0 || g.partial.sampled
 }
 
 // evaluate computes the status of every group and steps its alerts. It
@@ -280,7 +286,7 @@ func (rt *sloRuntime) budgetWindow(g *groupRuntime) (from, to slo.Minute) {
 func (rt *sloRuntime) fillBudget(st *Status, g *groupRuntime) {
 	from, to := rt.budgetWindow(g)
 	w := g.roll.window(from, to)
-	rt.setBudget(st, w.counts, w.from.Time(), w.data == 0)
+	rt.setBudget(st, w.counts.Add(g.partial.counts), w.from.Time(), w.data == 0 && !g.partial.sampled)
 }
 
 func (rt *sloRuntime) setBudget(st *Status, c slo.Counts, from time.Time, noData bool) {
@@ -308,6 +314,10 @@ func (rt *sloRuntime) setBudget(st *Status, c slo.Counts, from time.Time, noData
 // setState decides the SLO's state and why.
 func (rt *sloRuntime) setState(st *Status, g *groupRuntime, ec evalContext) {
 	latest := max(g.roll.next, rt.target) - 1
+	lastSampled := g.lastSampled
+	if g.partial.sampled {
+		lastSampled = latest
+	}
 	switch {
 	case ec.sourceDown || rt.sourceDown:
 		st.State = StateNoData
@@ -318,7 +328,7 @@ func (rt *sloRuntime) setState(st *Status, g *groupRuntime, ec evalContext) {
 	case rt.lastErr != nil:
 		st.State = StateNoData
 		st.Reason = "query failed: " + rt.lastErr.Error()
-	case latest-g.lastSampled >= staleMinutes:
+	case latest-lastSampled >= staleMinutes:
 		st.State = StateNoData
 		if g.lastSampled < g.roll.start {
 			st.Reason = "no series match the indicator's queries"
