@@ -613,7 +613,13 @@ func (a *Auth) CSRFToken(w http.ResponseWriter, r *http.Request) string {
 		// The form rendered now must match the cookie the browser stores.
 		r.AddCookie(&http.Cookie{Name: CSRFCookie, Value: seed})
 	}
-	p, _ := PrincipalFrom(r.Context())
+	p, ok := PrincipalFrom(r.Context())
+	if !ok {
+		// Pages that refuse a request render before Require puts the
+		// principal in the context; their forms (sign out) still need
+		// the session's token.
+		p, _ = a.Authenticate(r)
+	}
 	return base64.RawURLEncoding.EncodeToString(a.mac("csrf", seed, p.session))
 }
 

@@ -451,7 +451,7 @@ func TestSecurityHeadersAndCORS(t *testing.T) {
 	SecurityHeaders(ok, true).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 	h := rec.Header()
 	if h.Get("Content-Security-Policy") != ContentSecurityPolicy || h.Get("X-Content-Type-Options") != "nosniff" ||
-		h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("Strict-Transport-Security") == "" {
+		h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "same-origin" || h.Get("Strict-Transport-Security") == "" {
 		t.Errorf("headers: %v", h)
 	}
 	// CORS off: an API request from another origin gets no CORS header.

@@ -244,7 +244,7 @@ func TestSecurityHeaders(t *testing.T) {
 		for k, want := range map[string]string{
 			"X-Content-Type-Options": "nosniff",
 			"X-Frame-Options":        "DENY",
-			"Referrer-Policy":        "no-referrer",
+			"Referrer-Policy":        "same-origin",
 		} {
 			if got := h.Get(k); got != want {
 				t.Errorf("%s: %s = %q, want %q", path, k, got, want)

@@ -203,7 +203,12 @@ func (c *LineChart) SVG() template.HTML {
 	if c.Ref != nil {
 		ry := y(*c.Ref)
 		fmt.Fprintf(&b, `<line class="ref" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="6 4"/>`, padL, chartW-padR, ry, ry, colInk)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="label">%s</text>`, chartW-padR-4, ry-4, esc(c.RefLabel))
+		// Left, where the newest values, deploys and incidents are not.
+		ly := ry - 4
+		if ly < padT+12 {
+			ly = ry + 14
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="start" class="label">%s</text>`, padL+4, ly, esc(c.RefLabel))
 	}
 	// The series: segments between gaps.
 	var path strings.Builder
@@ -358,9 +363,11 @@ func (c *BarChart) SVG() template.HTML {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" class="tick">%s</text>`, cx, h-padB+16, esc(bar.Label))
 	}
 	if c.Ref > 0 {
+		// The line's meaning is in the title of the line and the caption:
+		// a label would collide with the bars' values.
 		ry := y(c.Ref)
-		fmt.Fprintf(&b, `<line class="ref" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="6 4"/>`, padL, chartW-padR, ry, ry, colInk)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="label">%s</text>`, chartW-padR-4, ry-4, esc(c.RefLabel))
+		fmt.Fprintf(&b, `<line class="ref" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="6 4"><title>%s</title></line>`,
+			padL, chartW-padR, ry, ry, colInk, esc(c.RefLabel))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped

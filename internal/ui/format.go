@@ -255,6 +255,7 @@ var funcs = template.FuncMap{
 	"redact":     redactHeaders,
 	"add":        func(a, b int) int { return a + b },
 	"pctN":       pctN,
+	"list":       func(s ...string) []string { return s },
 	"deref": func(f *float64) float64 {
 		if f == nil {
 			return 0

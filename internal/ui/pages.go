@@ -287,6 +287,10 @@ type sloDetailData struct {
 	Playbooks []string
 	Problems  []string
 	From, To  time.Time
+	// Range is the chosen range ("" for the SLO window), Window the
+	// window's name; Cropped says the range starts at the telemetry.
+	Range, Window string
+	Cropped       bool
 }
 
 // historyPoints is about how many points an SLO chart has.
@@ -337,7 +341,24 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 	if d.To.IsZero() {
 		d.To = u.opts.Now()
 	}
-	d.From = d.To.Add(-window)
+	// The charts show the SLO window, or a shorter range the user picks;
+	// the window starts where the telemetry does when it is younger.
+	d.Range = r.URL.Query().Get("range")
+	span := window
+	switch d.Range {
+	case "":
+	case "7d", "1d", "6h", "1h":
+		var sd spec.Duration
+		_ = sd.UnmarshalText([]byte(d.Range))
+		span = min(window, sd.D())
+	default:
+		return nil, badRequestf("There is no range %q: 7d, 1d, 6h or 1h.", d.Range)
+	}
+	d.Window = spec.Duration(window).String()
+	if s != nil {
+		d.Window = s.Spec.Window.String()
+	}
+	d.From = d.To.Add(-span)
 	ctx := r.Context()
 	d.Burn = burnChart(st)
 	if u.opts.Records != nil {
@@ -367,11 +388,14 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 		}
 	}
 	if u.opts.History != nil {
-		step := max(time.Minute, (window / historyPoints).Truncate(time.Minute))
-		pts, err := u.opts.History.History(st.Key, d.From, d.To, step)
+		pts, err := u.history(st.Key, &d.From, d.To, d.Range == "")
 		if err != nil {
 			d.Problems = append(d.Problems, "The history could not be read: "+err.Error())
 		} else {
+			// The newest point is the status itself: the history's steps
+			// end at the last whole step.
+			pts = append(pts, engine.HistoryPoint{At: d.To, SLI: st.SLI, BudgetRemaining: budgetRemaining(st)})
+			d.Cropped = !d.From.Equal(d.To.Add(-span))
 			d.SLIChart, d.Budget = historyCharts(st, pts, d.From, d.To, d.Deploys, d.Incidents)
 		}
 	}
@@ -391,6 +415,57 @@ func groupsOf(snap *engine.Snapshot, name string) []*engine.Status {
 		}
 	}
 	return out
+}
+
+// history reads a group's history over [*from, to] in about
+// historyPoints steps. With crop, a range that starts long before the
+// first telemetry starts shortly before it instead, so a young SLO's
+// chart is not a line squeezed against its right edge.
+func (u *UI) history(key string, from *time.Time, to time.Time, crop bool) ([]engine.HistoryPoint, error) {
+	step := func(d time.Duration) time.Duration {
+		return max(time.Minute, (d / historyPoints).Truncate(time.Minute))
+	}
+	pts, err := u.opts.History.History(key, *from, to, step(to.Sub(*from)))
+	if err != nil || !crop {
+		return pts, err
+	}
+	span := to.Sub(*from)
+	for _, p := range pts {
+		if p.SLI == nil {
+			continue
+		}
+		if p.At.Sub(*from) < span/4 {
+			return pts, nil
+		}
+		// One step before the first data, so the start is visible.
+		start := p.At.Add(-step(span)).Truncate(time.Minute)
+		if s := to.Sub(start); s > 0 {
+			start = to.Add(-s - s/10).Truncate(time.Minute)
+		}
+		pts, err := u.opts.History.History(key, start, to, step(to.Sub(start)))
+		if err != nil {
+			return nil, err
+		}
+		// The finer steps find the first data more precisely.
+		for i, p := range pts {
+			if p.SLI != nil {
+				pts = pts[i:]
+				start = p.At.Add(-to.Sub(p.At) / 20).Truncate(time.Minute)
+				break
+			}
+		}
+		*from = start
+		return pts, nil
+	}
+	return pts, nil
+}
+
+func budgetRemaining(st *engine.Status) *float64 {
+	if st.Budget.Total <= 0 {
+		return nil
+	}
+	v := st.Budget.RemainingRatio
+	return &v
 }
 
 func incidentHasSLO(inc alert.Incident, name string) bool {

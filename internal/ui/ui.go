@@ -365,7 +365,15 @@ func userMessage(err error) string {
 
 func (u *UI) layoutOf(w http.ResponseWriter, r *http.Request, title, nav string) layout {
 	p, ok := api.PrincipalFrom(r.Context())
-	if !ok {
+	switch {
+	case !ok && u.opts.Auth != nil:
+		// A refusal by Auth happens before the principal is in the
+		// context: the page still says who is signed in.
+		var err error
+		if p, err = u.opts.Auth.Authenticate(r); err != nil {
+			p = api.Principal{Name: "anonymous", Via: api.ViaAnonymous}
+		}
+	case !ok:
 		p = api.Principal{Name: "anonymous", Role: api.RoleAdmin, Via: api.ViaAnonymous}
 	}
 	l := layout{Title: title, Nav: nav, User: p, Signed: p.Via == api.ViaSession, Path: r.URL.RequestURI(), Now: u.opts.Now()}
@@ -448,11 +456,9 @@ func (u *UI) deny(w http.ResponseWriter, r *http.Request, status int, msg string
 	case http.StatusUnauthorized:
 		msg = "This page needs a token. Sign in with one (qsp token new creates tokens; the server's configuration lists their hashes)."
 	case http.StatusForbidden:
-		p, _ := api.PrincipalFrom(r.Context())
-		if p.Name == "" {
-			if pp, err := u.opts.Auth.Authenticate(r); err == nil {
-				p = pp
-			}
+		p, err := u.opts.Auth.Authenticate(r)
+		if err != nil {
+			p = api.Principal{Name: "anonymous"}
 		}
 		rule, _ := api.RuleOf(r.Method + " " + routePattern(r))
 		msg = fmt.Sprintf("You are signed in as %s with the role %s; %s needs the role %s or higher.", p.Name, roleLabel(p.Role), actionName(r), rule.Role)

@@ -118,6 +118,9 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	cfg := &app.Config{DataDir: filepath.Join(dir, "data"), Specs: []string{filepath.Join(Root(), "examples")}, Listen: l.Addr().String()}
 	cfg.Evaluation.Interval = 100 * 1e6
+	// The examples' webhooks point at 127.0.0.1:9099: allowed, so runs
+	// reach their approval and their actions, which then fail to connect.
+	cfg.Playbooks.Allowlist = []string{"http://127.0.0.1:9099/"}
 	if o.Tokens {
 		for _, r := range api.Roles {
 			tok, hash, err := api.NewToken()
@@ -405,4 +408,28 @@ func (e *Env) OpenIncident(t testing.TB) int64 {
 	}
 	t.Fatal("no incident opened within 20 minutes of outage")
 	return 0
+}
+
+// PendingRun drives the outage on, minute by minute, until the playbook
+// has a run waiting for an approval, and returns its ID. The playbook
+// runner cycles on its own wall-clock ticker, so each minute leaves it a
+// moment to look.
+func (e *Env) PendingRun(t testing.TB, playbook string) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp := e.Do(t, http.MethodGet, "/api/v1/playbooks/runs?state=pending&playbook="+playbook, api.RoleViewer, "", nil)
+		var page struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(ReadBody(t, resp), &page); err == nil && len(page.Items) > 0 {
+			return page.Items[0].ID
+		}
+		e.Advance(t, Outage)
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("playbook %s had no pending run within 60s of outage", playbook)
+	return ""
 }
