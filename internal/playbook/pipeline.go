@@ -82,6 +82,29 @@ var execution = []stage{killSwitchStage{}, configStage{}, policyStage{}, actStag
 // unique in the store) and takes it through admission. It returns when
 // the guard that stopped the run lifts, if one did that lifts.
 func (r *Runner) admit(ctx context.Context, set *spec.Set, ev event, now time.Time) (time.Time, error) {
+	x, err := r.newRun(ctx, set, ev, now)
+	if err != nil {
+		return time.Time{}, err
+	}
+	inserted, err := r.store.InsertPlaybookRun(ctx, x.row)
+	if err != nil {
+		return time.Time{}, err
+	}
+	r.seen[ev.key] = now
+	if !inserted {
+		r.metrics.deduped.Inc()
+		return time.Time{}, nil
+	}
+	x.row.Version = 1
+	r.metrics.triggers.WithLabelValues(ev.trig.Event).Inc()
+	r.log.Info("playbook triggered", "playbook", x.run.Playbook, "run", x.run.ID, "event", ev.trig.Event, "reason", ev.trig.Reason)
+	err = r.admitRun(ctx, x)
+	return x.deferUntil, err
+}
+
+// newRun builds the run of a trigger event, not yet stored: its plan,
+// steps and inputs, and the row that claims it for this runner.
+func (r *Runner) newRun(ctx context.Context, set *spec.Set, ev event, now time.Time) (*runCtx, error) {
 	pb := ev.pb
 	plan := planOf(pb)
 	run := &Run{
@@ -103,26 +126,13 @@ func (r *Runner) admit(ctx context.Context, set *spec.Set, ev event, now time.Ti
 	x.event(stageDedupe, OutcomePass, "first run of episode "+ev.key)
 	data, err := json.Marshal(run)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("encode run %s: %w", run.ID, err)
+		return nil, fmt.Errorf("encode run %s: %w", run.ID, err)
 	}
 	x.row = store.PlaybookRun{
 		ID: run.ID, IdempotencyKey: ev.key, Playbook: run.Playbook, Service: run.Service, Actuator: run.Actuator,
 		State: string(StateNew), Owner: r.opts.Owner, LeaseUntil: now.Add(r.opts.Lease), CreatedAt: now, UpdatedAt: now, Data: data,
 	}
-	inserted, err := r.store.InsertPlaybookRun(ctx, x.row)
-	if err != nil {
-		return time.Time{}, err
-	}
-	r.seen[ev.key] = now
-	if !inserted {
-		r.metrics.deduped.Inc()
-		return time.Time{}, nil
-	}
-	x.row.Version = 1
-	r.metrics.triggers.WithLabelValues(ev.trig.Event).Inc()
-	r.log.Info("playbook triggered", "playbook", run.Playbook, "run", run.ID, "event", ev.trig.Event, "reason", ev.trig.Reason)
-	err = r.admitRun(ctx, x)
-	return x.deferUntil, err
+	return x, nil
 }
 
 // admitRun takes a new run through admission and queues it.
@@ -160,7 +170,11 @@ func (r *Runner) execute(ctx context.Context, row store.PlaybookRun) error {
 		return x.stop(ctx, stageApproval, &verdict{state: StateExpired, msg: fmt.Sprintf("expired: nobody approved it by %s", clock(row.ExpiresAt))})
 	case StateNew:
 		x.event(stageTrigger, OutcomeInfo, "admission resumed: the runner that recorded the trigger stopped")
-		return r.admitRun(ctx, x)
+		err := r.admitRun(ctx, x)
+		if x.run.State == StateQueued {
+			r.signal() // the next cycle executes it
+		}
+		return err
 	case StateQueued, StateRunning, StateRetrying:
 		done, err := x.pipeline(ctx, execution)
 		if err != nil || done {

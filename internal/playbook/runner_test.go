@@ -1072,3 +1072,37 @@ spec:
 		t.Fatalf("looping: got %s %q, want refused", run.State, run.Reason)
 	}
 }
+
+// TestResumeAdmission leaves a run as a runner that died right after
+// recording the trigger would: new, leased by the dead runner. After the
+// lease the living runner takes it through admission and executes it; the
+// trigger seen again is not a second run.
+func TestResumeAdmission(t *testing.T) {
+	h := newHarness(t, rollback("", ""), withToken)
+	snap := pageFiring(t0, t0)
+	evs := snapshotEvents(h.set, snap)
+	if len(evs) != 1 {
+		t.Fatalf("events: %d", len(evs))
+	}
+	x, err := h.r.newRun(h.ctx, h.set, evs[0], t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.row.Owner, x.row.LeaseUntil = "dead-runner", t0.Add(time.Minute)
+	if ok, err := h.st.InsertPlaybookRun(h.ctx, x.row); err != nil || !ok {
+		t.Fatalf("insert: %v, %v", ok, err)
+	}
+	h.snap.set(snap)
+	h.step()
+	if run := onlyRun(t, h, "search-rollback"); run.State != StateNew || len(h.recv.calls()) != 0 {
+		t.Fatalf("within the dead runner's lease: %s, %d calls", run.State, len(h.recv.calls()))
+	}
+	h.clk.add(2 * time.Minute)
+	h.snap.set(pageFiring(h.clk.now(), t0))
+	h.step() // admission
+	h.step() // execution
+	run := onlyRun(t, h, "search-rollback")
+	if run.State != StateSucceeded || h.recv.actions() != 1 || !strings.Contains(mustJSON(t, run.Events), "admission resumed") {
+		t.Fatalf("after the lease: %s, %d actions, events %v", run.State, h.recv.actions(), events(run))
+	}
+}
