@@ -42,6 +42,15 @@
 //	            exponential backoff) and any runner takes it up after
 //	record      succeeded, or failed with the action's error
 //
+// One run per episode: a transition episode is the alert's (fired at,
+// resolved at); a burn-rate episode ends when the trigger disarms. A
+// burn-rate firing that a guard which lifts at a known time (cooldown,
+// settling, run limit) suppressed is held, not lost: the trigger stays
+// armed and fires again when the guard lifts, if the burn still holds, so
+// a service that keeps burning gets its action as soon as the guards
+// allow. The kill switch, a run in flight, policies and operators end
+// the episode.
+//
 // An approved run goes through kill-switch, config and policy again
 // before it acts: the facts may have changed while it waited. Every run,
 // stopped or not, is kept with its trigger, plan, rendered requests,
