@@ -69,7 +69,7 @@ func TestDemoScenarios(t *testing.T) {
 		{"memory-leak", "auth-worker-memory", "page", 30 * time.Minute, true, "", "auth-restart-workers", "", false, true},
 		{"autoscaling-throttle", "search-availability", "page", 20 * time.Minute, true, "", "search-scale-up", PathAutoscaler, false, false},
 		{"stale-cache", "search-freshness", "page", 10 * time.Minute, true, "", "", "", false, false},
-		{"telemetry-loss", "checkout-probe", "no_data", 15 * time.Minute, false, "", "", "", true, false},
+		{"telemetry-loss", "checkout-probe", "no_data", 17 * time.Minute, false, "", "", "", true, false},
 	}
 	if len(sum.Results) != len(want) {
 		t.Fatalf("%d scenario results, want %d", len(sum.Results), len(want))

@@ -87,7 +87,10 @@ func Scenarios() []Scenario {
 				"The CI pipeline runs the checkout-deploy gate after 10 minutes of canary and it fails; the latency SLO pages " +
 				"and the checkout-rollback playbook aborts the rollout (the tier1-automation policy lets tier-1 rollbacks " +
 				"act on a page).",
-			Length: 45 * time.Minute,
+			// Long enough for the rollback to come first even at high
+			// speed, where the playbook runner's 5s cycle is many
+			// simulated minutes.
+			Length: time.Hour,
 			Start: func(s *Simulator) {
 				s.Update(func(e *Effects) { e.Canary = &Canary{Version: "v2.14.0", Weight: 0.6, Slow: 10} })
 			},
@@ -106,7 +109,7 @@ func Scenarios() []Scenario {
 			Story: "Credential stuffing: bots send twelve times the real sign-ins from many addresses. The WAF blocks half; " +
 				"almost every sign-in that gets through fails. Both security SLOs burn; when the burn lasts, the " +
 				"auth-throttle-bots playbook turns on the per-client sign-in limit, which the trade-off policy allows.",
-			Length: 40 * time.Minute,
+			Length: time.Hour,
 			Start:  func(s *Simulator) { s.Update(func(e *Effects) { e.Bots = 12 }) },
 			End:    func(e *Effects) { e.Bots, e.BotsThrottled = 0, false },
 			Remedy: PathRateLimit,
@@ -160,7 +163,7 @@ func Scenarios() []Scenario {
 			Length: 25 * time.Minute,
 			Start:  func(s *Simulator) { s.Update(func(e *Effects) { e.CollectorDown = true }) },
 			End:    func(e *Effects) { e.CollectorDown = false },
-			Expect: Expectation{SLO: "checkout-probe", Severity: SeverityNoData, Within: 15 * time.Minute,
+			Expect: Expectation{SLO: "checkout-probe", Severity: SeverityNoData, Within: 17 * time.Minute,
 				NoData: true, NoDataAfter: 12 * time.Minute},
 		},
 	}
