@@ -66,6 +66,7 @@ alerts on error-budget burn, gates deploys and runs guarded playbooks.`,
 		newStatusCommand(),
 		newGenerateCommand(),
 		newGateCommand(),
+		newTokenCommand(),
 		newDemoCommand(),
 	)
 	for _, c := range []struct{ use, short string }{} {
