@@ -311,3 +311,36 @@ func BenchmarkEncodeSnapshot(b *testing.B) {
 		e.encode()
 	}
 }
+
+// FuzzSLOQueries: any query string on the SLO and service routes is
+// answered 200, 400 or 404 with JSON, never a panic or a 500.
+func FuzzSLOQueries(f *testing.F) {
+	a, _ := newSLOAPI(f, 20)
+	for _, s := range []string{"/api/v1/slos?limit=5&offset=3", "/api/v1/slos?state=firing&category=quality", "/api/v1/services?tier=2&state=ok",
+		"/api/v1/slos?limit=-1", "/api/v1/services?tier=x", "/api/v1/slos/svc-0001-slo-1", "/api/v1/slos?offset=99999999999999999999",
+		"/api/v1/services/svc-0002", "/api/v1/slos?service=%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		if len(target) > 2048 || !strings.HasPrefix(target, "/api/v1/") {
+			return
+		}
+		req, err := http.NewRequest(http.MethodGet, "http://x"+target, nil)
+		if err != nil {
+			return
+		}
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 200, 400, 404, 405:
+		case 301, 307, 308:
+			// ServeMux cleans paths such as "/api/v1/." by redirecting.
+			return
+		default:
+			t.Fatalf("%s: %d %s", target, rec.Code, rec.Body)
+		}
+		if rec.Code != 405 && !json.Valid(rec.Body.Bytes()) {
+			t.Fatalf("%s: not JSON: %s", target, rec.Body)
+		}
+	})
+}

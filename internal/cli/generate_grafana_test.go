@@ -1,5 +1,7 @@
 package cli
 
+//lint:file-ignore SA1019 The classic dashboard JSON (dashboard, not dashboardv2) is what Grafana 9 to 12 import and provision from files; v2 needs Grafana 12's v2 dashboard API.
+
 import (
 	"bytes"
 	"encoding/json"

@@ -60,18 +60,6 @@ func (b *browser) open(path string) {
 	b.do(chromedp.Navigate(b.base + path))
 }
 
-// text returns the text of the first element sel matches.
-func (b *browser) text(sel string) string {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("text of %s: %v", sel, err)
-	}
-	return s
-}
-
 // waitText waits until the element sel holds every one of want: a click
 // that submits a form or follows a link loads the next page meanwhile.
 func (b *browser) waitText(sel string, want ...string) string {
