@@ -45,6 +45,12 @@ type DispatcherOptions struct {
 	// SweepInterval is how often expired rows are marked and old ones
 	// pruned. Default 1m.
 	SweepInterval time.Duration
+	// Replica, set when several replicas share a PostgreSQL store, makes
+	// delivery claim notifications with a lease so each is delivered by
+	// one replica; a claim of a replica that dies lapses after ClaimLease
+	// (default 2m) and another replica delivers it.
+	Replica    string
+	ClaimLease time.Duration
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer
 	// Now is the clock of outbox timestamps and expiry. Retry waits use
@@ -462,7 +468,13 @@ func (d *Dispatcher) deliver(ctx context.Context, tg *target) (more bool, retryI
 		limit = 1
 		tg.singleLeft--
 	}
-	rows, err := d.opts.Store.PendingNotifications(ctx, tg.name, limit)
+	var rows []store.Notification
+	var err error
+	if d.opts.Replica != "" {
+		rows, err = d.opts.Store.ClaimNotifications(ctx, tg.name, d.opts.Replica, cmp.Or(d.opts.ClaimLease, 2*time.Minute), limit)
+	} else {
+		rows, err = d.opts.Store.PendingNotifications(ctx, tg.name, limit)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, 0

@@ -38,9 +38,14 @@ func buildAlerting(_ context.Context, a *App) error {
 		}
 		notifiers = append(notifiers, n)
 	}
+	replica := ""
+	if a.members != nil {
+		// Replicas share the outbox: each notification is claimed by one.
+		replica = a.members.ID()
+	}
 	d, err := alert.NewDispatcher(alert.DispatcherOptions{
 		Store: a.store, Notifiers: notifiers, Specs: a.Specs, ExternalURL: a.cfg.ExternalURL, ResendInterval: resend,
-		Logger: a.logger, Registerer: a.registry, Now: a.now,
+		Replica: replica, Logger: a.logger, Registerer: a.registry, Now: a.now,
 	})
 	if err != nil {
 		return err
