@@ -42,9 +42,11 @@ remote_write receiver and replays incidents real services have:
 
   ` + strings.Join(demo.ScenarioNames(), ", ") + `
 
-Each is detected, alerted, gated or remediated by QSP; at exit (Ctrl-C or
---duration) a summary lists each scenario with its time to detect and what
-QSP did. --speed 60 makes an hour of simulated time pass in a minute.`,
+Each is detected, alerted, gated or remediated by QSP; at exit (Ctrl-C,
+--duration or --once) a summary lists each scenario with its time to
+detect and what QSP did, and the exit status is 1 if QSP did not handle a
+scenario as designed. --speed 60 makes an hour of simulated time pass in a
+minute.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, f) },
 	}
@@ -108,6 +110,13 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 		fmt.Fprintln(out)
 		if werr := sum.WriteTable(out); werr != nil && err == nil {
 			err = werr
+		}
+		// A scenario QSP did not handle as designed fails the command,
+		// so that `qsp demo --once` works as a smoke test.
+		for _, r := range sum.Results {
+			if !r.OK() && err == nil {
+				err = errCheckFailed
+			}
 		}
 	case !sum.Start.IsZero() && sum.URL != "":
 		fmt.Fprintln(out, "no scenario started yet: the first starts after 10 simulated minutes (--speed 60 gets there in 10 seconds)")

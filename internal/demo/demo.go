@@ -25,6 +25,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +38,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/app"
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/telemetry"
 )
 
 // Options configure a demo run. DataDir is required.
@@ -130,6 +132,22 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	out := &syncWriter{w: opts.Out}
+	tsdbDir := filepath.Join(opts.DataDir, "tsdb")
+	_, statErr := os.Stat(tsdbDir)
+	reuse := statErr == nil
+	if reuse {
+		// A kept data directory (--data-dir, --keep) may hold samples up
+		// to a simulated future (an earlier run at high speed): continue
+		// after them, or the TSDB would refuse every live sample.
+		newest, err := newestSample(tsdbDir)
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		// Start is truncated to 5 minutes below: 6 leave a minute.
+		if next := newest.Add(6 * time.Minute); next.After(opts.Start) {
+			opts.Start = next
+		}
+	}
 	// History ends on a 5-minute boundary and the clock stands a settle
 	// period and a bit past it during the backfill, so that the engine's
 	// last backfill chunk ends on whole 5-minute slices: a time-slice SLO
@@ -162,8 +180,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		return nil, err
 	}
 
-	tsdbDir := filepath.Join(opts.DataDir, "tsdb")
-	if _, err := os.Stat(tsdbDir); errors.Is(err, fs.ErrNotExist) {
+	if !reuse {
 		fmt.Fprintf(out, "writing %s of simulated history for checkout, search and auth ...\n", formatDays(opts.History))
 		n, err := WriteHistory(ctx, sim, tsdbDir, start.Add(-opts.History), start, BlockSize(min(app.DefaultRetention/10, 31*day)), historyPrinter(out))
 		if err != nil {
@@ -270,6 +287,23 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		return sum, fmt.Errorf("demo: %w", err)
 	}
 	return sum, nil
+}
+
+// newestSample returns the time of the newest sample in a TSDB directory.
+func newestSample(dir string) (time.Time, error) {
+	db, err := telemetry.OpenEmbedded(telemetry.EmbeddedOptions{Dir: dir, Retention: app.DefaultRetention})
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer db.Close()
+	maxT := db.DB().Head().MaxTime()
+	for _, b := range db.DB().Blocks() {
+		maxT = max(maxT, b.Meta().MaxTime-1)
+	}
+	if maxT <= 0 || maxT == math.MinInt64 {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(maxT).UTC(), nil
 }
 
 // evaluationConfig shrinks the engine's interval with the speed, so that

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/store"
 )
 
 func newTestPlatform(t testing.TB) (*platform, *Simulator) {
@@ -214,5 +217,36 @@ func TestRunBadOptions(t *testing.T) {
 	defer l.Close()
 	if _, err := Run(context.Background(), Options{DataDir: file, Listener: l, PlatformListener: pl}); err == nil {
 		t.Error("a file as data directory was accepted")
+	}
+}
+
+// TestInterruptedScenarioIsNotJudged: a scenario the demo stops in the
+// middle takes its fault back and is reported as interrupted, not as
+// expectations QSP failed.
+func TestInterruptedScenarioIsNotJudged(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(t.TempDir(), "qsp.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	set := loadExamples(t)
+	p, sim := newTestPlatform(t)
+	sc, err := selectScenarios([]string{"bot-attack"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &scenarioRunner{sim: sim, clock: p.clock, store: st, specs: func() *spec.Set { return set }, platform: p,
+		logger: slog.New(slog.DiscardHandler), out: io.Discard, quiet: time.Minute, playbooks: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := r.run(ctx, sc[0])
+	if !res.Interrupted || res.EndedBy != "the demo stopping" {
+		t.Errorf("interrupted %v, ended by %q", res.Interrupted, res.EndedBy)
+	}
+	if len(res.Problems) != 0 || len(res.Missing) != 1 || !strings.Contains(res.Missing[0], "interrupted") {
+		t.Errorf("problems %v, missing %v", res.Problems, res.Missing)
+	}
+	if e := sim.Effects(); e != (Effects{}) {
+		t.Errorf("the fault is still in force: %+v", e)
 	}
 }

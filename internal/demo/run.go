@@ -52,11 +52,13 @@ type Result struct {
 	NoDataChecks int      `json:"noDataChecks,omitempty"`
 	NotNoData    []string `json:"notNoData,omitempty"`
 
-	// Problems are the expectations QSP did not meet; Missing names
-	// components the app does not have yet, whose expectations were not
-	// checked.
+	// Problems are the expectations QSP did not meet; Missing says which
+	// expectations were not checked and why (a component the app does
+	// not have, a run the demo interrupted).
 	Problems []string `json:"problems"`
 	Missing  []string `json:"missing,omitempty"`
+	// Interrupted is set when the demo stopped during the scenario.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // OK reports whether QSP met every expectation checked.
@@ -162,6 +164,7 @@ func (r *scenarioRunner) run(ctx context.Context, sc Scenario) *Result {
 		// Stopped early (Ctrl-C): take the fault back all the same.
 		r.sim.Update(sc.End)
 		res.FaultEnded, res.EndedBy = r.clock.Now(), "the demo stopping"
+		res.Interrupted = true
 	}
 	// The store is read with a fresh context: ctx may be done.
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -360,7 +363,11 @@ func (r *scenarioRunner) finish(ctx context.Context, sc Scenario, res *Result, r
 	}
 	res.Calls = r.platform.Calls(res.Started)
 
-	// Judge.
+	// Judge, unless the demo stopped before the scenario could play out.
+	if res.Interrupted {
+		res.Missing = append(res.Missing, fmt.Sprintf("interrupted after %s: expectations not judged", formatDuration(res.FaultEnded.Sub(res.Started))))
+		return
+	}
 	problem := func(format string, args ...any) { res.Problems = append(res.Problems, fmt.Sprintf(format, args...)) }
 	switch {
 	case !res.Detected:

@@ -32,7 +32,7 @@ func (s *Summary) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "  %s: not checked: %s\n", r.Scenario, m)
 		}
 	}
-	_, err := fmt.Fprintf(w, "%d samples sent through remote_write, %d lost while the collector was down; simulated %s at %gx\n",
+	_, err := fmt.Fprintf(w, "%d samples sent through remote_write, %d lost (collector down or refused); simulated %s at %gx\n",
 		s.SamplesSent, s.SamplesLost, formatDuration(s.End.Sub(s.Start)), s.Speed)
 	return err
 }

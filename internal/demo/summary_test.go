@@ -57,7 +57,7 @@ func TestSummaryTable(t *testing.T) {
 		"telemetry-loss  Mar 2 13:00", "did not detect it",
 		"telemetry-loss: NOT MET: checkout-probe no_data did not fire",
 		"telemetry-loss: not checked: playbooks: none",
-		"1000 samples sent through remote_write, 10 lost",
+		"1000 samples sent through remote_write, 10 lost (collector down or refused)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
