@@ -120,7 +120,7 @@ func (i *Incidents) OnTransitions(ctx context.Context, ts []engine.Transition) {
 		var err error
 		switch {
 		case t.To == slo.Firing:
-			err = i.fired(ctx, t, set)
+			err = i.fired(ctx, t, set, false)
 		case t.To == slo.Resolved && t.From == slo.Firing:
 			err = i.resolved(ctx, t)
 		}
@@ -130,7 +130,7 @@ func (i *Incidents) OnTransitions(ctx context.Context, ts []engine.Transition) {
 	}
 }
 
-func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Set) error {
+func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Set, retried bool) error {
 	a := Build(t, set, i.opts.ExternalURL, "")
 	ia := store.IncidentAlert{Key: t.Key, Severity: t.Severity, Fingerprint: Fingerprint(a.Labels), Name: t.Alert, SLO: t.SLO,
 		Labels: a.Labels, State: store.AlertFiring, FiredAt: t.At}
@@ -169,6 +169,11 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 			Severity: other.alert.Severity, Detail: other.detail})
 	}
 	id, err := i.opts.Store.CreateIncident(ctx, inc)
+	if errors.Is(err, store.ErrConflict) && !retried {
+		// A replica sharing the store opened the service's incident
+		// meanwhile: join it.
+		return i.fired(ctx, t, set, true)
+	}
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -163,8 +164,11 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 // progressPrinter shows the backfill on stderr: one line a second, and a
 // summary when done.
 func progressPrinter(w io.Writer) func(engine.BackfillProgress) {
+	var mu sync.Mutex // the engine reports from its loop and a ticker
 	var last time.Time
 	return func(p engine.BackfillProgress) {
+		mu.Lock()
+		defer mu.Unlock()
 		if !p.Finished && time.Since(last) < time.Second {
 			return
 		}

@@ -511,6 +511,10 @@ func (s *Store) CreateIncident(ctx context.Context, inc Incident) (int64, error)
 		}
 		return s.writeIncidentParts(ctx, tx, id, inc.Alerts, inc.Events)
 	})
+	if isUniqueViolation(err) {
+		// Another replica opened the service's incident first.
+		return 0, fmt.Errorf("create incident: an incident of %q is already open: %w", inc.Service, ErrConflict)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("create incident: %w", err)
 	}

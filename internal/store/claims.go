@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,18 @@ import (
 func init() {
 	register(6, `ALTER TABLE notifications ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
 	ALTER TABLE notifications ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0`)
+	// At most one open incident per service, whichever replica opens it.
+	register(7, `CREATE UNIQUE INDEX incidents_one_open ON incidents (service) WHERE state = 'open'`)
+}
+
+// isUniqueViolation reports whether err is a unique constraint failure of
+// SQLite or PostgreSQL (SQLSTATE 23505).
+func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505") || strings.Contains(msg, "duplicate key value")
 }
 
 // ClaimNotifications claims up to limit pending notifications of a target
