@@ -35,8 +35,15 @@ func buildPlaybooks(_ context.Context, a *App) error {
 	if err != nil {
 		return err
 	}
+	// The runner looks at triggers at least as often as the engine
+	// evaluates (a faster clock, as in the demo, shortens both).
+	interval := min(5*time.Second, a.cfg.Evaluation.Interval.D())
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
 	r, err := playbook.New(playbook.Options{
-		Specs: a.Specs(), Engine: a.engine, Store: a.store, Policy: decider, Notifier: notifier,
+		Interval: interval,
+		Specs:    a.Specs(), Engine: a.engine, Store: a.store, Policy: decider, Notifier: notifier,
 		Allowlist: cfg.Allowlist, Exec: cfg.Exec, KillSwitch: cfg.KillSwitch,
 		Secrets:     playbook.Secrets{Dir: cfg.SecretsDir},
 		ExternalURL: a.cfg.ExternalURL,

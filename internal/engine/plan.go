@@ -41,6 +41,8 @@ type plan struct {
 	approximate bool
 	composite   []compositeChild
 	windows     []reportWindow // every window a status reports
+	// extraWindows are windows others read (playbook burn-rate triggers).
+	extraWindows []time.Duration
 }
 
 type compositeChild struct {
@@ -84,6 +86,14 @@ func compile(s *spec.SLO, set *spec.Set) (*plan, error) {
 		p.forDur[sev] = tier.For.D()
 	}
 	p.span = max(p.span, int64(standardWindows[len(standardWindows)-1]/time.Minute))
+	// Playbooks that trigger on a burn rate read it from the SLO's
+	// status: report their windows too.
+	for _, pb := range set.Playbooks {
+		if br := pb.Spec.Trigger.BurnRate; br != nil && pb.Spec.Trigger.SLO == s.Name() && br.Window > 0 {
+			p.extraWindows = append(p.extraWindows, br.Window.D())
+			p.span = max(p.span, int64(br.Window.D()/time.Minute))
+		}
+	}
 	p.corrections = corrections(s, p.service)
 	if s.Spec.Budgeting.IsTimeslices() {
 		p.sliceLength = slo.Minute(s.Spec.Budgeting.SliceLength.D() / time.Minute)

@@ -228,7 +228,7 @@ type reportWindow struct {
 // windowList returns every window the SLO reports: the standard ones and
 // each alert window, sorted.
 func (p *plan) windowList() []reportWindow {
-	ws := slices.Clone(standardWindows)
+	ws := append(slices.Clone(standardWindows), p.extraWindows...)
 	for _, conds := range p.tiers {
 		for _, c := range conds {
 			ws = append(ws, c.Long, c.Short)
