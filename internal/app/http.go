@@ -106,7 +106,7 @@ func (a *App) routes() (*router, error) {
 		w.Write([]byte("reloaded\n"))
 	})
 	rt := &router{}
-	apiHandler, err := api.New(api.Options{Engine: a.engine, History: a.engine, Specs: a.Specs, Store: a.store, Auth: auth,
+	apiHandler, err := api.New(api.Options{Engine: a.snapshots, History: a.engine, Specs: a.Specs, Store: a.store, Auth: auth,
 		Logger: a.logger, Extra: a.apiExtra, Now: a.now, ServerRoutes: rt.Routes})
 	if err != nil {
 		return nil, err

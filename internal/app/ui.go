@@ -18,7 +18,7 @@ func buildUI(_ context.Context, a *App) error {
 		return err
 	}
 	a.apiExtra["auth"] = auth
-	opts := ui.Options{Engine: a.engine, History: a.engine, Specs: a.Specs, Auth: auth, Records: a.store, Logger: a.logger, Now: a.now}
+	opts := ui.Options{Engine: a.snapshots, History: a.engine, Specs: a.Specs, Auth: auth, Records: a.store, Logger: a.logger, Now: a.now}
 	opts.Incidents, _ = a.apiExtra["incidents"].(ui.Incidents)
 	opts.Gates, _ = a.apiExtra["gates"].(ui.Gates)
 	opts.Playbooks, _ = a.apiExtra["playbooks"].(ui.Playbooks)
