@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
@@ -14,4 +17,9 @@ func encodeWrite(ts int64, v float64) []byte {
 		Samples: []prompb.Sample{{Timestamp: ts, Value: v}},
 	}}})
 	return snappy.Encode(nil, b)
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
