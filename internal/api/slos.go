@@ -35,6 +35,9 @@ type encodedSnapshot struct {
 	ready chan struct{}
 	all   []int    // 0..n-1, the unfiltered selection
 	items [][]byte // the JSON of snap.Statuses[i], without a newline
+	// whole is `{"items":[` and every item: the start of the answer to
+	// the common request for the whole list, written in one piece.
+	whole []byte
 }
 
 // get returns the newest encoding: of snap when it is ready, else of the
@@ -103,18 +106,38 @@ func (e *encodedSnapshot) encode() {
 		})
 	}
 	wg.Wait()
+	size := 12
+	for _, b := range e.items {
+		size += len(b) + 1
+	}
+	e.whole = make([]byte, 0, size)
+	e.whole = append(e.whole, `{"items":[`...)
+	for i, b := range e.items {
+		if i > 0 {
+			e.whole = append(e.whole, ',')
+		}
+		start := len(e.whole)
+		e.whole = append(e.whole, b...)
+		// Items point into whole: the snapshot's JSON is kept once.
+		e.items[i] = e.whole[start:len(e.whole):len(e.whole)]
+	}
 }
 
 // writePage writes a page of statuses exactly as json.Encoder writes a
 // page[*engine.Status].
 func (e *encodedSnapshot) writePage(w io.Writer, p page[int]) {
 	bw := bufio.NewWriterSize(w, 64<<10)
-	bw.WriteString(`{"items":[`)
-	for i, idx := range p.Items {
-		if i > 0 {
-			bw.WriteByte(',')
+	if len(p.Items) == len(e.all) && p.Offset == 0 && len(e.all) > 0 && &p.Items[0] == &e.all[0] {
+		// The whole list: one write of the prepared bytes.
+		bw.Write(e.whole)
+	} else {
+		bw.WriteString(`{"items":[`)
+		for i, idx := range p.Items {
+			if i > 0 {
+				bw.WriteByte(',')
+			}
+			bw.Write(e.items[idx])
 		}
-		bw.Write(e.items[idx])
 	}
 	bw.WriteString(`],"total":`)
 	bw.WriteString(strconv.Itoa(p.Total))
