@@ -51,8 +51,8 @@ type DispatcherOptions struct {
 	// (default 2m) and another replica delivers it.
 	Replica    string
 	ClaimLease time.Duration
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 	// Now is the clock of outbox timestamps and expiry. Retry waits use
 	// real timers.
 	Now func() time.Time

@@ -58,8 +58,8 @@ type App struct {
 	// snapshots serves SLO statuses to the API and UI: the engine's own,
 	// or with replicas, all of them from the store.
 	snapshots interface{ Snapshot() *engine.Snapshot }
-	server   *http.Server
-	listener net.Listener
+	server    *http.Server
+	listener  net.Listener
 
 	// closers run in reverse order at shutdown.
 	closers []func() error

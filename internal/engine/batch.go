@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 )
@@ -26,7 +27,7 @@ type selectorRequest struct {
 
 func metricNameOf(ms []*labels.Matcher) string {
 	for _, m := range ms {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			return m.Value
 		}
 	}
@@ -77,7 +78,7 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 	}
 	for _, rs := range groups {
 		run(func() {
-			name := labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, metricNameOf(rs[0].matchers))
+			name := labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, metricNameOf(rs[0].matchers))
 			m, err := e.opts.Source.Samples(ctx, []*labels.Matcher{name}, rs[0].start, rs[0].end)
 			if err != nil {
 				for _, r := range rs {
@@ -101,7 +102,7 @@ func dispatch(m promql.Matrix, rs []*selectorRequest) {
 		r.result = promql.Matrix{}
 		var eq *labels.Matcher
 		for _, mt := range r.matchers {
-			if mt.Type == labels.MatchEqual && mt.Name != labels.MetricName {
+			if mt.Type == labels.MatchEqual && mt.Name != model.MetricNameLabel {
 				eq = mt
 				break
 			}

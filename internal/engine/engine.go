@@ -435,8 +435,7 @@ func ownedPlans(plans map[string]*plan, rts map[string]*sloRuntime) map[string]*
 // smallest name of the family.
 func shardKeys(plans map[string]*plan) map[string]string {
 	parent := map[string]string{}
-	var find func(string) string
-	find = func(x string) string {
+	find := func(x string) string {
 		for parent[x] != "" && parent[x] != x {
 			x = parent[x]
 		}

@@ -259,7 +259,6 @@ func mult(perSecond bool) float64 {
 type sampleFeeder struct {
 	matchers []*labels.Matcher
 	groupBy  []string
-	lastT    map[uint64]int64
 }
 
 func (f *sampleFeeder) selectors() [][]*labels.Matcher { return [][]*labels.Matcher{f.matchers} }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
@@ -249,7 +250,7 @@ func (p *plan) latency(l *spec.LatencyIndicator) error {
 	var name string
 	var rest []*labels.Matcher
 	for _, m := range ms {
-		if m.Name == labels.MetricName {
+		if m.Name == model.MetricNameLabel {
 			name = m.Value
 			continue
 		}
@@ -299,7 +300,7 @@ func leRegexp(v float64) string {
 }
 
 func withName(name string, ms []*labels.Matcher) []*labels.Matcher {
-	out := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)}
+	out := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name)}
 	return append(out, ms...)
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
-
 )
 
 // BenchmarkVersusRules compares one QSP cycle with the way Sloth and

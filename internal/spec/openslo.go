@@ -298,7 +298,7 @@ func (p *loader) convertOpenSLO() {
 			continue
 		}
 		slo := d.spec.(*osloSLO)
-		if slo.Service != "" && !services[slo.Service] && p.hasQSPService(slo.Service) == false {
+		if slo.Service != "" && !services[slo.Service] && !p.hasQSPService(slo.Service) {
 			// qsp needs the service declared; OpenSLO lets SLOs name one
 			// that is not.
 			c.warnf(d, "spec.service", "service %q is not declared as an OpenSLO Service: a qsp Service with owner \"unassigned\" is created", slo.Service)

@@ -96,7 +96,7 @@ func (v *validator) checkHeaders() {
 			v.errorf(o, "metadata.name", "%q is not a valid name: use letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 128 characters", name)
 		}
 		for k := range o.Meta().Labels {
-			if !model.LabelName(k).IsValidLegacy() {
+			if !model.LegacyValidation.IsValidLabelName(k) {
 				v.errorf(o, "metadata.labels."+k, "%q is not a valid label name", k)
 			}
 		}
@@ -283,7 +283,7 @@ func (v *validator) indicator(s *SLO) {
 
 func metricName(ms []*labels.Matcher) string {
 	for _, m := range ms {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			return m.Value
 		}
 	}
@@ -449,7 +449,7 @@ func (v *validator) groupBy(s *SLO) {
 	for i, l := range s.Spec.GroupBy {
 		p := fmt.Sprintf("spec.groupBy[%d]", i)
 		switch {
-		case !model.LabelName(l).IsValidLegacy() || strings.HasPrefix(l, "__"):
+		case !model.LegacyValidation.IsValidLabelName(l) || strings.HasPrefix(l, "__"):
 			v.errorf(s, p, "%q is not a valid label name", l)
 		case seen[l]:
 			v.errorf(s, p, "label %q is listed twice", l)
@@ -527,7 +527,7 @@ func (v *validator) alerting(s *SLO) {
 	}
 	if a.TierLabel == "" {
 		a.TierLabel = DefaultTierLabel
-	} else if !model.LabelName(a.TierLabel).IsValidLegacy() {
+	} else if !model.LegacyValidation.IsValidLabelName(a.TierLabel) {
 		v.errorf(s, "spec.alerting.tierLabel", "%q is not a valid label name", a.TierLabel)
 	}
 	v.labelMap(s, "spec.alerting.labels", a.Labels)
@@ -750,7 +750,7 @@ func (v *validator) canary(g *Gate, c *CanaryCheck) {
 		m    map[string]string
 	}{{"baseline", c.Baseline}, {"canary", c.Canary}} {
 		for k := range side.m {
-			if !model.LabelName(k).IsValidLegacy() {
+			if !model.LegacyValidation.IsValidLabelName(k) {
 				v.errorf(g, "spec.canary."+side.name+"."+k, "%q is not a valid label name", k)
 			}
 		}
@@ -1062,7 +1062,7 @@ func (v *validator) policyRefs(o Object, path string, names []string, point stri
 
 func (v *validator) labelMap(o Object, path string, m map[string]string) {
 	for k := range m {
-		if !model.LabelName(k).IsValidLegacy() || strings.HasPrefix(k, "__") {
+		if !model.LegacyValidation.IsValidLabelName(k) || strings.HasPrefix(k, "__") {
 			v.errorf(o, path+"."+k, "%q is not a valid label name", k)
 		}
 	}
