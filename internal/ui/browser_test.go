@@ -144,6 +144,13 @@ func TestBrowser(t *testing.T) {
 	env.Deploy(t, "checkout", "v2.0.1")
 	incident := env.OpenIncident(t)
 	run := env.PendingRun(t, "search-scale-up")
+	// The examples' webhooks point at 127.0.0.1:9099, which may be anyone's
+	// port here: with the kill switch on, the approved run stops before it
+	// calls anything.
+	ks := []byte(`{"on": true, "note": "browser test: no webhook is called"}`)
+	if resp := env.Do(t, http.MethodPut, "/api/v1/playbooks/killswitch", api.RoleAdmin, "application/json", ks); resp.StatusCode != 200 {
+		t.Fatalf("kill switch: %s %s", resp.Status, uitest.ReadBody(t, resp))
+	}
 	gate := []byte(`{"change": {"kind": "feature", "version": "2.1.0"}, "reports": [{"name": "grype.json", "content": {"matches": [], "source": {"type": "image", "target": {"userInput": "auth:2"}}, "descriptor": {"name": "grype", "version": "0.77.0"}}}]}`)
 	if resp := env.Do(t, http.MethodPost, "/api/v1/gates/auth-deploy/evaluations", api.RoleOperator, "application/json", gate); resp.StatusCode/100 != 2 {
 		t.Fatalf("gate evaluation: %s %s", resp.Status, uitest.ReadBody(t, resp))
@@ -172,7 +179,7 @@ func TestBrowser(t *testing.T) {
 		{"/incidents", "Incidents", []string{"checkout", "Open"}},
 		{"/gates", "Gates", []string{"checkout-deploy", "auth-deploy", "2.1.0"}},
 		{"/decisions", "Decisions", []string{"auth-deploy", "change-freeze"}},
-		{"/playbooks", "Playbooks", []string{"Waiting for approval (1)", "search-scale-up", "checkout-rollback"}},
+		{"/playbooks", "Playbooks", []string{"Kill switch on", "Waiting for approval (1)", "search-scale-up", "checkout-rollback"}},
 		{"/", "Executive view", []string{"Checkout"}},
 	} {
 		b.do(chromedp.Click(chromedp.CSS(`nav a[href="` + p.href + `"]`)))
@@ -235,7 +242,7 @@ func TestBrowser(t *testing.T) {
 
 	b.open("/playbooks/runs/" + run)
 	b.do(chromedp.Click(chromedp.CSS("#approve-button")))
-	b.waitText("main", "Approved", "by the-operator", "approval")
+	b.waitText("main", "Approved", "by the-operator", "approval", "kill switch")
 	b.shot("run-approved")
 	var pr struct {
 		Approval struct{ Decision, By string } `json:"approval"`
