@@ -185,7 +185,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 			return nil, err
 		}
 	}
-	mux, err := a.routes()
+	mux, err := a.routes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +203,9 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		}
 	}
 	a.closers = append(a.closers, func() error { return a.listener.Close() })
+	if a.listener, err = a.tlsListener(a.listener); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 

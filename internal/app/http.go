@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -39,15 +40,20 @@ func (rt *router) Routes() []api.Route { return rt.routes }
 // newAuth builds the access control from the configuration. Without
 // tokens every request is allowed: the local default of qsp serve and the
 // demo; it is logged as a warning, louder when the server listens beyond
-// loopback.
-func (a *App) newAuth() (*api.Auth, error) {
+// loopback. The session key lives in the store, so UI sessions survive a
+// restart and are valid on every replica sharing the database.
+func (a *App) newAuth(ctx context.Context) (*api.Auth, error) {
 	ac := a.cfg.Auth
 	var tokens []api.Token
 	for _, t := range ac.Tokens {
 		tokens = append(tokens, api.Token{Name: t.Name, Role: api.Role(t.Role), SHA256: t.SHA256})
 	}
+	key, err := a.store.Secret(ctx, "ui-session-key", 32)
+	if err != nil {
+		return nil, err
+	}
 	auth, err := api.NewAuth(api.AuthOptions{
-		Tokens: tokens, Anonymous: api.Role(ac.Anonymous), AnonymousSet: ac.Anonymous != "",
+		Tokens: tokens, Anonymous: api.Role(ac.Anonymous), AnonymousSet: ac.Anonymous != "", SessionKey: key,
 		SecureCookies: ac.TLS.CertFile != "", Logger: a.logger, Now: a.now,
 	})
 	if err != nil {
@@ -80,11 +86,11 @@ func loopback(listen string) bool {
 }
 
 // routes builds the HTTP handler of every component.
-func (a *App) routes() (*router, error) {
+func (a *App) routes(ctx context.Context) (*router, error) {
 	auth, _ := a.apiExtra["auth"].(*api.Auth)
 	if auth == nil {
 		var err error
-		if auth, err = a.newAuth(); err != nil {
+		if auth, err = a.newAuth(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -12,8 +12,8 @@ func init() { componentBuilders = append(componentBuilders, buildUI) }
 // builders registered (incidents, gates, playbooks), and runs the UI's
 // cost queries with the app. It runs last: its file sorts after the
 // other builders'.
-func buildUI(_ context.Context, a *App) error {
-	auth, err := a.newAuth()
+func buildUI(ctx context.Context, a *App) error {
+	auth, err := a.newAuth(ctx)
 	if err != nil {
 		return err
 	}
