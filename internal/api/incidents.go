@@ -82,6 +82,9 @@ func incidentRoutes(a *API) {
 		if err != nil {
 			return nil, err
 		}
+		if by = actingAs(r, by); by == "" {
+			return nil, badRequest(`by: required: who acknowledges the incident`)
+		}
 		inc, err := keeper.Ack(r.Context(), id, by, note)
 		return inc, incidentError(err)
 	})
@@ -150,10 +153,9 @@ func parseAckBody(body []byte, contentType string) (by, note string, err error) 
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return "", "", badRequest("body: unexpected data after the JSON object")
 	}
-	if req.By == nil || strings.TrimSpace(*req.By) == "" {
-		return "", "", badRequest(`by: required: who acknowledges the incident`)
+	if req.By != nil {
+		by = strings.TrimSpace(*req.By)
 	}
-	by = strings.TrimSpace(*req.By)
 	switch {
 	case !utf8.ValidString(by):
 		return "", "", badRequest("by: not valid UTF-8")

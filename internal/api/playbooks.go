@@ -263,12 +263,7 @@ func decodeStrict(body []byte, contentType string, v any, emptyOK bool) error {
 // authenticated caller; without either the request is refused, since the
 // audit log must say who decided.
 func actorAndNote(r *http.Request, by, note string) (string, string, error) {
-	by = strings.TrimSpace(by)
-	if by == "" {
-		if p, ok := PrincipalFrom(r.Context()); ok && p.Via != ViaAnonymous && p.Name != "" {
-			by = p.Name
-		}
-	}
+	by = actingAs(r, strings.TrimSpace(by))
 	switch {
 	case by == "":
 		return "", "", badRequest("by: required: who decides (a person or a bot)")
@@ -284,4 +279,20 @@ func actorAndNote(r *http.Request, by, note string) (string, string, error) {
 		return "", "", badRequest(fmt.Sprintf("note: longer than %d characters", maxNoteRunes))
 	}
 	return by, note, nil
+}
+
+// actingAs is who an operator action is recorded as. An authenticated
+// caller is always recorded: by names the person when a shared token (a
+// chat bot's) acts for someone, and is kept as "by via caller"; the body
+// alone cannot claim another identity. Without authentication (open mode)
+// by is all there is.
+func actingAs(r *http.Request, by string) string {
+	p, ok := PrincipalFrom(r.Context())
+	if !ok || p.Via == ViaAnonymous || p.Name == "" {
+		return by
+	}
+	if by == "" || by == p.Name {
+		return p.Name
+	}
+	return by + " via " + p.Name
 }
