@@ -213,8 +213,9 @@ type incidentStatsView struct {
 	Services []alert.ServiceStats `json:"services"`
 }
 
+// ackRequest: by defaults to the authenticated caller.
 type ackRequest struct {
-	By   string `json:"by"`
+	By   string `json:"by,omitempty"`
 	Note string `json:"note,omitempty"`
 }
 
