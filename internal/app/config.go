@@ -168,6 +168,17 @@ type AuthConfig struct {
 	TLS       ServerTLS `yaml:"tls"`
 	// CORSOrigins allows these origins; none by default.
 	CORSOrigins []string `yaml:"corsOrigins"`
+	// RateLimit bounds each token's requests to the API and UI (default
+	// 50/s, burst 200); IngestRateLimit its requests to the receivers
+	// (default 1000/s, burst 2000: Prometheus sends in parallel shards).
+	RateLimit       RateLimitConfig `yaml:"rateLimit"`
+	IngestRateLimit RateLimitConfig `yaml:"ingestRateLimit"`
+}
+
+// RateLimitConfig is a token bucket; zero fields take the default.
+type RateLimitConfig struct {
+	PerSecond float64 `yaml:"perSecond"`
+	Burst     int     `yaml:"burst"`
 }
 
 // TokenConfig is one API token.
@@ -288,6 +299,11 @@ func (c *Config) Normalize() error {
 		}
 		if len(t.SHA256) != 64 {
 			return fmt.Errorf("config: auth.tokens[%d] (%s): sha256 must be 64 hex digits (qsp token hash prints it)", i, t.Name)
+		}
+	}
+	for name, l := range map[string]RateLimitConfig{"auth.rateLimit": c.Auth.RateLimit, "auth.ingestRateLimit": c.Auth.IngestRateLimit} {
+		if l.PerSecond < 0 || l.Burst < 0 {
+			return fmt.Errorf("config: %s: perSecond and burst must not be negative", name)
 		}
 	}
 	for i, a := range c.Alerting.Alertmanagers {

@@ -54,7 +54,9 @@ func (a *App) newAuth(ctx context.Context) (*api.Auth, error) {
 	}
 	auth, err := api.NewAuth(api.AuthOptions{
 		Tokens: tokens, Anonymous: api.Role(ac.Anonymous), AnonymousSet: ac.Anonymous != "", SessionKey: key,
-		SecureCookies: ac.TLS.CertFile != "", Logger: a.logger, Now: a.now,
+		RateLimit:       api.Limit{PerSecond: ac.RateLimit.PerSecond, Burst: ac.RateLimit.Burst},
+		IngestRateLimit: api.Limit{PerSecond: ac.IngestRateLimit.PerSecond, Burst: ac.IngestRateLimit.Burst},
+		SecureCookies:   ac.TLS.CertFile != "", Logger: a.logger, Now: a.now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
