@@ -886,7 +886,9 @@ func (e *Engine) persist(ctx context.Context) error {
 func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until func(*sloRuntime) slo.Minute, backfill bool, peekEnd time.Time) {
 	target := e.target()
 	if len(work) == 0 {
-		e.sourceErr = nil
+		// Nothing asked, nothing learnt: the source keeps the state the
+		// last fetch saw (a backfill that found it down must not be
+		// cleared by an empty follow-up).
 		return
 	}
 	type job struct {

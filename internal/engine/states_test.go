@@ -348,3 +348,28 @@ func TestSourceErrorClassification(t *testing.T) {
 		t.Fatal("wrapping")
 	}
 }
+
+// TestSourceDownAtStart: a source that is down while the engine backfills
+// is reported by the first snapshot, with the partial-minute read on (the
+// default): the follow-up read of no SLOs must not clear what the
+// backfill learnt.
+func TestSourceDownAtStart(t *testing.T) {
+	src := &flakySource{Source: openTSDB(t), down: true}
+	clk := &clock{t: time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)}
+	e, err := New(Options{Source: src, Store: openStore(t), Specs: loadSpecs(t, twoSLOs), Now: clk.now, Interval: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	snap := e.Snapshot()
+	if snap.SourceDown == nil {
+		t.Fatal("the first snapshot does not report the source down")
+	}
+	for _, st := range snap.Statuses {
+		if st.State != StateNoData {
+			t.Errorf("%s: state %s with the source down since start, want no_data", st.Key, st.State)
+		}
+	}
+}
