@@ -103,6 +103,10 @@ type scenarioRunner struct {
 	approve func(ctx context.Context, run PlaybookResult) error
 }
 
+// onCallNotices is how long a pending approval waits for the simulated
+// on-call when nothing paged them: they approve at once when paged.
+const onCallNotices = 10 * time.Minute
+
 // run injects sc, watches what QSP does until the fault ends and the
 // quiet period after it is over (or ctx ends), and judges it.
 func (r *scenarioRunner) run(ctx context.Context, sc Scenario) *Result {
@@ -114,6 +118,7 @@ func (r *scenarioRunner) run(ctx context.Context, sc Scenario) *Result {
 	r.logger.Info("scenario started", "scenario", sc.Name)
 	steps := slices.Clone(sc.Steps)
 	approved := map[string]bool{}
+	pendingSince := map[string]time.Time{}
 	tick := time.NewTicker(max(r.clock.Real(15*time.Second), 20*time.Millisecond))
 	defer tick.Stop()
 	var ended time.Time
@@ -144,7 +149,15 @@ func (r *scenarioRunner) run(ctx context.Context, sc Scenario) *Result {
 		}
 		if r.approve != nil && sc.Expect.Playbook != "" {
 			for _, run := range r.runs(ctx, sc.Expect.Playbook, start) {
-				if run.State == store.PlaybookRunPending && !approved[run.ID] {
+				if run.State != store.PlaybookRunPending || approved[run.ID] {
+					continue
+				}
+				if _, ok := pendingSince[run.ID]; !ok {
+					pendingSince[run.ID] = now
+				}
+				// A person approves: once the page has reached them, or
+				// when they notice the request on the dashboard.
+				if res.Detected || !now.Before(pendingSince[run.ID].Add(onCallNotices)) {
 					approved[run.ID] = true
 					if err := r.approve(ctx, run); err != nil {
 						r.logger.Warn("approve playbook run", "run", run.ID, "err", err)

@@ -133,7 +133,8 @@ func Scenarios() []Scenario {
 			Title: "Misconfigured autoscaling during a surge",
 			Story: "A campaign triples search traffic while the autoscaler's ceiling was left at today's replica count. " +
 				"Search sheds the excess with 429s, burning the availability budget; the search-scale-up playbook asks " +
-				"for approval (the demo approves it, as the on-call would) and raises the ceiling.",
+				"for approval within minutes, the page follows, and the on-call approves (the demo does, once paged) to " +
+				"raise the ceiling.",
 			Length: 40 * time.Minute,
 			Start: func(s *Simulator) {
 				r := s.Replicas()
