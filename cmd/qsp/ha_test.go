@@ -260,11 +260,24 @@ playbooks: {allowlist: ["%[7]s/"]}
 	}, "playbooks acted for %d of %d services", len(rec.actions), haServices/2)
 
 	// Every notification the cluster recorded reached the receiver.
+	undelivered := func() string {
+		rows, err := db.Query(`SELECT id, target, key, severity, status, state, attempts, last_error, claimed_by, claimed_until FROM notifications WHERE state <> 'delivered' ORDER BY id`)
+		if err != nil {
+			return err.Error()
+		}
+		defer rows.Close()
+		var b strings.Builder
+		for rows.Next() {
+			var id, attempts, until int64
+			var target, key, sev, status, state, lastErr, by string
+			rows.Scan(&id, &target, &key, &sev, &status, &state, &attempts, &lastErr, &by, &until)
+			fmt.Fprintf(&b, "\n  #%d %s %s/%s %s: %s after %d attempts (%q), claimed by %q until %s", id, target, key, sev, status, state, attempts, lastErr, by, time.UnixMilli(until).Format(time.RFC3339))
+		}
+		return b.String()
+	}
 	externaltest.Eventually(t, 60*time.Second, 500*time.Millisecond, func() bool {
-		var pending int
-		db.QueryRow(`SELECT COUNT(*) FROM notifications WHERE state <> 'delivered'`).Scan(&pending)
-		return pending == 0
-	}, "notifications still undelivered")
+		return undelivered() == ""
+	}, "notifications still undelivered:%v", stringer(undelivered))
 	var total int
 	db.QueryRow(`SELECT COUNT(*) FROM notifications`).Scan(&total)
 	ids, err := db.Query(`SELECT payload FROM notifications`)
@@ -303,3 +316,9 @@ playbooks: {allowlist: ["%[7]s/"]}
 	rec.mu.Unlock()
 	t.Logf("%d notifications delivered, none lost; %d rollbacks, each once", total, haServices/2)
 }
+
+// stringer formats as f's result when printed: a failure message shows
+// the state at the time of failure.
+type stringer func() string
+
+func (f stringer) String() string { return f() }

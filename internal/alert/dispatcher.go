@@ -48,9 +48,11 @@ type DispatcherOptions struct {
 	// Replica, set when several replicas share a PostgreSQL store, makes
 	// delivery claim notifications with a lease so each is delivered by
 	// one replica; a claim of a replica that dies lapses after ClaimLease
-	// (default 2m) and another replica delivers it.
+	// (default 2m), or as soon as its heartbeat is older than ReplicaTTL
+	// (the cluster's lease), and another replica delivers it.
 	Replica    string
 	ClaimLease time.Duration
+	ReplicaTTL time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Now is the clock of outbox timestamps and expiry. Retry waits use
@@ -471,7 +473,7 @@ func (d *Dispatcher) deliver(ctx context.Context, tg *target) (more bool, retryI
 	var rows []store.Notification
 	var err error
 	if d.opts.Replica != "" {
-		rows, err = d.opts.Store.ClaimNotifications(ctx, tg.name, d.opts.Replica, cmp.Or(d.opts.ClaimLease, 2*time.Minute), limit)
+		rows, err = d.opts.Store.ClaimNotifications(ctx, tg.name, d.opts.Replica, cmp.Or(d.opts.ClaimLease, 2*time.Minute), d.opts.ReplicaTTL, limit)
 	} else {
 		rows, err = d.opts.Store.PendingNotifications(ctx, tg.name, limit)
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/qsp-dev/qsp/internal/alert"
 )
@@ -38,14 +39,14 @@ func buildAlerting(_ context.Context, a *App) error {
 		}
 		notifiers = append(notifiers, n)
 	}
-	replica := ""
+	replica, replicaTTL := "", time.Duration(0)
 	if a.members != nil {
 		// Replicas share the outbox: each notification is claimed by one.
-		replica = a.members.ID()
+		replica, replicaTTL = a.members.ID(), a.members.TTL()
 	}
 	d, err := alert.NewDispatcher(alert.DispatcherOptions{
 		Store: a.store, Notifiers: notifiers, Specs: a.Specs, ExternalURL: a.cfg.ExternalURL, ResendInterval: resend,
-		Replica: replica, Logger: a.logger, Registerer: a.registry, Now: a.now,
+		Replica: replica, ReplicaTTL: replicaTTL, Logger: a.logger, Registerer: a.registry, Now: a.now,
 	})
 	if err != nil {
 		return err

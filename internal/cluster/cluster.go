@@ -97,6 +97,9 @@ func New(opts Options) (*Membership, error) {
 	return m, nil
 }
 
+// TTL returns how long a silent replica stays a member.
+func (m *Membership) TTL() time.Duration { return m.opts.TTL }
+
 // ID returns the replica's ID.
 func (m *Membership) ID() string { return m.opts.ID }
 

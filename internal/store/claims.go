@@ -32,8 +32,11 @@ func isUniqueViolation(err error) bool {
 // ClaimNotifications claims up to limit pending notifications of a target
 // for replica until now+lease, oldest first, and returns them. Rows another
 // replica holds a live claim on are skipped; on PostgreSQL concurrent
-// claimers never block each other (FOR UPDATE SKIP LOCKED).
-func (s *Store) ClaimNotifications(ctx context.Context, target, replica string, lease time.Duration, limit int) ([]Notification, error) {
+// claimers never block each other (FOR UPDATE SKIP LOCKED). With alive set,
+// a claim also lapses as soon as its holder has not sent a heartbeat
+// (Heartbeat) within alive: a dead replica's notifications go out when the
+// cluster notices the death, not when the lease ends.
+func (s *Store) ClaimNotifications(ctx context.Context, target, replica string, lease, alive time.Duration, limit int) ([]Notification, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -42,12 +45,17 @@ func (s *Store) ClaimNotifications(ctx context.Context, target, replica string, 
 	if s.dialect.name == "postgres" {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
+	dead, args := "", []any{replica, ms(now.Add(lease)), target, NotificationPending, ms(now), replica}
+	if alive > 0 {
+		dead = ` OR claimed_by NOT IN (SELECT id FROM replicas WHERE heartbeat_at >= ?)`
+		args = append(args, ms(now.Add(-alive)))
+	}
 	q := `UPDATE notifications SET claimed_by = ?, claimed_until = ?
 		WHERE id IN (SELECT id FROM notifications
-			WHERE target = ? AND state = ? AND (claimed_until < ? OR claimed_by = ?)
+			WHERE target = ? AND state = ? AND (claimed_until < ? OR claimed_by = ?` + dead + `)
 			ORDER BY id LIMIT ?` + lock + `)
 		RETURNING ` + notificationColumns
-	rows, err := s.query(ctx, q, replica, ms(now.Add(lease)), target, NotificationPending, ms(now), replica, limit)
+	rows, err := s.query(ctx, q, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("claim notifications: %w", err)
 	}
