@@ -7,15 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/qsp-dev/qsp/internal/app"
-	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/progress"
 	"github.com/qsp-dev/qsp/internal/spec"
 )
 
@@ -114,7 +111,7 @@ func newServeCommand() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger, Progress: progressPrinter(cmd.ErrOrStderr())})
+			a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger, Progress: progress.Backfill(cmd.ErrOrStderr())})
 			if err != nil {
 				return err
 			}
@@ -159,40 +156,4 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", format)
-}
-
-// progressPrinter shows the backfill on stderr: one line a second, and a
-// summary when done.
-func progressPrinter(w io.Writer) func(engine.BackfillProgress) {
-	var mu sync.Mutex // the engine reports from its loop and a ticker
-	var last time.Time
-	return func(p engine.BackfillProgress) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !p.Finished && time.Since(last) < time.Second {
-			return
-		}
-		last = time.Now()
-		pct := 100.0
-		if p.Minutes > 0 {
-			pct = 100 * float64(p.Done) / float64(p.Minutes)
-		}
-		bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
-		state := "backfilling"
-		if p.Finished {
-			state = "backfilled"
-		}
-		fmt.Fprintf(w, "%s [%s] %5.1f%%  %d/%d SLOs  %s SLO-minutes  %s\n", state, bar, pct, p.DoneSLOs, p.SLOs,
-			humanCount(p.Done), p.Elapsed.Round(100*time.Millisecond))
-	}
-}
-
-func humanCount(n int64) string {
-	switch {
-	case n >= 1_000_000:
-		return fmt.Sprintf("%.1fM", float64(n)/1e6)
-	case n >= 1_000:
-		return fmt.Sprintf("%.1fk", float64(n)/1e3)
-	}
-	return fmt.Sprint(n)
 }

@@ -36,7 +36,7 @@ import (
 
 	"github.com/qsp-dev/qsp/examples"
 	"github.com/qsp-dev/qsp/internal/app"
-	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/progress"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/telemetry"
 )
@@ -198,7 +198,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		Playbooks:  app.PlaybookConfig{Allowlist: []string{platform.URL() + "/api/v1/"}, SecretsDir: secretsDir},
 	}
 	backfillStart := time.Now()
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: opts.Logger, Progress: backfillPrinter(out), Now: clock.Now, Listener: opts.Listener})
+	a, err := app.New(ctx, app.Options{Config: cfg, Logger: opts.Logger, Progress: progress.Backfill(out), Now: clock.Now, Listener: opts.Listener})
 	if err != nil {
 		pl.Close()
 		return nil, fmt.Errorf("demo: %w", err)
@@ -385,59 +385,16 @@ func approver(c *apiClient) func(ctx context.Context, run PlaybookResult) error 
 	}
 }
 
-// historyPrinter prints history progress, at most twice a second.
+// historyPrinter prints history progress, at most once a second.
 func historyPrinter(w io.Writer) func(HistoryProgress) {
-	return func(p HistoryProgress) {
-		pct := 100 * float64(p.Done) / float64(max(p.Total, 1))
+	p := progress.New(w)
+	return func(h HistoryProgress) {
 		state := "history"
-		if p.Finished {
+		if h.Finished {
 			state = "history written"
 		}
-		fmt.Fprintf(w, "%-16s [%s] %5.1f%%  %s samples  %s\n", state, bar(pct), pct, humanCount(p.Samples), p.Elapsed.Round(100*time.Millisecond))
+		p.Line(state, int64(h.Done), int64(h.Total), progress.Count(h.Samples)+" samples", h.Finished)
 	}
-}
-
-// backfillPrinter prints the engine's backfill, at most once a second.
-// The engine reports from its own goroutine and from a ticker.
-func backfillPrinter(w io.Writer) func(engine.BackfillProgress) {
-	var mu sync.Mutex
-	var last time.Time
-	began := time.Now()
-	return func(p engine.BackfillProgress) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !p.Finished && time.Since(last) < time.Second {
-			return
-		}
-		last = time.Now()
-		pct := 100.0
-		if p.Minutes > 0 {
-			pct = 100 * float64(p.Done) / float64(p.Minutes)
-		}
-		state := "backfill"
-		if p.Finished {
-			state = "backfilled"
-		}
-		// The engine's own Elapsed is in simulated time, which stands
-		// still during the backfill: print wall time.
-		fmt.Fprintf(w, "%-16s [%s] %5.1f%%  %d/%d SLOs  %s SLO-minutes  %s\n", state, bar(pct), pct, p.DoneSLOs, p.SLOs,
-			humanCount(p.Done), time.Since(began).Round(100*time.Millisecond))
-	}
-}
-
-func bar(pct float64) string {
-	n := min(max(int(pct/5), 0), 20)
-	return strings.Repeat("#", n) + strings.Repeat(".", 20-n)
-}
-
-func humanCount(n int64) string {
-	switch {
-	case n >= 1_000_000:
-		return fmt.Sprintf("%.1fM", float64(n)/1e6)
-	case n >= 1_000:
-		return fmt.Sprintf("%.1fk", float64(n)/1e3)
-	}
-	return fmt.Sprint(n)
 }
 
 func formatDays(d time.Duration) string {

@@ -673,7 +673,12 @@ func (e *Engine) backfill(ctx context.Context) error {
 	report(true)
 	e.logger.Info("backfill done", "slos", len(rts), "minutes", done.Load(), "duration", e.opts.Now().Sub(start).Round(time.Millisecond))
 	e.m.backfillSeconds.Set(e.opts.Now().Sub(start).Seconds())
-	return e.persist(ctx)
+	if err := e.persist(ctx); err != nil {
+		// The backfill is in memory and cycles persist again every
+		// PersistInterval: a store hiccup must not stop the start.
+		e.logger.Error("persist rollups after the backfill", "err", err)
+	}
+	return nil
 }
 
 // cycle is one evaluation: fetch the new minutes, fold, evaluate, persist

@@ -135,54 +135,10 @@ func serviceSLOs(snap *engine.Snapshot, set *spec.Set, service string) sloSet {
 		if st.Service != service {
 			continue
 		}
-		out.inputs = append(out.inputs, policySLO(st, set))
+		out.inputs = append(out.inputs, st.PolicySLO(set))
 		out.sloNames = append(out.sloNames, st.SLO)
 	}
 	return out
-}
-
-// policySLO maps one engine status to the policy's input. States the
-// policy does not know map onto the nearest it does: pending is a
-// warning, unknown (not evaluated yet) is no data. Numbers that are not
-// finite (no events) are left out or zero, with the state no_data, so
-// that the policy never reads a budget that does not exist.
-func policySLO(st *engine.Status, set *spec.Set) policy.SLO {
-	s := policy.SLO{
-		Name: st.Key, Category: st.Category, Objective: finite(st.Objective),
-		BudgetRemaining: st.Budget.RemainingRatio, BudgetConsumed: st.Budget.ConsumedRatio,
-		BurnRates: map[string]float64{},
-	}
-	switch st.State {
-	case engine.StateOK:
-		s.State = policy.StateOK
-	case engine.StatePending:
-		s.State = policy.StateWarning
-	case engine.StateFiring:
-		s.State = policy.StateFiring
-		s.FiringSeverity = policy.SeverityTicket
-		if a := st.Alert(policy.SeverityPage); a != nil && a.State == slo.Firing {
-			s.FiringSeverity = policy.SeverityPage
-		}
-	case engine.StateLowTraffic:
-		s.State = policy.StateLowTraffic
-	default: // no_data, unknown
-		s.State = policy.StateNoData
-	}
-	if bad(s.BudgetRemaining) || bad(s.BudgetConsumed) {
-		s.BudgetRemaining, s.BudgetConsumed, s.State = 0, 0, policy.StateNoData
-	}
-	for _, w := range st.Windows {
-		if w.BurnRate != nil && !bad(*w.BurnRate) {
-			s.BurnRates[w.Name] = *w.BurnRate
-		}
-	}
-	if o := set.SLO(st.SLO); o != nil {
-		s.HasBudgetPolicy = len(o.Spec.BudgetPolicy) > 0
-	}
-	if p := st.PolicyStep; p != nil && slices.Contains(spec.BudgetPolicyActions, p.Action) {
-		s.PolicyStep = &policy.PolicyStep{Consumed: finite(p.Consumed), Action: p.Action, Message: p.Message}
-	}
-	return s
 }
 
 // activeAlerts returns the pending and firing page and ticket alerts of

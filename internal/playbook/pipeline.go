@@ -533,7 +533,7 @@ func (x *runCtx) policyInput(snap *engine.Snapshot, a ActionPlan) policy.Input {
 	if snap != nil {
 		for _, st := range snap.Statuses {
 			if st.Service == x.run.Service {
-				in.SLOs = append(in.SLOs, policySLO(st, x.set))
+				in.SLOs = append(in.SLOs, st.PolicySLO(x.set))
 			}
 			for _, as := range st.Alerts {
 				if (as.Severity == spec.SeverityPage || as.Severity == spec.SeverityTicket) && (as.State == slo.Pending || as.State == slo.Firing) {
@@ -543,46 +543,6 @@ func (x *runCtx) policyInput(snap *engine.Snapshot, a ActionPlan) policy.Input {
 		}
 	}
 	return in
-}
-
-// policySLO maps an engine status to the policy's input: states the
-// policy does not know map to the nearest it does (pending is a warning,
-// unknown is no data), and numbers that are not finite are left out.
-func policySLO(st *engine.Status, set *spec.Set) policy.SLO {
-	s := policy.SLO{
-		Name: st.Key, Category: st.Category, Objective: finite(st.Objective),
-		BudgetRemaining: st.Budget.RemainingRatio, BudgetConsumed: st.Budget.ConsumedRatio, BurnRates: map[string]float64{},
-	}
-	switch st.State {
-	case engine.StateOK:
-		s.State = policy.StateOK
-	case engine.StatePending:
-		s.State = policy.StateWarning
-	case engine.StateFiring:
-		s.State, s.FiringSeverity = policy.StateFiring, policy.SeverityTicket
-		if a := st.Alert(policy.SeverityPage); a != nil && a.State == slo.Firing {
-			s.FiringSeverity = policy.SeverityPage
-		}
-	case engine.StateLowTraffic:
-		s.State = policy.StateLowTraffic
-	default:
-		s.State = policy.StateNoData
-	}
-	if bad(s.BudgetRemaining) || bad(s.BudgetConsumed) {
-		s.BudgetRemaining, s.BudgetConsumed, s.State = 0, 0, policy.StateNoData
-	}
-	for _, w := range st.Windows {
-		if w.BurnRate != nil && !bad(*w.BurnRate) {
-			s.BurnRates[w.Name] = *w.BurnRate
-		}
-	}
-	if o := set.SLO(st.SLO); o != nil {
-		s.HasBudgetPolicy = len(o.Spec.BudgetPolicy) > 0
-	}
-	if p := st.PolicyStep; p != nil && slices.Contains(spec.BudgetPolicyActions, p.Action) {
-		s.PolicyStep = &policy.PolicyStep{Consumed: finite(p.Consumed), Action: p.Action, Message: p.Message}
-	}
-	return s
 }
 
 // approvalStage holds a run of a playbook with guards.approval until an

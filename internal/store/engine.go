@@ -1,9 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -22,7 +25,10 @@ func (s *Store) SaveRollups(ctx context.Context, rs []Rollup) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	// One order for every writer: two replicas writing the same rollups
+	// while an SLO changes hands lock the rows in the same order.
+	rs = slices.SortedFunc(slices.Values(rs), func(a, b Rollup) int { return strings.Compare(a.Key, b.Key) })
+	return s.txRetry(ctx, func(tx *sql.Tx) error {
 		for _, r := range rs {
 			_, err := s.txExec(ctx, tx, `INSERT INTO rollups (key, slo, plan_hash, data, last_sampled, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 				ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, plan_hash = excluded.plan_hash, data = excluded.data,
@@ -38,7 +44,11 @@ func (s *Store) SaveRollups(ctx context.Context, rs []Rollup) error {
 
 // LoadRollups returns every persisted rollup.
 func (s *Store) LoadRollups(ctx context.Context) ([]Rollup, error) {
-	rows, err := s.query(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups`)
+	return s.loadRollups(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups`)
+}
+
+func (s *Store) loadRollups(ctx context.Context, q string, args ...any) ([]Rollup, error) {
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +68,8 @@ func (s *Store) LoadRollups(ctx context.Context) ([]Rollup, error) {
 
 // DeleteRollups removes the rollups of SLOs no longer declared.
 func (s *Store) DeleteRollups(ctx context.Context, keys []string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	keys = slices.Sorted(slices.Values(keys))
+	return s.txRetry(ctx, func(tx *sql.Tx) error {
 		for _, k := range keys {
 			if _, err := s.txExec(ctx, tx, `DELETE FROM rollups WHERE key = ?`, k); err != nil {
 				return err
@@ -121,7 +132,10 @@ func (s *Store) RecordTransitions(ctx context.Context, ts []Transition, states [
 		return nil
 	}
 	now := s.now()
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	states = slices.SortedFunc(slices.Values(states), func(a, b AlertState) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.Severity, b.Severity))
+	})
+	return s.txRetry(ctx, func(tx *sql.Tx) error {
 		for _, t := range ts {
 			status := t.Status
 			if status == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 )
@@ -85,7 +86,8 @@ func (s *Store) SaveStatuses(ctx context.Context, rows []StatusRow) error {
 		return nil
 	}
 	const batch = 200 // 5 parameters each, well under SQLite's 32766
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	rows = slices.SortedFunc(slices.Values(rows), func(a, b StatusRow) int { return strings.Compare(a.Key, b.Key) })
+	return s.txRetry(ctx, func(tx *sql.Tx) error {
 		for i := 0; i < len(rows); i += batch {
 			part := rows[i:min(i+batch, len(rows))]
 			var q strings.Builder
@@ -141,7 +143,7 @@ func (s *Store) DeleteStatuses(ctx context.Context, keepSLOs []string) error {
 	if err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.txRetry(ctx, func(tx *sql.Tx) error {
 		for _, r := range rows {
 			if !keep[r.SLO] {
 				if _, err := s.txExec(ctx, tx, `DELETE FROM slo_statuses WHERE key = ?`, r.Key); err != nil {
@@ -155,20 +157,5 @@ func (s *Store) DeleteStatuses(ctx context.Context, keepSLOs []string) error {
 
 // LoadRollupsOf returns the persisted rollups of one SLO.
 func (s *Store) LoadRollupsOf(ctx context.Context, slo string) ([]Rollup, error) {
-	rows, err := s.query(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups WHERE slo = ?`, slo)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Rollup
-	for rows.Next() {
-		var r Rollup
-		var updated int64
-		if err := rows.Scan(&r.Key, &r.SLO, &r.PlanHash, &r.Data, &r.LastSampled, &updated); err != nil {
-			return nil, err
-		}
-		r.UpdatedAt = fromMs(updated)
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return s.loadRollups(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups WHERE slo = ?`, slo)
 }

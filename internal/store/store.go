@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -154,6 +155,33 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// txRetry is tx for writes that replicas make to the same rows at the
+// same moment (rollups, alert states, statuses while SLOs change hands):
+// PostgreSQL may abort one of two such transactions as a deadlock or a
+// serialization failure, and running it again is then the documented
+// remedy. fn must have no effect outside the transaction.
+func (s *Store) txRetry(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	var err error
+	for attempt := range 5 {
+		if err = s.tx(ctx, fn); err == nil || !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * time.Duration(10+rand.IntN(40)) * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// retryable reports whether err is PostgreSQL's deadlock_detected (40P01)
+// or serialization_failure (40001).
+func retryable(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLSTATE 40P01") || strings.Contains(msg, "SQLSTATE 40001")
 }
 
 func (s *Store) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
