@@ -8,12 +8,22 @@ fuzztime="${1:-5s}"
 go="${GO:-go}"
 targets=$(grep -rl --include='*_test.go' '^func Fuzz' internal cmd 2>/dev/null | sort -u)
 n=0
+summary=""
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for file in $targets; do
   pkg="./$(dirname "$file")"
   for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
     echo "fuzz $pkg $fn ($fuzztime)"
-    "$go" test -run='^$' -fuzz="^${fn}\$" -fuzztime="$fuzztime" "$pkg"
+    "$go" test -run='^$' -fuzz="^${fn}\$" -fuzztime="$fuzztime" "$pkg" 2>&1 | tee "$log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+    # The last progress line holds the executions run.
+    execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    summary+="| \`$pkg\` | $fn | ${execs:-?} |"$'\n'
     n=$((n+1))
   done
 done
 echo "fuzzed $n targets for $fuzztime each"
+echo "| package | target | executions |"
+echo "| --- | --- | ---: |"
+printf '%s' "$summary"
