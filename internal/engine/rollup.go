@@ -356,7 +356,10 @@ func unmarshalRollup(b []byte) (*rollup, error) {
 	steps := [3]int64{fineStep, mediumStep, coarseStep}
 	for i := range r.tiers {
 		capacity, n := rd.uvarint(), rd.uvarint()
-		if rd.err != nil || capacity > 1<<20 || n > capacity {
+		// No tier holds more than 2^16 steps (7 years of hours), and each
+		// step takes at least three bytes: a corrupt length is refused
+		// before it allocates or loops.
+		if rd.err != nil || capacity > 1<<16 || n > capacity || n > uint64(len(rd.b))/3 {
 			return nil, errCorrupt
 		}
 		t := newTier(steps[i], int(capacity))
