@@ -143,6 +143,9 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	// Prometheus' own server defaults, which differ from the library's.
 	to.EnableOverlappingCompaction = true
 	to.EnableDelayedCompaction = false
+	// Sharded selects let the engine read one metric's many series on
+	// every core (SamplesShard).
+	to.EnableSharding = true
 
 	log := opts.Logger.With("component", "telemetry.embedded")
 	db, err := tsdb.Open(opts.Dir, log, opts.Registerer, to, nil)
@@ -241,6 +244,21 @@ func (e *Embedded) Range(ctx context.Context, query string, start, end time.Time
 // it is the engine's hot path and needs exact raw samples. Staleness
 // markers and native histogram samples are skipped.
 func (e *Embedded) Samples(ctx context.Context, matchers []*labels.Matcher, start, end time.Time) (promql.Matrix, error) {
+	return e.samples(ctx, matchers, start, end, 0, 0)
+}
+
+// SamplesShard is Samples for shard index of count disjoint shards of the
+// matching series (by a hash of their labels): the engine reads one
+// metric's tens of thousands of series on every core at once. Series come
+// in no particular order.
+func (e *Embedded) SamplesShard(ctx context.Context, matchers []*labels.Matcher, start, end time.Time, index, count uint64) (promql.Matrix, error) {
+	if count == 0 || index >= count {
+		return nil, fmt.Errorf("samples: shard %d of %d", index, count)
+	}
+	return e.samples(ctx, matchers, start, end, index, count)
+}
+
+func (e *Embedded) samples(ctx context.Context, matchers []*labels.Matcher, start, end time.Time, shard, shards uint64) (promql.Matrix, error) {
 	if len(matchers) == 0 {
 		return nil, errors.New("samples: at least one matcher is required")
 	}
@@ -253,7 +271,8 @@ func (e *Embedded) Samples(ctx context.Context, matchers []*labels.Matcher, star
 		return nil, fmt.Errorf("samples: %w", err)
 	}
 	defer q.Close()
-	set := q.Select(ctx, true, &storage.SelectHints{Start: mint, End: maxt, Func: "samples"}, matchers...)
+	hints := &storage.SelectHints{Start: mint, End: maxt, Func: "samples", ShardIndex: shard, ShardCount: shards}
+	set := q.Select(ctx, shards == 0, hints, matchers...)
 	var (
 		out promql.Matrix
 		it  chunkenc.Iterator
