@@ -251,6 +251,12 @@ func (a *App) joinCluster(ctx context.Context) error {
 	if err := m.Join(ctx); err != nil {
 		return fmt.Errorf("join cluster: %w", err)
 	}
+	if a.cfg.Source.Mode != ModeRemote {
+		// Each replica evaluates its share of the SLOs from its own
+		// TSDB: unless every replica receives all telemetry, the numbers
+		// depend on which replica owns an SLO.
+		a.logger.Warn("replicas on a shared store with the embedded source: every replica must receive all telemetry; prefer source.mode: remote (Prometheus, Thanos, Mimir, VictoriaMetrics)", "replica", m.ID())
+	}
 	a.members = m
 	a.runners = append(a.runners, runner{"cluster", m.Run})
 	return nil
