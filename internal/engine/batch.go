@@ -20,12 +20,19 @@ type (
 
 func emptyLabels() labels.Labels { return labels.EmptyLabels() }
 
-// selectorRequest is one raw-sample read a feeder needs.
+// selectorRequest is one raw-sample read a feeder needs. Each runtime
+// keeps its requests from cycle to cycle (sloRuntime.reqs), so the engine
+// can tell when a batch is made of the same requests as before.
 type selectorRequest struct {
 	matchers   []*labels.Matcher
+	name       string // the metric name an equality matcher sets, or ""
 	start, end time.Time
 	result     promql.Matrix
 	err        error
+}
+
+func newSelectorRequest(ms []*labels.Matcher) selectorRequest {
+	return selectorRequest{matchers: ms, name: metricNameOf(ms)}
 }
 
 func metricNameOf(ms []*labels.Matcher) string {
@@ -41,30 +48,48 @@ func metricNameOf(ms []*labels.Matcher) string {
 // range are read with one query for the name when there are at least
 // BatchMin of them, and the series are handed out by matching labels in
 // memory: 10,000 SLOs on http_requests_total cost one read per cycle, not
-// 10,000.
+// 10,000. It is called from the engine's goroutine only.
 func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 	type key struct {
 		name       string
 		start, end int64
 	}
-	batches := map[key][]*selectorRequest{}
+	batches := map[key]*[]*selectorRequest{}
 	var singles []*selectorRequest
+	// Consecutive requests mostly share a batch (an SLO's selectors, SLOs
+	// on one metric): the last batch is tried before the map.
+	var lastKey key
+	var last *[]*selectorRequest
 	for _, r := range reqs {
-		name := metricNameOf(r.matchers)
-		if name == "" || e.opts.BatchMin < 0 {
+		r.result, r.err = nil, nil
+		if r.name == "" || e.opts.BatchMin < 0 {
 			singles = append(singles, r)
 			continue
 		}
-		k := key{name, r.start.UnixMilli(), r.end.UnixMilli()}
-		batches[k] = append(batches[k], r)
+		k := key{r.name, r.start.UnixMilli(), r.end.UnixMilli()}
+		if last == nil || k != lastKey {
+			last = batches[k]
+			if last == nil {
+				last = new([]*selectorRequest)
+				batches[k] = last
+			}
+			lastKey = k
+		}
+		*last = append(*last, r)
 	}
 	var groups [][]*selectorRequest
 	for _, rs := range batches {
-		if len(rs) < e.opts.BatchMin {
-			singles = append(singles, rs...)
+		if len(*rs) < e.opts.BatchMin {
+			singles = append(singles, *rs...)
 			continue
 		}
-		groups = append(groups, rs)
+		groups = append(groups, *rs)
+	}
+	// Dispatchers of metrics no longer read in a batch are dropped.
+	for name := range e.dispatchers {
+		if !slices.ContainsFunc(groups, func(rs []*selectorRequest) bool { return rs[0].name == name }) {
+			delete(e.dispatchers, name)
+		}
 	}
 	sem := make(chan struct{}, e.opts.Concurrency)
 	var wg sync.WaitGroup
@@ -80,7 +105,8 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 		run(func() { r.result, r.err = e.opts.Source.Samples(ctx, r.matchers, r.start, r.end) })
 	}
 	for _, rs := range groups {
-		name := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, metricNameOf(rs[0].matchers))}
+		name := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, rs[0].name)}
+		d := e.dispatcherFor(rs)
 		sharded, ok := e.opts.Source.(shardedSource)
 		if !ok || len(rs) < shardMin {
 			run(func() {
@@ -89,7 +115,9 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 					setErr(rs, err)
 					return
 				}
-				newDispatcher(rs).dispatch(m, func(i int, s promql.Series) { rs[i].result = append(rs[i].result, s) })
+				// One read gives the series in label order, and
+				// handing out keeps it.
+				joinMatches(rs, []shardMatches{{m, d.dispatch(m, nil)}}, false)
 				e.m.batched.Add(float64(len(rs)))
 			})
 			continue
@@ -97,9 +125,8 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 		// A big batch is read and handed out in shards on every core; a
 		// request's series may be in several shards, so each shard
 		// collects its own and they are joined once all are read.
-		d := newDispatcher(rs)
 		shards := uint64(runtime.GOMAXPROCS(0))
-		parts := make([][][]promql.Series, shards)
+		parts := make([]shardMatches, shards)
 		errs := make([]error, shards)
 		var shardsDone sync.WaitGroup
 		for i := range shards {
@@ -111,9 +138,7 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 					errs[i] = err
 					return
 				}
-				part := make([][]promql.Series, len(rs))
-				d.dispatch(m, func(j int, s promql.Series) { part[j] = append(part[j], s) })
-				parts[i] = part
+				parts[i] = shardMatches{m, d.dispatch(m, nil)}
 			})
 		}
 		wg.Add(1)
@@ -124,20 +149,70 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 				setErr(rs, err)
 				return
 			}
-			for j, r := range rs {
-				for _, part := range parts {
-					r.result = append(r.result, part[j]...)
-				}
-				// In label order, as an unsharded read gives them: sums
-				// of floats must not depend on which shard a series hashed to.
-				if len(r.result) > 1 {
-					slices.SortFunc(r.result, func(a, b promql.Series) int { return labels.Compare(a.Metric, b.Metric) })
-				}
-			}
+			// In label order, as an unsharded read gives them: sums of
+			// floats must not depend on which shard a series hashed to.
+			joinMatches(rs, parts, true)
 			e.m.batched.Add(float64(len(rs)))
 		}()
 	}
 	wg.Wait()
+}
+
+// dispatcherFor returns the dispatcher of a batch, kept from the last
+// cycle when the batch is made of the same requests: building one for
+// 20,000 selectors costs more than using it.
+func (e *Engine) dispatcherFor(rs []*selectorRequest) *dispatcher {
+	name := rs[0].name
+	if d := e.dispatchers[name]; d != nil && slices.Equal(d.rs, rs) {
+		return d
+	}
+	d := newDispatcher(slices.Clone(rs))
+	if e.dispatchers == nil {
+		e.dispatchers = map[string]*dispatcher{}
+	}
+	e.dispatchers[name] = d
+	return d
+}
+
+// shardMatches are the series of one read and the requests they go to.
+type shardMatches struct {
+	m       promql.Matrix
+	matches []match
+}
+
+// match says that request req selects series series.
+type match struct {
+	req, series int32
+}
+
+// joinMatches hands each request its series, from parts in order, with
+// one allocation for all requests. sorted puts each request's series in
+// label order.
+func joinMatches(rs []*selectorRequest, parts []shardMatches, sorted bool) {
+	counts := make([]int32, len(rs)+1)
+	for _, p := range parts {
+		for _, mt := range p.matches {
+			counts[mt.req+1]++
+		}
+	}
+	// counts[j] becomes where request j's series start.
+	for j := 1; j < len(counts); j++ {
+		counts[j] += counts[j-1]
+	}
+	all := make([]promql.Series, counts[len(rs)])
+	next := slices.Clone(counts[:len(rs)])
+	for _, p := range parts {
+		for _, mt := range p.matches {
+			all[next[mt.req]] = p.m[mt.series]
+			next[mt.req]++
+		}
+	}
+	for j, r := range rs {
+		r.result = all[counts[j]:counts[j+1]:counts[j+1]]
+		if sorted && len(r.result) > 1 {
+			slices.SortFunc(r.result, func(a, b promql.Series) int { return labels.Compare(a.Metric, b.Metric) })
+		}
+	}
 }
 
 // shardMin is the batch size from which a sharded source is read in
@@ -158,17 +233,27 @@ func setErr(rs []*selectorRequest, err error) {
 
 // dispatcher hands each series to the requests whose matchers it
 // satisfies, using an index on one equality matcher per request. It is
-// read-only once built: shards dispatch concurrently.
+// read-only once built: shards dispatch concurrently, and it serves every
+// cycle while the batch's requests stay the same.
 type dispatcher struct {
-	index map[string]map[string][]int
+	rs []*selectorRequest
+	// index finds the requests with an equality matcher by that label's
+	// value; scan are the requests without one.
+	index []labelIndex
 	scan  []int
-	rs    []*selectorRequest
+	// rest are the matchers of each request that the index and the
+	// batch's metric name do not already guarantee.
+	rest [][]*labels.Matcher
+}
+
+type labelIndex struct {
+	name    string
+	byValue map[string][]int32
 }
 
 func newDispatcher(rs []*selectorRequest) *dispatcher {
-	d := &dispatcher{index: map[string]map[string][]int{}, rs: rs}
+	d := &dispatcher{rs: rs, rest: make([][]*labels.Matcher, len(rs))}
 	for i, r := range rs {
-		r.result = promql.Matrix{}
 		var eq *labels.Matcher
 		for _, mt := range r.matchers {
 			if mt.Type == labels.MatchEqual && mt.Name != model.MetricNameLabel {
@@ -176,40 +261,54 @@ func newDispatcher(rs []*selectorRequest) *dispatcher {
 				break
 			}
 		}
+		for _, mt := range r.matchers {
+			// Every series of the batch has the batch's name.
+			nameMatcher := mt.Name == model.MetricNameLabel && mt.Type == labels.MatchEqual && mt.Value == r.name
+			if mt != eq && !nameMatcher {
+				d.rest[i] = append(d.rest[i], mt)
+			}
+		}
 		if eq == nil {
 			d.scan = append(d.scan, i)
 			continue
 		}
-		if d.index[eq.Name] == nil {
-			d.index[eq.Name] = map[string][]int{}
+		k := slices.IndexFunc(d.index, func(x labelIndex) bool { return x.name == eq.Name })
+		if k < 0 {
+			d.index = append(d.index, labelIndex{name: eq.Name, byValue: map[string][]int32{}})
+			k = len(d.index) - 1
 		}
-		d.index[eq.Name][eq.Value] = append(d.index[eq.Name][eq.Value], i)
+		d.index[k].byValue[eq.Value] = append(d.index[k].byValue[eq.Value], int32(i))
 	}
 	return d
 }
 
-// dispatch calls add(i, s) for each series s of m that request i selects.
-func (d *dispatcher) dispatch(m promql.Matrix, add func(i int, s promql.Series)) {
-	matches := func(r *selectorRequest, ls labels.Labels) bool {
-		for _, mt := range r.matchers {
+// dispatch appends to out a match for each series of m and each request
+// that selects it, in series order, and returns out.
+func (d *dispatcher) dispatch(m promql.Matrix, out []match) []match {
+	matches := func(i int, ls labels.Labels) bool {
+		for _, mt := range d.rest[i] {
 			if !mt.Matches(ls.Get(mt.Name)) {
 				return false
 			}
 		}
 		return true
 	}
-	for _, s := range m {
-		for name, byValue := range d.index {
-			for _, i := range byValue[s.Metric.Get(name)] {
-				if matches(d.rs[i], s.Metric) {
-					add(i, s)
+	if out == nil {
+		out = make([]match, 0, len(m))
+	}
+	for si, s := range m {
+		for _, ix := range d.index {
+			for _, i := range ix.byValue[s.Metric.Get(ix.name)] {
+				if matches(int(i), s.Metric) {
+					out = append(out, match{req: i, series: int32(si)})
 				}
 			}
 		}
 		for _, i := range d.scan {
-			if matches(d.rs[i], s.Metric) {
-				add(i, s)
+			if matches(i, s.Metric) {
+				out = append(out, match{req: int32(i), series: int32(si)})
 			}
 		}
 	}
+	return out
 }

@@ -122,6 +122,9 @@ type Engine struct {
 	set      *spec.Set
 	runtimes map[string]*sloRuntime
 	order    []string
+	// ordered are the runtimes in order; plain and composites split them
+	// for evaluation (see setOrder).
+	ordered, plain, composites []*sloRuntime
 	// plans holds every SLO of the set, owned or not, and shardKeys their
 	// shard keys; shardEpoch is the ownership last applied.
 	plans      map[string]*plan
@@ -132,8 +135,11 @@ type Engine struct {
 	reload   chan reloadRequest
 	ready    atomic.Bool
 
-	sourceAlert   slo.Alert
-	sourceErr     error
+	sourceAlert slo.Alert
+	sourceErr   error
+	// dispatchers are the batches' dispatchers by metric name, kept while
+	// the batches stay the same (see dispatcherFor).
+	dispatchers   map[string]*dispatcher
 	pendingAlerts map[string]map[string]slo.Alert // restored states of groups not seen yet
 	lastPersist   time.Time
 }
@@ -357,7 +363,7 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 		}
 	}
 	e.runtimes, e.set, e.plans, e.shardKeys, e.shardEpoch = next, set, plans, keys, epoch
-	e.order = evaluationOrder(ownedPlans(plans, next))
+	e.setOrder()
 	if len(gone) > 0 && !restore {
 		if err := e.opts.Store.DeleteRollups(ctx, gone); err != nil {
 			e.logger.Warn("delete old rollups", "err", err)
@@ -392,7 +398,7 @@ func (e *Engine) restoreRollups(rt *sloRuntime, saved []store.Rollup, start slo.
 		if roll.next <= start {
 			continue // too old to be of use
 		}
-		rt.groups[key] = &groupRuntime{key: key, labels: ls, roll: roll, lastSampled: slo.Minute(r.LastSampled), alerts: map[string]slo.Alert{}}
+		rt.addGroup(rt.newGroup(key, ls, roll, slo.Minute(r.LastSampled)))
 		if !restored || roll.next < next {
 			next = roll.next
 		}
@@ -541,11 +547,27 @@ func (e *Engine) rebalance(ctx context.Context) {
 		e.pendingAlerts[a.Key][a.Severity] = slo.Alert{State: slo.AlertState(a.State), ActiveSince: a.ActiveSince, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt}
 	}
 	maps.Copy(e.runtimes, added)
-	e.order = evaluationOrder(ownedPlans(e.plans, e.runtimes))
+	e.setOrder()
 	e.m.slos.Set(float64(len(e.runtimes)))
 	e.mu.Unlock()
 	if len(lost)+len(gained) > 0 {
 		e.logger.Info("SLO ownership changed", "gained", len(gained), "handed_over", len(lost), "owned", len(e.runtimes))
+	}
+}
+
+// setOrder sets the evaluation order of the runtimes after they changed.
+// The caller holds e.mu.
+func (e *Engine) setOrder() {
+	e.order = evaluationOrder(ownedPlans(e.plans, e.runtimes))
+	e.ordered, e.plain, e.composites = nil, nil, nil
+	for _, name := range e.order {
+		rt := e.runtimes[name]
+		e.ordered = append(e.ordered, rt)
+		if rt.plan.composite != nil {
+			e.composites = append(e.composites, rt)
+		} else {
+			e.plain = append(e.plain, rt)
+		}
 	}
 }
 
@@ -688,10 +710,7 @@ func (e *Engine) cycle(ctx context.Context) {
 	e.rebalance(ctx)
 	target := e.target()
 	e.mu.Lock()
-	rts := make([]*sloRuntime, 0, len(e.runtimes))
-	for _, name := range e.order {
-		rts = append(rts, e.runtimes[name])
-	}
+	rts := e.plain
 	e.mu.Unlock()
 	chunk := slo.Minute(e.opts.Chunk / time.Minute)
 	// Usually every SLO needs the one new minute; an SLO added or changed
@@ -705,13 +724,12 @@ func (e *Engine) cycle(ctx context.Context) {
 		var work []*sloRuntime
 		before := map[*sloRuntime]slo.Minute{}
 		for _, rt := range rts {
-			if rt.plan.composite != nil || (!first && rt.lastErr != nil) {
+			if !first && rt.lastErr != nil {
 				continue
 			}
-			_, canPeek := rt.feeder.(peeker)
 			// The first round also reads the newest, partial minute of
 			// SLOs that are up to date.
-			if rt.next < target || (first && canPeek && !peekEnd.IsZero()) {
+			if rt.next < target || (first && rt.canPeek && !peekEnd.IsZero()) {
 				work = append(work, rt)
 				before[rt] = rt.next
 			}
@@ -745,47 +763,33 @@ func (e *Engine) cycle(ctx context.Context) {
 func (e *Engine) evaluateAll(ctx context.Context) {
 	now := e.opts.Now()
 	e.mu.Lock()
-	rts := e.runtimes
-	order := e.order
+	rts, ordered, plain, composites := e.runtimes, e.ordered, e.plain, e.composites
 	e.mu.Unlock()
 	sourceDown := e.sourceErr != nil
-	ec := evalContext{now: now, sourceDown: sourceDown, children: func(name string) *sloRuntime { return rts[name] }}
-	snap := &Snapshot{At: now, byKey: make(map[string]*Status, len(rts)), bySLO: make(map[string][]*Status, len(rts))}
-	target := e.target()
-	// SLOs are independent, so they are evaluated in parallel; composites
-	// read their children's rollups and come after them.
-	var plain, composites []*sloRuntime
-	for _, name := range order {
-		rt := rts[name]
-		rt.target = target
-		e.applyPendingAlerts(rt)
-		if rt.plan.composite != nil {
-			composites = append(composites, rt)
-		} else {
-			plain = append(plain, rt)
+	ec := evalContext{now: now, target: e.target(), sourceDown: sourceDown, children: func(name string) *sloRuntime { return rts[name] }}
+	snap := &Snapshot{At: now, Statuses: make([]*Status, 0, len(ordered)), byKey: make(map[string]*Status, len(ordered)), bySLO: make(map[string][]*Status, len(ordered))}
+	if len(e.pendingAlerts) > 0 {
+		for _, rt := range ordered {
+			e.applyPendingAlerts(rt)
 		}
 	}
-	results := make(map[*sloRuntime][]Transition, len(rts))
-	var mu sync.Mutex
-	parallel(plain, runtime.GOMAXPROCS(0), func(rt *sloRuntime) {
-		tr := rt.evaluate(ec)
-		if len(tr) > 0 {
-			mu.Lock()
-			results[rt] = tr
-			mu.Unlock()
-		}
-	})
+	// SLOs are independent, so they are evaluated in parallel; composites
+	// read their children's rollups and come after them. Each runtime
+	// keeps its statuses and transitions for the snapshot.
+	parallel(plain, runtime.GOMAXPROCS(0), func(rt *sloRuntime) { rt.evaluate(ec) })
 	for _, rt := range composites {
-		results[rt] = rt.evaluate(ec)
+		rt.evaluate(ec)
 	}
 	var ts []Transition
-	for _, name := range order {
-		rt := rts[name]
-		ts = append(ts, results[rt]...)
-		for _, st := range rt.statuses() {
-			snap.Statuses = append(snap.Statuses, st)
+	for _, rt := range ordered {
+		ts = append(ts, rt.transitions...)
+		if len(rt.published) == 0 {
+			continue
+		}
+		snap.Statuses = append(snap.Statuses, rt.published...)
+		snap.bySLO[rt.plan.slo.Name()] = rt.published
+		for _, st := range rt.published {
 			snap.byKey[st.Key] = st
-			snap.bySLO[st.SLO] = append(snap.bySLO[st.SLO], st)
 		}
 	}
 	// One alert for a source that is down, instead of one per SLO.
@@ -832,11 +836,14 @@ func (e *Engine) applyPendingAlerts(rt *sloRuntime) {
 	if len(e.pendingAlerts) == 0 {
 		return
 	}
-	for _, g := range rt.groups {
-		key := statusKey(rt.plan.slo.Name(), g.labels)
-		if st, ok := e.pendingAlerts[key]; ok {
-			maps.Copy(g.alerts, st)
-			delete(e.pendingAlerts, key)
+	for _, g := range rt.list {
+		if st, ok := e.pendingAlerts[g.statusKey]; ok {
+			for sev, a := range st {
+				if i, ok := severityIndex(sev); ok {
+					g.alerts[i] = a
+				}
+			}
+			delete(e.pendingAlerts, g.statusKey)
 		}
 	}
 }
@@ -896,83 +903,49 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 		// cleared by an empty follow-up).
 		return
 	}
-	type job struct {
-		rt       *sloRuntime
-		from, to slo.Minute
-		peek     bool
-		sels     []selectorRequest
-	}
-	jobs := make([]*job, 0, len(work))
+	jobs := make([]foldJob, len(work))
 	var reqs []*selectorRequest
-	for _, rt := range work {
-		j := &job{rt: rt, from: rt.next, to: until(rt)}
+	for i, rt := range work {
+		j := &jobs[i]
+		j.rt, j.from, j.to = rt, rt.next, until(rt)
 		end := j.to.Time()
-		if _, ok := rt.feeder.(peeker); ok && j.to >= target && peekEnd.After(end) {
+		if rt.canPeek && j.to >= target && peekEnd.After(end) {
 			j.peek, end = true, peekEnd
 		}
-		look := rt.feeder.lookback()
-		for _, ms := range rt.feeder.selectors() {
-			// Samples reads (start, end]; minutes are [from, to), so both
-			// ends move back by a millisecond.
-			j.sels = append(j.sels, selectorRequest{matchers: ms, start: j.from.Time().Add(-look - time.Millisecond), end: end.Add(-time.Millisecond)})
-		}
-		jobs = append(jobs, j)
-	}
-	for _, j := range jobs {
-		for i := range j.sels {
-			reqs = append(reqs, &j.sels[i])
+		// Samples reads (start, end]; minutes are [from, to), so both ends
+		// move back by a millisecond.
+		start := j.from.Time().Add(-rt.feeder.lookback() - time.Millisecond)
+		for k := range rt.reqs {
+			r := &rt.reqs[k]
+			r.start, r.end = start, end.Add(-time.Millisecond)
+			reqs = append(reqs, r)
 		}
 	}
 	fetchCtx, cancel := context.WithTimeout(ctx, e.fetchTimeout(backfill))
 	defer cancel()
 	e.fetchSamples(fetchCtx, reqs)
 
-	var unavailable atomic.Int64
-	var lastUnavailable atomic.Value
-	sem := make(chan struct{}, e.opts.Concurrency)
-	var wg sync.WaitGroup
-	for _, j := range jobs {
-		sem <- struct{}{}
+	// A fixed set of workers takes the jobs in turn: a goroutine per SLO
+	// costs more than folding a minute does. There are Concurrency of
+	// them, not one per core, because some feeders wait on queries.
+	var (
+		unavailable     atomic.Int64
+		lastUnavailable atomic.Value
+		next            atomic.Int64
+		wg              sync.WaitGroup
+	)
+	for range min(e.opts.Concurrency, len(jobs)) {
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			rt := j.rt
-			// A provisional partial minute never outlives the cycle that
-			// read it: it is read again, or folded.
-			for _, g := range rt.groups {
-				g.partial = partialCounts{}
-			}
-			raw := make([]promqlMatrix, len(j.sels))
-			var err error
-			for i, s := range j.sels {
-				raw[i] = s.result
-				if s.err != nil {
-					err = s.err
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					return
 				}
-			}
-			var groups map[string]*groupMinutes
-			var commit func()
-			if err == nil && j.from < j.to {
-				groups, commit, err = rt.feeder.feed(fetchCtx, e.opts.Source, raw, j.from, j.to, rt.admit)
-			}
-			if err != nil {
-				rt.lastErr = err
-				rt.sourceDown = errors.Is(err, telemetry.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
-				if rt.sourceDown {
+				if err := e.feedJob(fetchCtx, &jobs[i], target, peekEnd); err != nil && jobs[i].rt.sourceDown {
 					unavailable.Add(1)
 					lastUnavailable.Store(err)
-				}
-				e.m.fetchFailures.Inc()
-				return
-			}
-			rt.lastErr, rt.sourceDown = nil, false
-			if j.from < j.to {
-				e.fold(rt, groups, commit, j.from, j.to, target)
-			}
-			if j.peek {
-				known := func(key string) bool { _, ok := rt.groups[key]; return ok }
-				for key, pc := range rt.feeder.(peeker).peek(raw, rt.next.Time().UnixMilli(), peekEnd.UnixMilli(), known) {
-					rt.groups[key].partial = pc
 				}
 			}
 		}()
@@ -987,6 +960,56 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 	} else {
 		e.sourceErr = nil
 	}
+}
+
+// foldJob is one SLO's part of fetchAndFold.
+type foldJob struct {
+	rt       *sloRuntime
+	from, to slo.Minute
+	peek     bool
+}
+
+// feedJob feeds and folds what was fetched for one SLO, and reads its
+// partial minute. It returns the error that stopped it.
+func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute, peekEnd time.Time) error {
+	rt := j.rt
+	// A provisional partial minute never outlives the cycle that read
+	// it: it is read again, or folded.
+	for _, g := range rt.list {
+		g.partial = partialCounts{}
+	}
+	raw := make([]promqlMatrix, 0, len(rt.reqs))
+	var err error
+	for k := range rt.reqs {
+		r := &rt.reqs[k]
+		raw = append(raw, r.result)
+		if r.err != nil {
+			err = r.err
+		}
+	}
+	// The samples are not needed after this job: let them go.
+	defer rt.releaseResults()
+	var groups map[string]*groupMinutes
+	var commit func()
+	if err == nil && j.from < j.to {
+		groups, commit, err = rt.feeder.feed(ctx, e.opts.Source, raw, j.from, j.to, rt.admit)
+	}
+	if err != nil {
+		rt.lastErr = err
+		rt.sourceDown = errors.Is(err, telemetry.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+		e.m.fetchFailures.Inc()
+		return err
+	}
+	rt.lastErr, rt.sourceDown = nil, false
+	if j.from < j.to {
+		e.fold(rt, groups, commit, j.from, j.to, target)
+	}
+	if j.peek {
+		for key, pc := range rt.feeder.(peeker).peek(raw, rt.next.Time().UnixMilli(), peekEnd.UnixMilli(), rt.known) {
+			rt.groups[key].partial = pc
+		}
+	}
+	return nil
 }
 
 // fold folds what a feeder produced for [from, to), or its sampled prefix,
@@ -1031,7 +1054,7 @@ func (e *Engine) foldUntil(rt *sloRuntime, groups map[string]*groupMinutes, from
 		return to // not the tail: later minutes exist, nothing to wait for
 	}
 	last := slo.Minute(-1 << 62) // last sampled minute, in this range or before
-	for _, g := range rt.groups {
+	for _, g := range rt.list {
 		last = max(last, g.lastSampled)
 	}
 	lastInRange := slo.Minute(-1 << 62)
@@ -1121,7 +1144,9 @@ func (e *Engine) BadSince(key string, threshold float64) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// parallel calls f for every item on up to n goroutines.
+// parallel calls f for every item on up to n goroutines. They take the
+// items in small runs as they go, so one slowed down (by the garbage
+// collector, by another process) does not hold up the end.
 func parallel[T any](items []T, n int, f func(T)) {
 	if n <= 1 || len(items) < 64 {
 		for _, it := range items {
@@ -1129,15 +1154,21 @@ func parallel[T any](items []T, n int, f func(T)) {
 		}
 		return
 	}
+	const run = 32
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	chunk := (len(items) + n - 1) / n
-	for i := 0; i < len(items); i += chunk {
-		part := items[i:min(i+chunk, len(items))]
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, it := range part {
-				f(it)
+			for {
+				i := int(next.Add(run)) - run
+				if i >= len(items) {
+					return
+				}
+				for _, it := range items[i:min(i+run, len(items))] {
+					f(it)
+				}
 			}
 		}()
 	}

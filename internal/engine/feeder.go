@@ -80,10 +80,17 @@ type ratioFeeder struct {
 	good, bad, total *counter // good or bad is nil
 	cs               []*counter
 	sels             [][]*labels.Matcher
+	// warm is set once every counter is.
+	warm bool
+	// Results kept for the next call, as counters keep theirs: the engine
+	// is done with what feed and peek return before it calls again.
+	groups map[string]*groupMinutes
+	acc    map[string]peekSums
+	peeked map[string]partialCounts
 }
 
 func newRatioFeeder(good, bad, total *counter) *ratioFeeder {
-	f := &ratioFeeder{good: good, bad: bad, total: total}
+	f := &ratioFeeder{good: good, bad: bad, total: total, groups: map[string]*groupMinutes{}}
 	for _, c := range []*counter{good, bad, total} {
 		if c != nil {
 			f.cs = append(f.cs, c)
@@ -99,40 +106,54 @@ func (f *ratioFeeder) counters() []*counter { return f.cs }
 func (f *ratioFeeder) selectors() [][]*labels.Matcher { return f.sels }
 
 func (f *ratioFeeder) lookback() time.Duration {
+	if f.warm {
+		return 0 // counters stay warm
+	}
 	for _, c := range f.counters() {
 		if !c.warm {
 			return counterLookback
 		}
 	}
+	f.warm = true
 	return 0
 }
 
 func (f *ratioFeeder) approximate() bool { return false }
 
+// peek returns the partial minute's counts by group. The map is reused by
+// the next call.
 func (f *ratioFeeder) peek(raw []promql.Matrix, fromMs, untilMs int64, known func(string) bool) map[string]partialCounts {
 	if len(raw) != len(f.cs) {
 		return nil
 	}
-	out := map[string]partialCounts{}
-	total, totalSampled := f.total.peek(raw[len(raw)-1], fromMs, untilMs, known)
-	num, _ := f.cs[0].peek(raw[0], fromMs, untilMs, known)
-	for key, t := range total {
-		c := slo.Counts{Total: t}
-		if f.good != nil {
-			c.Good = num[key]
-		} else {
-			c.Good = t - num[key]
-		}
-		out[key] = partialCounts{counts: c, sampled: totalSampled[key]}
+	if f.acc == nil {
+		f.acc, f.peeked = map[string]peekSums{}, map[string]partialCounts{}
 	}
-	for key, s := range totalSampled {
-		if _, ok := out[key]; !ok {
-			out[key] = partialCounts{sampled: s}
+	acc, out := f.acc, f.peeked
+	clear(acc)
+	clear(out)
+	f.total.peek(raw[len(raw)-1], fromMs, untilMs, known, acc, true)
+	f.cs[0].peek(raw[0], fromMs, untilMs, known, acc, false)
+	for key, ps := range acc {
+		if !ps.sampled {
+			continue // only groups the total counter sampled
 		}
+		var c slo.Counts
+		if ps.hasTotal {
+			c.Total = ps.total
+			if f.good != nil {
+				c.Good = ps.num
+			} else {
+				c.Good = ps.total - ps.num
+			}
+		}
+		out[key] = partialCounts{counts: c, sampled: true}
 	}
 	return out
 }
 
+// feed returns the groups' minutes. The map and its groups are reused by
+// the next call.
 func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	cs := f.counters()
 	if len(raw) != len(cs) {
@@ -140,20 +161,29 @@ func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, fro
 	}
 	// Groups come into being through the total query; good and bad only
 	// add to groups that exist.
-	results := make([]map[string]*counterGroup, len(cs))
+	var results [3]map[string]*counterGroup
 	n := int(to - from)
 	for i, c := range cs {
-		results[i] = map[string]*counterGroup{}
 		gate := admit
 		if c != f.total {
 			gate = func(string) bool { return true }
 		}
-		c.increases(raw[i], from, to, results[i], gate)
+		results[i] = c.increases(raw[i], from, to, gate)
 	}
 	totals := results[len(cs)-1]
-	out := make(map[string]*groupMinutes, len(totals))
+	out := f.groups
+	for key := range out {
+		if totals[key] == nil {
+			delete(out, key)
+		}
+	}
 	for key, tg := range totals {
-		g := newGroupMinutes(tg.labels, n)
+		g := out[key]
+		if g == nil {
+			g = &groupMinutes{labels: tg.labels}
+			out[key] = g
+		}
+		g.counts, g.sampled = resize(g.counts, n), resize(g.sampled, n)
 		copy(g.sampled, tg.sampled)
 		for m := range n {
 			g.counts[m].Total = tg.inc[m]
@@ -172,7 +202,6 @@ func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, fro
 				}
 			}
 		}
-		out[key] = g
 	}
 	return out, noCommit, nil
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -42,8 +43,20 @@ type plan struct {
 	approximate bool
 	composite   []compositeChild
 	windows     []reportWindow // every window a status reports
+	// alertTiers are the burn-rate alerts, page first.
+	alertTiers []alertTier
+	// status holds what every status of the SLO starts with.
+	status Status
 	// extraWindows are windows others read (playbook burn-rate triggers).
 	extraWindows []time.Duration
+}
+
+// alertTier is one burn-rate alert of a plan.
+type alertTier struct {
+	severity string
+	index    int // in alertStates
+	conds    []slo.BurnCondition
+	forDur   time.Duration
 }
 
 type compositeChild struct {
@@ -130,6 +143,16 @@ func compile(s *spec.SLO, set *spec.Set) (*plan, error) {
 		p.approximate = p.newFeeder().approximate()
 	}
 	p.windows = p.windowList()
+	for i, sev := range severities {
+		if conds, ok := p.tiers[sev]; ok {
+			p.alertTiers = append(p.alertTiers, alertTier{severity: sev, index: i, conds: conds, forDur: p.forDur[sev]})
+		}
+	}
+	p.status = Status{
+		Key: s.Name(), SLO: s.Name(), Service: s.Spec.Service, Category: s.Spec.Category,
+		Objective: p.objective, Window: s.Spec.Window.String(), Budgeting: cmp.Or(s.Spec.Budgeting.Method, spec.Occurrences),
+		Approximate: p.approximate,
+	}
 	p.hash = planHash(s, p.service)
 	return p, nil
 }

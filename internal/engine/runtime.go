@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +20,10 @@ type sloRuntime struct {
 	// next is the first minute not yet folded, for every group.
 	next   slo.Minute
 	groups map[string]*groupRuntime
+	// list holds the groups too, sorted by key: iterating over a slice is
+	// much cheaper than over a map, and a cycle does it several times for
+	// every SLO. addGroup and removeGroups keep both.
+	list []*groupRuntime
 	// dropped counts groups refused by the cardinality limit.
 	dropped map[string]bool
 	// empty is the status of a grouped SLO that has no group yet.
@@ -31,6 +34,18 @@ type sloRuntime struct {
 	// target is the cycle's target minute: state is judged against it
 	// even while folding is held back for late data.
 	target slo.Minute
+	// reqs are the feeder's raw-sample reads, one per selector, reused
+	// every cycle.
+	reqs []selectorRequest
+	// canPeek says the feeder reads the partial minute; known says
+	// whether a group exists, for its peek.
+	canPeek bool
+	known   func(key string) bool
+	// published and transitions are the outcome of the last evaluation:
+	// the statuses of its groups sorted by key, new each time since the
+	// snapshot keeps them, and its alert transitions.
+	published   []*Status
+	transitions []Transition
 }
 
 // groupRuntime is one group of an SLO (the only one when ungrouped).
@@ -41,8 +56,12 @@ type groupRuntime struct {
 	// lastSampled is the last minute with a sample; no data after it for
 	// staleMinutes means no_data.
 	lastSampled slo.Minute
-	alerts      map[string]slo.Alert // by severity, incl. no_data
+	alerts      alertStates
 	status      *Status
+	// statusKey and groupMap are what statuses say of the group's labels,
+	// worked out once: statuses share the map, and nobody changes it.
+	statusKey string
+	groupMap  map[string]string
 	// partial are the events of the newest, not yet folded minute, up to
 	// the partial settle time: windows add them so alerts see an outage
 	// before its minute is complete.
@@ -53,12 +72,24 @@ func newRuntime(p *plan, start slo.Minute) *sloRuntime {
 	rt := &sloRuntime{plan: p, next: start, groups: map[string]*groupRuntime{}, dropped: map[string]bool{}}
 	if p.newFeeder != nil {
 		rt.feeder = p.newFeeder()
+		for _, ms := range rt.feeder.selectors() {
+			rt.reqs = append(rt.reqs, newSelectorRequest(ms))
+		}
+		_, rt.canPeek = rt.feeder.(peeker)
 	}
+	rt.known = func(key string) bool { _, ok := rt.groups[key]; return ok }
 	if len(p.slo.Spec.GroupBy) == 0 && p.composite == nil {
 		// An ungrouped SLO always has its one group, data or not.
 		rt.group("", labels.EmptyLabels(), start)
 	}
 	return rt
+}
+
+// releaseResults lets go of the samples read for the runtime.
+func (rt *sloRuntime) releaseResults() {
+	for k := range rt.reqs {
+		rt.reqs[k].result, rt.reqs[k].err = nil, nil
+	}
 }
 
 // admit enforces the cardinality limit: groups past maxGroups are dropped
@@ -80,10 +111,59 @@ func (rt *sloRuntime) admit(key string) bool {
 func (rt *sloRuntime) group(key string, ls labels.Labels, start slo.Minute) *groupRuntime {
 	g := rt.groups[key]
 	if g == nil {
-		g = &groupRuntime{key: key, labels: ls, roll: newRollup(start, sizeFor(rt.plan.span)), lastSampled: start - staleMinutes - 1, alerts: map[string]slo.Alert{}}
-		rt.groups[key] = g
+		g = rt.newGroup(key, ls, newRollup(start, sizeFor(rt.plan.span)), start-staleMinutes-1)
+		rt.addGroup(g)
 	}
 	return g
+}
+
+// newGroup returns a group of the runtime's SLO; roll is nil for
+// composites.
+func (rt *sloRuntime) newGroup(key string, ls labels.Labels, roll *rollup, lastSampled slo.Minute) *groupRuntime {
+	g := &groupRuntime{key: key, labels: ls, roll: roll, lastSampled: lastSampled, statusKey: statusKey(rt.plan.slo.Name(), ls)}
+	if ls.Len() > 0 {
+		g.groupMap = ls.Map()
+	}
+	return g
+}
+
+// alertStates are a group's alert states by severity (severities).
+type alertStates [3]slo.Alert
+
+// severities are the alerts of a group: burn-rate alerts and telemetry
+// loss.
+var severities = [3]string{spec.SeverityPage, spec.SeverityTicket, SeverityNoData}
+
+// severityIndex returns the index of severity sev in alertStates.
+func severityIndex(sev string) (int, bool) {
+	for i, s := range severities {
+		if s == sev {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// addGroup adds group g, replacing any group of the same key.
+func (rt *sloRuntime) addGroup(g *groupRuntime) {
+	rt.groups[g.key] = g
+	i, found := slices.BinarySearchFunc(rt.list, g.key, func(x *groupRuntime, key string) int { return strings.Compare(x.key, key) })
+	if found {
+		rt.list[i] = g
+	} else {
+		rt.list = slices.Insert(rt.list, i, g)
+	}
+}
+
+// removeGroups removes the groups for which gone returns true.
+func (rt *sloRuntime) removeGroups(gone func(*groupRuntime) bool) {
+	rt.list = slices.DeleteFunc(rt.list, func(g *groupRuntime) bool {
+		if gone(g) {
+			delete(rt.groups, g.key)
+			return true
+		}
+		return false
+	})
 }
 
 // fold adds the minutes [from, to) a feeder produced. Groups the feeder did
@@ -99,8 +179,8 @@ func (rt *sloRuntime) fold(from, to slo.Minute, fed map[string]*groupMinutes) {
 			excluded[i] = rt.plan.corrections.Excludes(from + slo.Minute(i))
 		}
 	}
-	for key, g := range rt.groups {
-		gm := fed[key]
+	for _, g := range rt.list {
+		gm := fed[g.key]
 		for i := range int(to - from) {
 			m := from + slo.Minute(i)
 			if m < g.roll.next {
@@ -131,16 +211,13 @@ func (rt *sloRuntime) expireGroups() {
 		return
 	}
 	limit := slo.Minute(groupExpiry / time.Minute)
-	for key, g := range rt.groups {
-		if rt.next-g.lastSampled > limit {
-			delete(rt.groups, key)
-		}
-	}
+	rt.removeGroups(func(g *groupRuntime) bool { return rt.next-g.lastSampled > limit })
 }
 
 // evalContext carries what one evaluation needs beyond the runtime.
 type evalContext struct {
 	now        time.Time
+	target     slo.Minute // the cycle's target minute
 	sourceDown bool
 	// children resolves composite children by SLO name.
 	children func(name string) *sloRuntime
@@ -155,12 +232,20 @@ func windowOf(g *groupRuntime, d time.Duration) (windowSums, bool) {
 }
 
 // evaluate computes the status of every group and steps its alerts. It
-// returns the alert transitions.
-func (rt *sloRuntime) evaluate(ec evalContext) []Transition {
-	p := rt.plan
-	if p.composite != nil {
-		return rt.evaluateComposite(ec)
+// leaves the statuses to publish and the alert transitions in the runtime.
+func (rt *sloRuntime) evaluate(ec evalContext) {
+	rt.target = ec.target
+	if rt.plan.composite != nil {
+		rt.transitions = rt.evaluateComposite(ec)
+	} else {
+		rt.transitions = rt.evaluateGroups(ec)
 	}
+	rt.published = rt.statuses()
+}
+
+// evaluateGroups computes the status of every group and steps its alerts.
+// It returns the alert transitions.
+func (rt *sloRuntime) evaluateGroups(ec evalContext) []Transition {
 	var out []Transition
 	rt.empty = nil
 	if len(rt.groups) == 0 {
@@ -172,40 +257,92 @@ func (rt *sloRuntime) evaluate(ec evalContext) []Transition {
 		}
 		rt.empty = st
 	}
-	for _, g := range rt.groups {
+	var buf windowBuf
+	for _, g := range rt.list {
 		st := rt.baseStatus(g, ec)
-		windowFn := func(d time.Duration) slo.WindowResult {
-			w, ok := windowOf(g, d)
-			return slo.WindowResult{Counts: w.counts, NoData: !ok}
-		}
-		rt.fillWindows(st, windowFn, g)
-		rt.fillBudget(st, g)
+		ws, budget := rt.groupWindows(&buf, g)
+		rt.fillWindows(st, &ws)
+		rt.setBudget(st, budget.counts.Add(g.partial.counts), budget.from.Time(), budget.data == 0 && !g.partial.sampled)
 		rt.setState(st, g, ec)
-		out = append(out, rt.stepAlerts(st, g.alerts, ec, windowFn)...)
+		out = append(out, rt.stepAlerts(st, &g.alerts, ec, ws.window)...)
 		g.status = st
 	}
 	return out
 }
 
-func (rt *sloRuntime) baseStatus(g *groupRuntime, ec evalContext) *Status {
+// windowSet holds the reported windows of one evaluation, each read once:
+// the status reports them and the alert conditions ask for the same ones
+// again (1h, 5m, 6h, ... appear in both).
+type windowSet struct {
+	p       *plan
+	results []slo.WindowResult // by index in p.windows, with the partial minute
+	// sums are the rollup's sums behind results, without the partial
+	// minute: the start used and the coverage. Nil for composites.
+	sums []windowSums
+	// Windows that are not reported are read from g's rollup, or computed
+	// by compute for composites.
+	g       *groupRuntime
+	compute func(time.Duration) slo.WindowResult
+}
+
+// window returns the result of window d.
+func (ws *windowSet) window(d time.Duration) slo.WindowResult {
+	for i := range ws.p.windows {
+		if ws.p.windows[i].d == d {
+			return ws.results[i]
+		}
+	}
+	if ws.g == nil {
+		return ws.compute(d)
+	}
+	w, ok := windowOf(ws.g, d)
+	return slo.WindowResult{Counts: w.counts, NoData: !ok}
+}
+
+// windowBuf keeps the windows of a typical SLO on the stack: an
+// evaluation would otherwise allocate them for every group every cycle.
+type windowBuf struct {
+	results [16]slo.WindowResult
+	sums    [17]windowSums
+	froms   [17]slo.Minute
+}
+
+// groupWindows reads every reported window of group g from its rollup, and
+// the budget window (in budget).
+func (rt *sloRuntime) groupWindows(b *windowBuf, g *groupRuntime) (ws windowSet, budget windowSums) {
 	p := rt.plan
-	s := p.slo
-	ls := labels.EmptyLabels()
-	if g != nil {
-		ls = g.labels
+	n := len(p.windows)
+	results, sums, froms := b.results[:0], b.sums[:0], b.froms[:0]
+	for _, rw := range p.windows {
+		froms = append(froms, g.roll.next-slo.Minute(rw.d/time.Minute))
 	}
-	st := &Status{
-		Key: statusKey(s.Name(), ls), SLO: s.Name(), Service: s.Spec.Service, Category: s.Spec.Category,
-		Objective: p.objective, Window: s.Spec.Window.String(), Budgeting: s.Spec.Budgeting.Method,
-		Approximate: p.approximate, EvaluatedAt: ec.now, DroppedGroup: len(rt.dropped),
+	budgetFrom, _ := rt.budgetWindow(g)
+	froms = append(froms, budgetFrom)
+	sums = sums[:len(froms)]
+	g.roll.windowsToNext(froms, sums)
+	for i := range n {
+		results = append(results, slo.WindowResult{Counts: sums[i].counts.Add(g.partial.counts), NoData: sums[i].data == 0 && !g.partial.sampled})
 	}
-	if s.Spec.Budgeting.Method == "" {
-		st.Budgeting = spec.Occurrences
+	return windowSet{p: p, results: results, sums: sums[:n], g: g}, sums[n]
+}
+
+// computedWindows computes every reported window with f (composites).
+func computedWindows(b *windowBuf, p *plan, f func(time.Duration) slo.WindowResult) windowSet {
+	results := b.results[:0]
+	for _, rw := range p.windows {
+		results = append(results, f(rw.d))
 	}
+	return windowSet{p: p, results: results, compute: f}
+}
+
+func (rt *sloRuntime) baseStatus(g *groupRuntime, ec evalContext) *Status {
+	st := new(Status)
+	*st = rt.plan.status
+	st.EvaluatedAt, st.DroppedGroup = ec.now, len(rt.dropped)
 	if g != nil && g.labels.Len() > 0 {
-		st.Group = g.labels.Map()
+		st.Key, st.Group = g.statusKey, g.groupMap
 	}
-	if g != nil && g.lastSampled >= g.roll.start {
+	if g != nil && g.roll != nil && g.lastSampled >= g.roll.start {
 		st.DataUntil = (g.lastSampled + 1).Time()
 	}
 	return st
@@ -243,31 +380,31 @@ func (p *plan) windowList() []reportWindow {
 	return out
 }
 
-func (rt *sloRuntime) fillWindows(st *Status, window func(time.Duration) slo.WindowResult, g *groupRuntime) {
+func (rt *sloRuntime) fillWindows(st *Status, ws *windowSet) {
 	p := rt.plan
 	st.Windows = make([]WindowStat, 0, len(p.windows))
 	// One backing array for every window's SLI and burn-rate pointers.
 	vals := make([]float64, 0, 2*len(p.windows))
-	for _, rw := range p.windows {
+	for i, rw := range p.windows {
 		d := rw.d
-		wr := window(d)
-		ws := WindowStat{Window: d, Name: rw.name, Good: wr.Counts.Good, Total: wr.Counts.Total, NoData: wr.NoData}
-		if g != nil {
-			w := g.roll.last(int64(d / time.Minute))
-			ws.From = w.from.Time()
-			if mins := int64(w.to - w.from); mins > 0 {
-				ws.Coverage = float64(w.data) / float64(mins)
+		wr := ws.results[i]
+		w := WindowStat{Window: d, Name: rw.name, Good: wr.Counts.Good, Total: wr.Counts.Total, NoData: wr.NoData}
+		if ws.sums != nil {
+			rs := ws.sums[i]
+			w.From = rs.from.Time()
+			if mins := int64(rs.to - rs.from); mins > 0 {
+				w.Coverage = float64(rs.data) / float64(mins)
 			}
 		} else if !wr.NoData {
-			ws.Coverage = 1
+			w.Coverage = 1
 		}
 		if r, ok := wr.Counts.Ratio(); ok && !wr.NoData {
 			b, _ := slo.BurnRate(wr.Counts, p.budget)
 			vals = append(vals, r, b)
-			ws.SLI, ws.BurnRate = &vals[len(vals)-2], &vals[len(vals)-1]
+			w.SLI, w.BurnRate = &vals[len(vals)-2], &vals[len(vals)-1]
 		}
-		ws.LowTraffic = !wr.NoData && wr.Counts.Total < max(p.minEvents, 1)
-		st.Windows = append(st.Windows, ws)
+		w.LowTraffic = !wr.NoData && wr.Counts.Total < max(p.minEvents, 1)
+		st.Windows = append(st.Windows, w)
 	}
 }
 
@@ -281,12 +418,6 @@ func (rt *sloRuntime) budgetWindow(g *groupRuntime) (from, to slo.Minute) {
 		return slo.CeilMinute(start), to
 	}
 	return to - slo.Minute(p.window/time.Minute), to
-}
-
-func (rt *sloRuntime) fillBudget(st *Status, g *groupRuntime) {
-	from, to := rt.budgetWindow(g)
-	w := g.roll.window(from, to)
-	rt.setBudget(st, w.counts.Add(g.partial.counts), w.from.Time(), w.data == 0 && !g.partial.sampled)
 }
 
 func (rt *sloRuntime) setBudget(st *Status, c slo.Counts, from time.Time, noData bool) {
@@ -344,26 +475,20 @@ func (rt *sloRuntime) setState(st *Status, g *groupRuntime, ec evalContext) {
 }
 
 // stepAlerts runs each alert's state machine and returns transitions.
-func (rt *sloRuntime) stepAlerts(st *Status, alerts map[string]slo.Alert, ec evalContext, window func(time.Duration) slo.WindowResult) []Transition {
+func (rt *sloRuntime) stepAlerts(st *Status, alerts *alertStates, ec evalContext, window func(time.Duration) slo.WindowResult) []Transition {
 	p := rt.plan
 	var out []Transition
-	st.Alerts = make([]AlertStatus, 0, len(p.tiers)+1)
+	st.Alerts = make([]AlertStatus, 0, len(p.alertTiers)+1)
 	noData := st.State == StateNoData
 	lowTraffic := true
-	anyTier := false
-	for _, sev := range []string{spec.SeverityPage, spec.SeverityTicket} {
-		conds, ok := p.tiers[sev]
-		if !ok {
-			continue
-		}
-		anyTier = true
-		active, results := slo.EvaluateConditions(conds, p.budget, p.minEvents, window)
+	for _, tier := range p.alertTiers {
+		active, results := slo.EvaluateConditions(tier.conds, p.budget, p.minEvents, window)
 		for _, r := range results {
 			if !r.LowTraffic {
 				lowTraffic = false
 			}
 		}
-		as := AlertStatus{Severity: sev, Name: p.slo.Spec.Alerting.Name, Conditions: results}
+		as := AlertStatus{Severity: tier.severity, Name: p.slo.Spec.Alerting.Name, Conditions: results}
 		for _, r := range results {
 			if r.Met {
 				as.Condition = r.Condition.String()
@@ -374,10 +499,10 @@ func (rt *sloRuntime) stepAlerts(st *Status, alerts map[string]slo.Alert, ec eva
 			// Without telemetry a burn-rate alert neither fires nor
 			// resolves: resolving would report health nobody can see. The
 			// telemetry alert says what is wrong.
-			a := alerts[sev]
+			a := alerts[tier.index]
 			as.State, as.Since, as.FiredAt, as.ResolvedAt = cmpState(a.State), a.ActiveSince, a.FiredAt, a.ResolvedAt
 		} else {
-			out = append(out, rt.step(st, alerts, &as, ec.now, active, p.forDur[sev])...)
+			out = append(out, rt.step(st, &alerts[tier.index], &as, ec.now, active, tier.forDur)...)
 		}
 		st.Alerts = append(st.Alerts, as)
 	}
@@ -386,7 +511,7 @@ func (rt *sloRuntime) stepAlerts(st *Status, alerts map[string]slo.Alert, ec eva
 	nd := p.slo.Spec.Alerting.NoData
 	as := AlertStatus{Severity: SeverityNoData, Name: AlertTelemetryMissing}
 	ndActive := noData && nd.Alerts() && !ec.sourceDown && !rt.sourceDown && !rt.backfilling
-	out = append(out, rt.step(st, alerts, &as, ec.now, ndActive, nd.After.D())...)
+	out = append(out, rt.step(st, &alerts[noDataIndex], &as, ec.now, ndActive, nd.After.D())...)
 	st.Alerts = append(st.Alerts, as)
 
 	if !noData {
@@ -395,13 +520,16 @@ func (rt *sloRuntime) stepAlerts(st *Status, alerts map[string]slo.Alert, ec eva
 			st.State = StateFiring
 		case st.hasAlert(slo.Pending):
 			st.State = StatePending
-		case anyTier && lowTraffic:
+		case len(p.alertTiers) > 0 && lowTraffic:
 			st.State = StateLowTraffic
 			st.Reason = fmt.Sprintf("fewer than %v events in the alert windows", max(p.minEvents, 1))
 		}
 	}
 	return out
 }
+
+// noDataIndex is the telemetry-missing alert's index in alertStates.
+const noDataIndex = 2
 
 func cmpState(s slo.AlertState) slo.AlertState {
 	if s == "" {
@@ -419,10 +547,11 @@ func (st *Status) hasAlert(s slo.AlertState) bool {
 	return false
 }
 
-func (rt *sloRuntime) step(st *Status, alerts map[string]slo.Alert, as *AlertStatus, now time.Time, active bool, forDur time.Duration) []Transition {
-	prev := alerts[as.Severity]
+// step runs one alert's state machine on its state a.
+func (rt *sloRuntime) step(st *Status, a *slo.Alert, as *AlertStatus, now time.Time, active bool, forDur time.Duration) []Transition {
+	prev := *a
 	next, changed := prev.Step(now, active, forDur)
-	alerts[as.Severity] = next
+	*a = next
 	as.State, as.Since, as.FiredAt, as.ResolvedAt = next.State, next.ActiveSince, next.FiredAt, next.ResolvedAt
 	if !changed || rt.backfilling {
 		return nil
@@ -442,7 +571,7 @@ func (rt *sloRuntime) step(st *Status, alerts map[string]slo.Alert, as *AlertSta
 func (rt *sloRuntime) aggregate(d time.Duration) slo.WindowResult {
 	var c slo.Counts
 	data := false
-	for _, g := range rt.groups {
+	for _, g := range rt.list {
 		w, ok := windowOf(g, d)
 		c = c.Add(w.counts)
 		data = data || ok
@@ -486,8 +615,10 @@ func (rt *sloRuntime) compositeWindow(ec evalContext, d time.Duration, depth int
 func (rt *sloRuntime) evaluateComposite(ec evalContext) []Transition {
 	p := rt.plan
 	st := rt.baseStatus(nil, ec)
-	window := func(d time.Duration) slo.WindowResult { return rt.compositeWindow(ec, d, 0) }
-	rt.fillWindows(st, window, nil)
+	var buf windowBuf
+	ws := computedWindows(&buf, p, func(d time.Duration) slo.WindowResult { return rt.compositeWindow(ec, d, 0) })
+	window := ws.window
+	rt.fillWindows(st, &ws)
 	for i := range st.Windows {
 		st.Windows[i].Good, st.Windows[i].Total = 0, 0
 		st.Windows[i].LowTraffic = false
@@ -529,10 +660,10 @@ func (rt *sloRuntime) evaluateComposite(ec evalContext) []Transition {
 		st.Reason = "a child SLO has no data: " + strings.Join(rt.childrenWithoutData(ec), ", ")
 	}
 	if rt.groups[""] == nil {
-		rt.groups[""] = &groupRuntime{alerts: map[string]slo.Alert{}}
+		rt.addGroup(rt.newGroup("", labels.EmptyLabels(), nil, 0))
 	}
 	g := rt.groups[""]
-	out := rt.stepAlerts(st, g.alerts, ec, window)
+	out := rt.stepAlerts(st, &g.alerts, ec, window)
 	g.status = st
 	return out
 }
@@ -548,23 +679,16 @@ func (rt *sloRuntime) childrenWithoutData(ec evalContext) []string {
 	return names
 }
 
-// statuses returns the statuses of every group, sorted by key.
+// statuses returns the statuses of every group, sorted by key, in a new
+// slice: snapshots keep it.
 func (rt *sloRuntime) statuses() []*Status {
 	if rt.empty != nil {
 		return []*Status{rt.empty}
 	}
-	if len(rt.groups) == 1 {
-		for _, g := range rt.groups {
-			if g.status != nil {
-				return []*Status{g.status}
-			}
-		}
-		return nil
-	}
-	out := make([]*Status, 0, len(rt.groups))
-	for _, k := range slices.Sorted(maps.Keys(rt.groups)) {
-		if st := rt.groups[k].status; st != nil {
-			out = append(out, st)
+	out := make([]*Status, 0, len(rt.list))
+	for _, g := range rt.list {
+		if g.status != nil {
+			out = append(out, g.status)
 		}
 	}
 	return out

@@ -271,7 +271,11 @@ func (e *Embedded) samples(ctx context.Context, matchers []*labels.Matcher, star
 		return nil, fmt.Errorf("samples: %w", err)
 	}
 	defer q.Close()
-	hints := &storage.SelectHints{Start: mint, End: maxt, Func: "samples", ShardIndex: shard, ShardCount: shards}
+	// Without trimming the TSDB hands over whole chunks instead of wrapping
+	// each series in an iterator that decodes and drops the samples before
+	// mint, and adds no trimming intervals per series: the loop below
+	// skips what is outside [mint, maxt] itself.
+	hints := &storage.SelectHints{Start: mint, End: maxt, Func: "samples", ShardIndex: shard, ShardCount: shards, DisableTrimming: true}
 	set := q.Select(ctx, shards == 0, hints, matchers...)
 	var (
 		out promql.Matrix
