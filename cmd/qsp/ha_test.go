@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,6 +252,27 @@ playbooks: {allowlist: ["%[7]s/"]}
 	}, "the killed replica's %d SLOs were not taken over within 30s", len(victimSLOs))
 	t.Logf("the killed replica's SLOs were taken over %s after SIGKILL", took.Round(100*time.Millisecond))
 
+	// Every live replica serves every SLO's history, its own SLOs' and
+	// those another replica evaluates (from the rollups persisted).
+	for _, r := range replicas {
+		if r == victim {
+			continue
+		}
+		for _, k := range allSLOs(t, r.url) {
+			u := r.url + "/api/v1/slos/" + url.PathEscape(k.SLO) + "/history?group=" + url.QueryEscape(k.Key)
+			resp, err := http.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var h struct{ Points []engine.HistoryPoint }
+			err = json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || err != nil || len(h.Points) == 0 {
+				t.Errorf("%s: history of %s: status %d, %d points, %v", r.id, k.Key, resp.StatusCode, len(h.Points), err)
+			}
+		}
+	}
+
 	// Let every even service page and its playbook act.
 	externaltest.Eventually(t, 90*time.Second, 500*time.Millisecond, func() bool { return firing() == haServices/2 }, "only %d of %d pages fired", firing(), haServices/2)
 	externaltest.Eventually(t, 60*time.Second, 500*time.Millisecond, func() bool {
@@ -315,6 +337,21 @@ playbooks: {allowlist: ["%[7]s/"]}
 	}
 	rec.mu.Unlock()
 	t.Logf("%d notifications delivered, none lost; %d rollbacks, each once", total, haServices/2)
+}
+
+// allSLOs lists the SLO groups a replica reports.
+func allSLOs(t *testing.T, base string) []*engine.Status {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v1/slos?limit=1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct{ Items []*engine.Status }
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Items
 }
 
 // stringer formats as f's result when printed: a failure message shows

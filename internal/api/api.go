@@ -17,6 +17,7 @@ package api
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,7 +42,7 @@ type Snapshotter interface {
 // *engine.Engine implements it. Safe for concurrent use. It returns an
 // error wrapping engine.ErrUnknownSLO for an unknown key.
 type HistoryReader interface {
-	History(key string, from, to time.Time, step time.Duration) ([]engine.HistoryPoint, error)
+	History(ctx context.Context, key string, from, to time.Time, step time.Duration) ([]engine.HistoryPoint, error)
 }
 
 // Options configure the API.
@@ -386,7 +387,7 @@ func (a *API) sloHistory(r *http.Request) (any, error) {
 	if n := to.Sub(from) / step; n > MaxHistoryPoints {
 		return nil, badRequest(fmt.Sprintf("%d points: use a larger step or a shorter range (at most %d points)", n, MaxHistoryPoints))
 	}
-	pts, err := a.opts.History.History(st.Key, from, to, step)
+	pts, err := a.opts.History.History(r.Context(), st.Key, from, to, step)
 	if err != nil {
 		return nil, err
 	}

@@ -1195,8 +1195,10 @@ var ErrUnknownSLO = errors.New("unknown SLO")
 // History returns an SLO group's SLI, remaining budget and per-step error
 // ratio at every step in [from, to], from its rollups (minute precision for
 // the last 6h, 5-minute for 3 days, hourly beyond). Composite SLOs have no
-// history of their own.
-func (e *Engine) History(key string, from, to time.Time, step time.Duration) ([]HistoryPoint, error) {
+// history of their own. A group another replica evaluates is read from the
+// rollups it persists, so every replica serves every SLO's history, as of
+// the owner's last persist.
+func (e *Engine) History(ctx context.Context, key string, from, to time.Time, step time.Duration) ([]HistoryPoint, error) {
 	if step < time.Minute {
 		step = time.Minute
 	}
@@ -1207,23 +1209,46 @@ func (e *Engine) History(key string, from, to time.Time, step time.Duration) ([]
 		return nil, fmt.Errorf("history: %d points: use a larger step (at most 11000 points)", n)
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	var rt *sloRuntime
-	var g *groupRuntime
-	for name, r := range e.runtimes {
-		for _, gr := range r.groups {
-			if gr.roll != nil && statusKey(name, gr.labels) == key {
-				rt, g = r, gr
+	for name, rt := range e.runtimes {
+		for _, g := range rt.groups {
+			if g.roll != nil && statusKey(name, g.labels) == key {
+				defer e.mu.Unlock()
+				return history(rt.plan, g.roll, from, to, step), nil
 			}
 		}
 	}
-	if g == nil {
+	var p *plan
+	for name, pl := range e.plans {
+		if key == name || strings.HasPrefix(key, name+"{") {
+			p = pl
+		}
+	}
+	e.mu.Unlock()
+	if p == nil || p.composite != nil {
 		return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
 	}
-	p := rt.plan
+	saved, err := e.opts.Store.LoadRollupsOf(ctx, p.slo.Name())
+	if err != nil {
+		return nil, fmt.Errorf("history of %q: %w", key, err)
+	}
+	for _, r := range saved {
+		if r.Key != key || r.PlanHash != p.hash {
+			continue
+		}
+		roll, err := unmarshalRollup(r.Data)
+		if err != nil {
+			return nil, fmt.Errorf("history of %q: persisted rollup: %w", key, err)
+		}
+		return history(p, roll, from, to, step), nil
+	}
+	return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
+}
+
+// history computes the points of History from one group's rollup.
+func history(p *plan, roll *rollup, from, to time.Time, step time.Duration) []HistoryPoint {
 	stepMin := slo.Minute(step / time.Minute)
 	var out []HistoryPoint
-	for t := slo.CeilMinute(from); t <= slo.MinuteOf(to) && t <= g.roll.next; t += stepMin {
+	for t := slo.CeilMinute(from); t <= slo.MinuteOf(to) && t <= roll.next; t += stepMin {
 		hp := HistoryPoint{At: t.Time()}
 		var wfrom slo.Minute
 		if p.calendar != "" {
@@ -1232,13 +1257,13 @@ func (e *Engine) History(key string, from, to time.Time, step time.Duration) ([]
 		} else {
 			wfrom = t - slo.Minute(p.window/time.Minute)
 		}
-		w := g.roll.window(wfrom, t)
+		w := roll.window(wfrom, t)
 		if r, ok := w.counts.Ratio(); ok {
 			b := slo.ComputeBudget(w.counts, p.budget)
 			vals := []float64{r, b.RemainingRatio}
 			hp.SLI, hp.BudgetRemaining = &vals[0], &vals[1]
 		}
-		sw := g.roll.window(t-stepMin, t)
+		sw := roll.window(t-stepMin, t)
 		if er, ok := sw.counts.ErrorRatio(); ok {
 			hp.ErrorRatio = &er
 		}
@@ -1247,7 +1272,7 @@ func (e *Engine) History(key string, from, to time.Time, step time.Duration) ([]
 		}
 		out = append(out, hp)
 	}
-	return out, nil
+	return out
 }
 
 // rollupRecords returns the runtime's rollups as store records.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -177,7 +178,7 @@ func TestHistory(t *testing.T) {
 	w.write(t, t0.Add(-3*time.Hour), t0.Add(-time.Hour), map[string][2]float64{"a": {99, 1}})
 	w.write(t, t0.Add(-time.Hour), t0, map[string][2]float64{"a": {90, 10}})
 	e := newTestEngine(t, db, openStore(t), loadSpecs(t, twoSLOs), &clock{t0.Add(30 * time.Second)})
-	h, err := e.History("shop-availability", t0.Add(-3*time.Hour), t0, 30*time.Minute)
+	h, err := e.History(context.Background(), "shop-availability", t0.Add(-3*time.Hour), t0, 30*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,61 @@ func TestHistory(t *testing.T) {
 	if *h[6].BudgetRemaining >= *h[3].BudgetRemaining {
 		t.Errorf("budget did not burn down: %v then %v", *h[3].BudgetRemaining, *h[6].BudgetRemaining)
 	}
-	if _, err := e.History("nope", t0, t0, time.Minute); !errors.Is(err, ErrUnknownSLO) {
+	if _, err := e.History(context.Background(), "nope", t0, t0, time.Minute); !errors.Is(err, ErrUnknownSLO) {
+		t.Errorf("unknown SLO: %v", err)
+	}
+}
+
+type noShard struct{}
+
+func (noShard) Owns(string) bool { return false }
+func (noShard) Epoch() uint64    { return 1 }
+
+// A replica that does not evaluate an SLO serves its history from the
+// rollups the owner persisted, the same points the owner computes.
+func TestHistoryOfAnotherReplicasSLO(t *testing.T) {
+	db := openTSDB(t)
+	w := &liveWriter{db: db, values: map[string]float64{}}
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	w.write(t, t0.Add(-3*time.Hour), t0.Add(-time.Hour), map[string][2]float64{"a": {99, 1}})
+	w.write(t, t0.Add(-time.Hour), t0, map[string][2]float64{"a": {90, 10}})
+	st := openStore(t)
+	set := loadSpecs(t, twoSLOs)
+	clk := &clock{t0.Add(30 * time.Second)}
+	owner := newTestEngine(t, db, st, set, clk)
+	ctx := context.Background()
+
+	other, err := New(Options{Source: db, Store: st, Specs: set, Now: clk.now, Shard: noShard{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.apply(ctx, set, true); err != nil {
+		t.Fatal(err)
+	}
+	from := t0.Add(-3 * time.Hour)
+	// The owner persisted after its backfill and does every minute.
+	if err := owner.persist(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want, err := owner.History(ctx, "shop-availability", from, t0, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := other.History(ctx, "shop-availability", from, t0, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) || len(got) != 7 {
+		t.Fatalf("got %d points, want %d (7)", len(got), len(want))
+	}
+	for i := range want {
+		if (got[i].ErrorRatio == nil) != (want[i].ErrorRatio == nil) ||
+			got[i].ErrorRatio != nil && *got[i].ErrorRatio != *want[i].ErrorRatio ||
+			got[i].SLI != nil && *got[i].SLI != *want[i].SLI {
+			t.Errorf("point %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if _, err := other.History(ctx, "nope", from, t0, time.Minute); !errors.Is(err, ErrUnknownSLO) {
 		t.Errorf("unknown SLO: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -388,7 +389,7 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 		}
 	}
 	if u.opts.History != nil {
-		pts, err := u.history(st.Key, &d.From, d.To, d.Range == "")
+		pts, err := u.history(ctx, st.Key, &d.From, d.To, d.Range == "")
 		if err != nil {
 			d.Problems = append(d.Problems, "The history could not be read: "+err.Error())
 		} else {
@@ -421,11 +422,11 @@ func groupsOf(snap *engine.Snapshot, name string) []*engine.Status {
 // historyPoints steps. With crop, a range that starts long before the
 // first telemetry starts shortly before it instead, so a young SLO's
 // chart is not a line squeezed against its right edge.
-func (u *UI) history(key string, from *time.Time, to time.Time, crop bool) ([]engine.HistoryPoint, error) {
+func (u *UI) history(ctx context.Context, key string, from *time.Time, to time.Time, crop bool) ([]engine.HistoryPoint, error) {
 	step := func(d time.Duration) time.Duration {
 		return max(time.Minute, (d / historyPoints).Truncate(time.Minute))
 	}
-	pts, err := u.opts.History.History(key, *from, to, step(to.Sub(*from)))
+	pts, err := u.opts.History.History(ctx, key, *from, to, step(to.Sub(*from)))
 	if err != nil || !crop {
 		return pts, err
 	}
@@ -442,7 +443,7 @@ func (u *UI) history(key string, from *time.Time, to time.Time, crop bool) ([]en
 		if s := to.Sub(start); s > 0 {
 			start = to.Add(-s - s/10).Truncate(time.Minute)
 		}
-		pts, err := u.opts.History.History(key, start, to, step(to.Sub(start)))
+		pts, err := u.opts.History.History(ctx, key, start, to, step(to.Sub(start)))
 		if err != nil {
 			return nil, err
 		}
