@@ -51,7 +51,7 @@ vulncheck:
 
 ## soak: a bounded load test (SOAK_DURATION, default 10m); not part of test
 soak:
-	$(GO) test -run='^TestSoak$$' -timeout 2h -v ./internal/soak -soak.duration=$${SOAK_DURATION:-10m} -soak.report=$${SOAK_REPORT:-docs/benchmarks/soak.md}
+	$(GO) test -run='^TestSoak$$' -timeout 2h -v ./internal/soak -soak.duration=$${SOAK_DURATION:-10m} -soak.report=$${SOAK_REPORT:-$(CURDIR)/docs/benchmarks/soak.md}
 
 clean:
 	rm -rf bin
