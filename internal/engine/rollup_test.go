@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/slo"
+	"github.com/qsp-dev/qsp/internal/telemetry"
 )
 
 // TestRollupWindows folds 35 days of random minutes and checks windows of
@@ -171,12 +172,19 @@ func FuzzUnmarshalRollup(f *testing.F) {
 	})
 }
 
-func TestHistory(t *testing.T) {
-	db := openTSDB(t)
+// historyData writes three hours of one service's requests ending at t0:
+// 1% errors, then 10% in the last hour.
+func historyData(t *testing.T) (db *telemetry.Embedded, t0 time.Time) {
+	db = openTSDB(t)
 	w := &liveWriter{db: db, values: map[string]float64{}}
-	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	t0 = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 	w.write(t, t0.Add(-3*time.Hour), t0.Add(-time.Hour), map[string][2]float64{"a": {99, 1}})
 	w.write(t, t0.Add(-time.Hour), t0, map[string][2]float64{"a": {90, 10}})
+	return db, t0
+}
+
+func TestHistory(t *testing.T) {
+	db, t0 := historyData(t)
 	e := newTestEngine(t, db, openStore(t), loadSpecs(t, twoSLOs), &clock{t0.Add(30 * time.Second)})
 	h, err := e.History(context.Background(), "shop-availability", t0.Add(-3*time.Hour), t0, 30*time.Minute)
 	if err != nil {
@@ -208,11 +216,7 @@ func (noShard) Epoch() uint64    { return 1 }
 // A replica that does not evaluate an SLO serves its history from the
 // rollups the owner persisted, the same points the owner computes.
 func TestHistoryOfAnotherReplicasSLO(t *testing.T) {
-	db := openTSDB(t)
-	w := &liveWriter{db: db, values: map[string]float64{}}
-	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
-	w.write(t, t0.Add(-3*time.Hour), t0.Add(-time.Hour), map[string][2]float64{"a": {99, 1}})
-	w.write(t, t0.Add(-time.Hour), t0, map[string][2]float64{"a": {90, 10}})
+	db, t0 := historyData(t)
 	st := openStore(t)
 	set := loadSpecs(t, twoSLOs)
 	clk := &clock{t0.Add(30 * time.Second)}
