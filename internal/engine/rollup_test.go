@@ -119,6 +119,40 @@ func TestRollupRevise(t *testing.T) {
 	}
 }
 
+// windowsToNext remembers start boundaries between evaluations; whatever
+// happens in between (folds, late-data revisions, ring eviction), it must
+// give exactly what window gives.
+func TestWindowsToNextEqualsWindow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, span := range []int64{60, 7 * 1440, 30 * 1440} {
+		r := newRollup(0, sizeFor(span))
+		lengths := []int64{5, 30, 60, 120, 360, 1440, 4320, span, 2 * span}
+		froms := make([]slo.Minute, len(lengths))
+		got := make([]windowSums, len(lengths))
+		for m := slo.Minute(0); m < slo.Minute(span)+3*1440; m++ {
+			total := float64(rng.IntN(100))
+			r.fold(m, slo.Counts{Good: total - float64(rng.IntN(3)), Total: total}, rng.IntN(50) != 0)
+			if rng.IntN(200) == 0 {
+				// Late data, recent or long ago (telemetry that returns
+				// after an outage fills the gap).
+				r.revise(m-slo.Minute(rng.Int64N(int64(m)+1)), slo.Counts{Good: 1, Total: 2}, false)
+			}
+			if rng.IntN(7) != 0 {
+				continue // evaluations do not happen every minute
+			}
+			for i, l := range lengths {
+				froms[i] = r.next - slo.Minute(l)
+			}
+			r.windowsToNext(froms, got)
+			for i := range froms {
+				if want := r.window(froms[i], r.next); got[i] != want {
+					t.Fatalf("span %d, minute %d, window %dm: windowsToNext %+v, window %+v", span, m, lengths[i], got[i], want)
+				}
+			}
+		}
+	}
+}
+
 func TestRollupMarshal(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	r := newRollup(12345, sizeFor(30*1440))
