@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -293,7 +292,7 @@ func (p *plan) latency(l *spec.LatencyIndicator) error {
 		}
 		return nil
 	}
-	le, err := labels.NewMatcher(labels.MatchRegexp, "le", leRegexp(threshold))
+	le, err := labels.NewMatcher(labels.MatchRegexp, "le", spec.LeRegexp(threshold))
 	if err != nil {
 		return err
 	}
@@ -303,23 +302,6 @@ func (p *plan) latency(l *spec.LatencyIndicator) error {
 		return newRatioFeeder(newCounter(bucket, by), nil, newCounter(count, by))
 	})
 	return nil
-}
-
-// leRegexp matches the spellings a bucket boundary has in the wild: 0.3,
-// and 1 or 1.0 (Prometheus 3 writes integral boundaries with ".0").
-func leRegexp(v float64) string {
-	s := strconv.FormatFloat(v, 'f', -1, 64)
-	alts := []string{s}
-	if !strings.Contains(s, ".") {
-		alts = append(alts, s+".0")
-	}
-	if e := strconv.FormatFloat(v, 'e', -1, 64); !slices.Contains(alts, e) {
-		alts = append(alts, e)
-	}
-	for i, a := range alts {
-		alts[i] = strings.NewReplacer(".", `\.`, "+", `\+`).Replace(a)
-	}
-	return strings.Join(alts, "|")
 }
 
 func withName(name string, ms []*labels.Matcher) []*labels.Matcher {

@@ -135,7 +135,7 @@ func indicator(s *spec.SLO) (*errorRatio, string) {
 		if len(sp.GroupBy) > 0 {
 			by = " by (" + strings.Join(sp.GroupBy, ", ") + ")"
 		}
-		le := fmt.Sprintf("le=~%q", leRegexp(l.Threshold.D().Seconds()))
+		le := fmt.Sprintf("le=~%q", spec.LeRegexp(l.Threshold.D().Seconds()))
 		bucket := selector(name+"_bucket", append(slices.Clone(rest), le))
 		count := selector(name+"_count", rest)
 		return &errorRatio{
@@ -190,23 +190,6 @@ func increaseOf(q string) (string, bool) {
 		return "", false
 	}
 	return expr.String(), true
-}
-
-// leRegexp matches the spellings a bucket boundary has: 0.3, and 1 or 1.0
-// (Prometheus 3 writes integral boundaries with ".0"), as the engine does.
-func leRegexp(v float64) string {
-	s := strconv.FormatFloat(v, 'f', -1, 64)
-	alts := []string{s}
-	if !strings.Contains(s, ".") {
-		alts = append(alts, s+".0")
-	}
-	if e := strconv.FormatFloat(v, 'e', -1, 64); !slices.Contains(alts, e) {
-		alts = append(alts, e)
-	}
-	for i, a := range alts {
-		alts[i] = strings.NewReplacer(".", `\.`, "+", `\+`).Replace(a)
-	}
-	return strings.Join(alts, "|")
 }
 
 func forSLO(s *spec.SLO, set *spec.Set, opts Options) (groups []rulefmt.RuleGroup, notes []string, skip string, err error) {

@@ -3,6 +3,7 @@ package spec
 import (
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/prometheus/promql/parser"
@@ -79,4 +80,22 @@ func wrapCounter(q string, expr parser.Expr) (string, bool) {
 		return q[:start] + text + q[end:], true
 	}
 	return "", false
+}
+
+// LeRegexp matches the spellings a histogram bucket boundary v has in the
+// wild: 0.3, and 1 or 1.0 (Prometheus 3 writes integral boundaries with
+// ".0"). The engine and the generated rules select buckets with it.
+func LeRegexp(v float64) string {
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	alts := []string{s}
+	if !strings.Contains(s, ".") {
+		alts = append(alts, s+".0")
+	}
+	if e := strconv.FormatFloat(v, 'e', -1, 64); !slices.Contains(alts, e) {
+		alts = append(alts, e)
+	}
+	for i, a := range alts {
+		alts[i] = strings.NewReplacer(".", `\.`, "+", `\+`).Replace(a)
+	}
+	return strings.Join(alts, "|")
 }
