@@ -1,8 +1,6 @@
 package gate
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -294,19 +292,4 @@ func (e *Evaluation) summarize() {
 	default:
 		e.Summary = fmt.Sprintf("%s: %s (and %d more)", head, why[0], len(why)-1)
 	}
-}
-
-// newID returns a UUIDv7 (RFC 9562) for t: 48 bits of Unix milliseconds,
-// then random bits, so evaluation IDs sort by time in the store's index.
-func newID(t time.Time) string {
-	var u [16]byte
-	_, _ = rand.Read(u[6:]) // crypto/rand.Read never returns an error
-	ms := uint64(t.UnixMilli())
-	for i := range 6 {
-		u[i] = byte(ms >> (40 - 8*i))
-	}
-	u[6] = u[6]&0x0f | 0x70 // version 7
-	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	h := hex.EncodeToString(u[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qsp-dev/qsp/internal/ids"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
@@ -155,7 +156,7 @@ func TestInterruptedEvaluation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "qsp.db")
 	f := newFixture(t, fixtureOptions{specs: baseSpecs + canaryGates, now: testNow, series: healthySeries(), storePath: path})
 	ctx := context.Background()
-	ev := &Evaluation{ID: newID(testNow), Gate: "canary-good", Service: "search", State: StateRunning, Change: Change{Kind: "feature", Version: "7"},
+	ev := &Evaluation{ID: ids.New(testNow), Gate: "canary-good", Service: "search", State: StateRunning, Change: Change{Kind: "feature", Version: "7"},
 		CreatedAt: testNow, UpdatedAt: testNow, Reasons: []Reason{}, Progress: Progress{Stage: stageCanary, CanaryRuns: 3}}
 	data, _ := json.Marshal(ev)
 	if err := f.store.SaveGateEvaluation(ctx, storedEvaluation(ev, data)); err != nil {
@@ -192,7 +193,7 @@ func TestInterruptedEvaluation(t *testing.T) {
 
 	// Runners sharing a store (replicas) leave another's evaluation alone
 	// until its deadline has passed.
-	other := &Evaluation{ID: newID(testNow), Gate: "canary-good", Service: "search", State: StateRunning, Change: Change{Kind: "feature"},
+	other := &Evaluation{ID: ids.New(testNow), Gate: "canary-good", Service: "search", State: StateRunning, Change: Change{Kind: "feature"},
 		CreatedAt: testNow, UpdatedAt: testNow, Deadline: testNow.Add(30 * time.Minute), Reasons: []Reason{}}
 	data, _ = json.Marshal(other)
 	if err := f.store.SaveGateEvaluation(ctx, storedEvaluation(other, data)); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/ids"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
@@ -502,7 +503,7 @@ func (r *Runner) prepare(name string, req Request) (*run, error) {
 	now := r.now()
 	x := &run{r: r, set: set, gate: g, req: req}
 	x.ev = &Evaluation{
-		ID: newID(now), Gate: g.Name(), Service: g.Spec.Service, State: StateRunning, Change: req.Change,
+		ID: ids.New(now), Gate: g.Name(), Service: g.Spec.Service, State: StateRunning, Change: req.Change,
 		CreatedAt: now, UpdatedAt: now, Reasons: []Reason{},
 	}
 	if g.Spec.Budget != nil {

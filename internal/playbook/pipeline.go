@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/ids"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
@@ -108,7 +109,7 @@ func (r *Runner) newRun(ctx context.Context, set *spec.Set, ev event, now time.T
 	pb := ev.pb
 	plan := planOf(pb)
 	run := &Run{
-		ID: newID(now), Playbook: pb.Name(), Service: pb.Spec.Service, Kind: plan.Kind,
+		ID: ids.New(now), Playbook: pb.Name(), Service: pb.Spec.Service, Kind: plan.Kind,
 		Actuator: actuatorOf(pb.Spec.Service, plan.Kind, pb.Name()), State: StateNew, DryRun: plan.DryRun,
 		IdempotencyKey: ev.key, Trigger: ev.trig, Plan: plan, CreatedAt: now, UpdatedAt: now,
 	}

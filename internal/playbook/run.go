@@ -1,8 +1,6 @@
 package playbook
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -355,27 +353,4 @@ func actuatorOf(service, kind, playbook string) string {
 		return service + "/other/" + playbook
 	}
 	return service + "/" + kind
-}
-
-// newID returns a UUIDv7 (RFC 9562) for t, so run IDs sort by time.
-func newID(t time.Time) string {
-	var u [16]byte
-	_, _ = rand.Read(u[6:]) // crypto/rand.Read never returns an error
-	ms := uint64(t.UnixMilli())
-	for i := range 6 {
-		u[i] = byte(ms >> (40 - 8*i))
-	}
-	u[6] = u[6]&0x0f | 0x70
-	u[8] = u[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], u[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], u[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], u[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], u[10:])
-	return string(s[:])
 }

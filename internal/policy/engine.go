@@ -19,6 +19,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown/print"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qsp-dev/qsp/internal/ids"
 	"github.com/qsp-dev/qsp/internal/spec"
 )
 
@@ -314,7 +315,7 @@ func (e *Engine) decide(ctx context.Context, in Input, extra []rego.EvalOption) 
 	defer cancel()
 	opts := append([]rego.EvalOption{rego.EvalParsedInput(value), rego.EvalTime(now)}, extra...)
 	d := &Decision{
-		ID:       newID(now),
+		ID:       ids.New(now),
 		Time:     now,
 		Point:    in.Point,
 		Subject:  in.Gate,
