@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -228,6 +229,55 @@ func pageParams(r *http.Request) (limit, offset int, err error) {
 	return limit, offset, nil
 }
 
+// readBody reads a request body of at most limit bytes; a longer one is
+// 413.
+func readBody(r *http.Request, limit int) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if err != nil {
+		return nil, badRequest("read body: " + err.Error())
+	}
+	if len(b) > limit {
+		return nil, &statusError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body: larger than %d bytes", limit)}
+	}
+	return b, nil
+}
+
+// storePage is the page of a list the store already paginated.
+func storePage[T any](items []T, total, limit, offset int) page[T] {
+	p := page[T]{Items: emptyIfNil(items), Total: total, Offset: offset, Limit: limit}
+	if end := offset + len(items); end < total {
+		p.NextOffset = end
+	}
+	return p
+}
+
+// rangeParams reads from and to as RFC 3339 times or Unix seconds.
+func rangeParams(r *http.Request) (from, to time.Time, err error) {
+	parse := func(name string) (time.Time, error) {
+		v := r.URL.Query().Get(name)
+		if v == "" {
+			return time.Time{}, nil
+		}
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return t, nil
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f < 1e11 {
+			return time.UnixMilli(int64(f * 1000)).UTC(), nil
+		}
+		return time.Time{}, badRequest(fmt.Sprintf("%s: %q is neither an RFC 3339 time nor Unix seconds", name, v))
+	}
+	if from, err = parse("from"); err != nil {
+		return
+	}
+	if to, err = parse("to"); err != nil {
+		return
+	}
+	if !from.IsZero() && !to.IsZero() && !to.After(from) {
+		err = badRequest("to must be after from")
+	}
+	return
+}
+
 func paginate[T any](items []T, r *http.Request) (page[T], error) {
 	limit, offset, err := pageParams(r)
 	if err != nil {
@@ -362,7 +412,7 @@ func (a *API) sloHistory(r *http.Request) (any, error) {
 	default:
 		return nil, badRequest(fmt.Sprintf("SLO %q has %d groups: name one with ?group= (a key such as %q)", name, len(sts), sts[0].Key))
 	}
-	from, to, err := gatesRangeParams(r)
+	from, to, err := rangeParams(r)
 	if err != nil {
 		return nil, err
 	}

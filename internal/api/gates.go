@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -367,54 +366,12 @@ func emptyIfNil[T any](s []T) []T {
 	return s
 }
 
-// gatesPageParams reads limit and offset as paginate does.
-func gatesPageParams(r *http.Request) (limit, offset int, err error) {
-	p, err := paginate([]struct{}{}, r)
-	return p.Limit, p.Offset, err
-}
-
-// gatesPage is the page of a list the store already paginated.
-func gatesPage[T any](items []T, total, limit, offset int) page[T] {
-	p := page[T]{Items: emptyIfNil(items), Total: total, Offset: offset, Limit: limit}
-	if end := offset + len(items); end < total {
-		p.NextOffset = end
-	}
-	return p
-}
-
-// gatesRangeParams reads from and to as RFC 3339 times or Unix seconds.
-func gatesRangeParams(r *http.Request) (from, to time.Time, err error) {
-	parse := func(name string) (time.Time, error) {
-		v := r.URL.Query().Get(name)
-		if v == "" {
-			return time.Time{}, nil
-		}
-		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-			return t, nil
-		}
-		if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f < 1e11 {
-			return time.UnixMilli(int64(f * 1000)).UTC(), nil
-		}
-		return time.Time{}, badRequest(fmt.Sprintf("%s: %q is neither an RFC 3339 time nor Unix seconds", name, v))
-	}
-	if from, err = parse("from"); err != nil {
-		return
-	}
-	if to, err = parse("to"); err != nil {
-		return
-	}
-	if !from.IsZero() && !to.IsZero() && !to.After(from) {
-		err = badRequest("to must be after from")
-	}
-	return
-}
-
 func listEvaluations(runner *gate.Runner, r *http.Request) (any, error) {
-	limit, offset, err := gatesPageParams(r)
+	limit, offset, err := pageParams(r)
 	if err != nil {
 		return nil, err
 	}
-	from, to, err := gatesRangeParams(r)
+	from, to, err := rangeParams(r)
 	if err != nil {
 		return nil, err
 	}
@@ -432,7 +389,7 @@ func listEvaluations(runner *gate.Runner, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gatesPage(evs, total, limit, offset), nil
+	return storePage(evs, total, limit, offset), nil
 }
 
 // decisionView is a decision of the log; lists leave out the input.
@@ -454,11 +411,11 @@ func viewDecision(d *policy.Decision) decisionView {
 }
 
 func listDecisions(s *store.Store, r *http.Request) (any, error) {
-	limit, offset, err := gatesPageParams(r)
+	limit, offset, err := pageParams(r)
 	if err != nil {
 		return nil, err
 	}
-	from, to, err := gatesRangeParams(r)
+	from, to, err := rangeParams(r)
 	if err != nil {
 		return nil, err
 	}
@@ -481,7 +438,7 @@ func listDecisions(s *store.Store, r *http.Request) (any, error) {
 		views[i] = viewDecision(d)
 		views[i].Input = nil
 	}
-	return gatesPage(views, total, limit, offset), nil
+	return storePage(views, total, limit, offset), nil
 }
 
 func getDecision(s *store.Store, r *http.Request) (any, error) {
@@ -493,11 +450,11 @@ func getDecision(s *store.Store, r *http.Request) (any, error) {
 }
 
 func listDeploys(s *store.Store, r *http.Request) (any, error) {
-	limit, offset, err := gatesPageParams(r)
+	limit, offset, err := pageParams(r)
 	if err != nil {
 		return nil, err
 	}
-	from, to, err := gatesRangeParams(r)
+	from, to, err := rangeParams(r)
 	if err != nil {
 		return nil, err
 	}
@@ -505,5 +462,5 @@ func listDeploys(s *store.Store, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gatesPage(ds, total, limit, offset), nil
+	return storePage(ds, total, limit, offset), nil
 }

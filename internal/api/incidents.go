@@ -74,7 +74,7 @@ func incidentRoutes(a *API) {
 		if err != nil {
 			return nil, err
 		}
-		body, err := readAckBody(r)
+		body, err := readBody(r, maxAckBodyBytes)
 		if err != nil {
 			return nil, err
 		}
@@ -110,17 +110,6 @@ func incidentID(r *http.Request) (int64, error) {
 		return 0, badRequest(fmt.Sprintf("incident id %q: want a positive integer", v))
 	}
 	return id, nil
-}
-
-func readAckBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxAckBodyBytes+1))
-	if err != nil {
-		return nil, badRequest("read body: " + err.Error())
-	}
-	if len(b) > maxAckBodyBytes {
-		return nil, &statusError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body: larger than %d bytes", maxAckBodyBytes)}
-	}
-	return b, nil
 }
 
 // parseAckBody reads {"by": "name", "note": "..."}: by is required (who

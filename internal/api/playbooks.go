@@ -138,7 +138,7 @@ func playbookRoutes(a *API) {
 	})
 	decide := func(approve bool) handlerFunc {
 		return func(r *http.Request) (any, error) {
-			body, err := readPlaybookBody(r)
+			body, err := readBody(r, maxPlaybookBodyBytes)
 			if err != nil {
 				return nil, err
 			}
@@ -163,7 +163,7 @@ func playbookRoutes(a *API) {
 	a.handle("POST /api/v1/playbooks/runs/{id}/reject", decide(false))
 	a.handle("GET /api/v1/playbooks/killswitch", func(r *http.Request) (any, error) { return runner.KillSwitch(r.Context()) })
 	a.handle("PUT /api/v1/playbooks/killswitch", func(r *http.Request) (any, error) {
-		body, err := readPlaybookBody(r)
+		body, err := readBody(r, maxPlaybookBodyBytes)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +188,7 @@ func listRuns(runner PlaybookRunner, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	from, to, err := gatesRangeParams(r)
+	from, to, err := rangeParams(r)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func listRuns(runner PlaybookRunner, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, playbookError(err)
 	}
-	return gatesPage(runs, total, limit, offset), nil
+	return storePage(runs, total, limit, offset), nil
 }
 
 // playbookError maps the runner's errors to status codes.
@@ -219,17 +219,6 @@ func playbookError(err error) error {
 		return badRequest(err.Error())
 	}
 	return err
-}
-
-func readPlaybookBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxPlaybookBodyBytes+1))
-	if err != nil {
-		return nil, badRequest("read body: " + err.Error())
-	}
-	if len(b) > maxPlaybookBodyBytes {
-		return nil, &statusError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body: larger than %d bytes", maxPlaybookBodyBytes)}
-	}
-	return b, nil
 }
 
 // decodeStrict reads one JSON object into v: unknown fields and trailing
