@@ -238,25 +238,23 @@ func (s *Store) NotifiedAlerts(ctx context.Context, f NotifiedAlertFilter) ([]No
 	if err != nil {
 		return nil, fmt.Errorf("notified alerts: %w", err)
 	}
-	defer rows.Close()
-	var out []NotifiedAlert
-	for rows.Next() {
+	return scanAll(rows, func(row rowScanner) (NotifiedAlert, error) {
 		var a NotifiedAlert
 		var labels, annotations string
 		var starts, ends, updated int64
-		if err := rows.Scan(&a.Key, &a.Severity, &a.Fingerprint, &a.Name, &a.SLO, &a.Service, &labels, &annotations, &a.State, &starts, &ends, &a.GeneratorURL, &updated); err != nil {
-			return nil, fmt.Errorf("notified alerts: %w", err)
+		err := row.Scan(&a.Key, &a.Severity, &a.Fingerprint, &a.Name, &a.SLO, &a.Service, &labels, &annotations, &a.State, &starts, &ends, &a.GeneratorURL, &updated)
+		if err != nil {
+			return NotifiedAlert{}, fmt.Errorf("notified alerts: %w", err)
 		}
 		if a.Labels, err = unencodeLabels(labels); err != nil {
-			return nil, fmt.Errorf("notified alert %s/%s labels: %w", a.Key, a.Severity, err)
+			return NotifiedAlert{}, fmt.Errorf("notified alert %s/%s labels: %w", a.Key, a.Severity, err)
 		}
 		if a.Annotations, err = unencodeLabels(annotations); err != nil {
-			return nil, fmt.Errorf("notified alert %s/%s annotations: %w", a.Key, a.Severity, err)
+			return NotifiedAlert{}, fmt.Errorf("notified alert %s/%s annotations: %w", a.Key, a.Severity, err)
 		}
 		a.StartsAt, a.EndsAt, a.UpdatedAt = fromMs(starts), fromMs(ends), fromMs(updated)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, nil
+	})
 }
 
 const notificationColumns = `id, target, key, severity, fingerprint, status, dedupe_key, payload, state, attempts, last_error, created_at, next_attempt_at, expires_at, delivered_at`
@@ -320,23 +318,20 @@ func (s *Store) LatestNotifications(ctx context.Context) ([]Notification, error)
 }
 
 func scanNotifications(rows *sql.Rows, withPayload bool) ([]Notification, error) {
-	defer rows.Close()
-	var out []Notification
-	for rows.Next() {
+	return scanAll(rows, func(row rowScanner) (Notification, error) {
 		var n Notification
 		var payload string
 		var created, next, expires, delivered int64
-		if err := rows.Scan(&n.ID, &n.Target, &n.Key, &n.Severity, &n.Fingerprint, &n.Status, &n.DedupeKey, &payload, &n.State,
+		if err := row.Scan(&n.ID, &n.Target, &n.Key, &n.Severity, &n.Fingerprint, &n.Status, &n.DedupeKey, &payload, &n.State,
 			&n.Attempts, &n.LastError, &created, &next, &expires, &delivered); err != nil {
-			return nil, fmt.Errorf("scan notification: %w", err)
+			return Notification{}, fmt.Errorf("scan notification: %w", err)
 		}
 		if withPayload {
 			n.Payload = json.RawMessage(payload)
 		}
 		n.CreatedAt, n.NextAttemptAt, n.ExpiresAt, n.DeliveredAt = fromMs(created), fromMs(next), fromMs(expires), fromMs(delivered)
-		out = append(out, n)
-	}
-	return out, rows.Err()
+		return n, nil
+	})
 }
 
 // MarkDelivered marks notifications delivered at at. Only pending rows
@@ -629,11 +624,7 @@ func (s *Store) AckIncident(ctx context.Context, id int64, by, note string, at t
 
 const incidentColumns = `id, service, title, severity, state, opened_at, first_bad_at, detected_at, acked_at, acked_by, ack_note, resolved_at, updated_at`
 
-type incidentRow interface {
-	Scan(dest ...any) error
-}
-
-func scanIncident(r incidentRow) (*Incident, error) {
+func scanIncident(r rowScanner) (*Incident, error) {
 	var inc Incident
 	var opened, firstBad, detected, acked, resolved, updated int64
 	if err := r.Scan(&inc.ID, &inc.Service, &inc.Title, &inc.Severity, &inc.State, &opened, &firstBad, &detected, &acked,
@@ -706,17 +697,8 @@ func (s *Store) Incidents(ctx context.Context, f IncidentFilter) ([]*Incident, e
 	if err != nil {
 		return nil, fmt.Errorf("incidents: %w", err)
 	}
-	var out []*Incident
-	for rows.Next() {
-		inc, err := scanIncident(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("incidents: %w", err)
-		}
-		out = append(out, inc)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanIncident)
+	if err != nil {
 		return nil, fmt.Errorf("incidents: %w", err)
 	}
 	if f.WithAlerts || f.WithEvents {
@@ -736,17 +718,8 @@ func (s *Store) OpenIncidentsWithAlert(ctx context.Context, key, severity string
 	if err != nil {
 		return nil, fmt.Errorf("incidents with alert: %w", err)
 	}
-	var out []*Incident
-	for rows.Next() {
-		inc, err := scanIncident(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("incidents with alert: %w", err)
-		}
-		out = append(out, inc)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanIncident)
+	if err != nil {
 		return nil, fmt.Errorf("incidents with alert: %w", err)
 	}
 	if err := s.loadIncidentParts(ctx, out, false); err != nil {

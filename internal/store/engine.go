@@ -52,18 +52,15 @@ func (s *Store) loadRollups(ctx context.Context, q string, args ...any) ([]Rollu
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Rollup
-	for rows.Next() {
+	return scanAll(rows, func(row rowScanner) (Rollup, error) {
 		var r Rollup
 		var updated int64
-		if err := rows.Scan(&r.Key, &r.SLO, &r.PlanHash, &r.Data, &r.LastSampled, &updated); err != nil {
-			return nil, err
+		if err := row.Scan(&r.Key, &r.SLO, &r.PlanHash, &r.Data, &r.LastSampled, &updated); err != nil {
+			return Rollup{}, err
 		}
 		r.UpdatedAt = fromMs(updated)
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return r, nil
+	})
 }
 
 // DeleteRollups removes the rollups of SLOs no longer declared.
@@ -95,18 +92,15 @@ func (s *Store) LoadAlertStates(ctx context.Context) ([]AlertState, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []AlertState
-	for rows.Next() {
+	return scanAll(rows, func(row rowScanner) (AlertState, error) {
 		var a AlertState
 		var since, fired, resolved int64
-		if err := rows.Scan(&a.Key, &a.Severity, &a.State, &since, &fired, &resolved); err != nil {
-			return nil, err
+		if err := row.Scan(&a.Key, &a.Severity, &a.State, &since, &fired, &resolved); err != nil {
+			return AlertState{}, err
 		}
 		a.ActiveSince, a.FiredAt, a.ResolvedAt = fromMs(since), fromMs(fired), fromMs(resolved)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, nil
+	})
 }
 
 // Transition is a persisted alert transition.
@@ -196,18 +190,15 @@ func (s *Store) Transitions(ctx context.Context, f TransitionFilter) ([]Transiti
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Transition
-	for rows.Next() {
+	return scanAll(rows, func(row rowScanner) (Transition, error) {
 		var t Transition
 		var at int64
 		var status string
-		if err := rows.Scan(&t.ID, &at, &t.Key, &t.SLO, &t.Service, &t.Severity, &t.Alert, &t.From, &t.To, &t.Condition, &status); err != nil {
-			return nil, err
+		if err := row.Scan(&t.ID, &at, &t.Key, &t.SLO, &t.Service, &t.Severity, &t.Alert, &t.From, &t.To, &t.Condition, &status); err != nil {
+			return Transition{}, err
 		}
 		t.At = fromMs(at)
 		t.Status = json.RawMessage(status)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		return t, nil
+	})
 }

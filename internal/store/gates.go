@@ -167,19 +167,11 @@ func (s *Store) Decisions(ctx context.Context, f DecisionFilter) ([]*policy.Deci
 	if err != nil {
 		return nil, 0, fmt.Errorf("list decisions: %w", err)
 	}
-	defer rows.Close()
-	out := []*policy.Decision{}
-	for rows.Next() {
-		d, err := scanDecision(rows, false)
-		if err != nil {
-			return nil, 0, fmt.Errorf("list decisions: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, func(row rowScanner) (*policy.Decision, error) { return scanDecision(row, false) })
+	if err != nil {
 		return nil, 0, fmt.Errorf("list decisions: %w", err)
 	}
-	return out, total, nil
+	return nonNilSlice(out), total, nil
 }
 
 // Decision returns one decision with its input, or ErrNotFound.
@@ -292,19 +284,11 @@ func (s *Store) GateEvaluations(ctx context.Context, f GateEvaluationFilter) ([]
 	if err != nil {
 		return nil, 0, fmt.Errorf("list gate evaluations: %w", err)
 	}
-	defer rows.Close()
-	out := []GateEvaluation{}
-	for rows.Next() {
-		e, err := scanEvaluation(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("list gate evaluations: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanEvaluation)
+	if err != nil {
 		return nil, 0, fmt.Errorf("list gate evaluations: %w", err)
 	}
-	return out, total, nil
+	return nonNilSlice(out), total, nil
 }
 
 // GateEvaluation returns one evaluation, or ErrNotFound.
@@ -509,25 +493,23 @@ func (s *Store) Deploys(ctx context.Context, f DeployFilter) ([]Deploy, int, err
 	if err != nil {
 		return nil, 0, fmt.Errorf("list deploys: %w", err)
 	}
-	defer rows.Close()
-	out := []Deploy{}
-	for rows.Next() {
+	out, err := scanAll(rows, func(row rowScanner) (Deploy, error) {
 		var d Deploy
 		var at int64
 		var labels string
-		if err := rows.Scan(&d.ID, &d.Key, &at, &d.Service, &d.Version, &d.Source, &d.Gate, &d.EvaluationID, &d.Verdict, &d.Description, &labels); err != nil {
-			return nil, 0, fmt.Errorf("list deploys: %w", err)
+		if err := row.Scan(&d.ID, &d.Key, &at, &d.Service, &d.Version, &d.Source, &d.Gate, &d.EvaluationID, &d.Verdict, &d.Description, &labels); err != nil {
+			return Deploy{}, err
 		}
 		d.At = fromMs(at)
 		if err := json.Unmarshal([]byte(labels), &d.Labels); err != nil {
-			return nil, 0, fmt.Errorf("list deploys: deploy %d labels: %w", d.ID, err)
+			return Deploy{}, fmt.Errorf("deploy %d labels: %w", d.ID, err)
 		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+		return d, nil
+	})
+	if err != nil {
 		return nil, 0, fmt.Errorf("list deploys: %w", err)
 	}
-	return out, total, nil
+	return nonNilSlice(out), total, nil
 }
 
 func nonNilSlice[T any](s []T) []T {

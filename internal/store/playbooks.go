@@ -151,6 +151,16 @@ func scanPlaybookRun(r rowScanner) (PlaybookRun, error) {
 	return p, nil
 }
 
+func scanPlaybookAct(r rowScanner) (PlaybookAct, error) {
+	var a PlaybookAct
+	var t int64
+	if err := r.Scan(&a.RunID, &a.Playbook, &t); err != nil {
+		return PlaybookAct{}, err
+	}
+	a.At = fromMs(t)
+	return a, nil
+}
+
 func runData(d json.RawMessage) string {
 	if len(d) == 0 {
 		return "null"
@@ -257,16 +267,12 @@ func (s *Store) DuePlaybookRuns(ctx context.Context, now time.Time, limit int) (
 	if err != nil {
 		return nil, fmt.Errorf("due playbook runs: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
+	out, err := scanAll(rows, func(row rowScanner) (string, error) {
 		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("due playbook runs: %w", err)
-		}
-		out = append(out, id)
-	}
-	if err := rows.Err(); err != nil {
+		err := row.Scan(&id)
+		return id, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("due playbook runs: %w", err)
 	}
 	return out, nil
@@ -297,19 +303,8 @@ func (s *Store) ActOnActuator(ctx context.Context, r PlaybookRun, at, since time
 		if err != nil {
 			return err
 		}
-		var acts []PlaybookAct
-		for rows.Next() {
-			var a PlaybookAct
-			var t int64
-			if err := rows.Scan(&a.RunID, &a.Playbook, &t); err != nil {
-				rows.Close()
-				return err
-			}
-			a.At = fromMs(t)
-			acts = append(acts, a)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		acts, err := scanAll(rows, scanPlaybookAct)
+		if err != nil {
 			return err
 		}
 		if err := allow(acts); err != nil {
@@ -344,18 +339,8 @@ func (s *Store) PlaybookActs(ctx context.Context, actuator string, since time.Ti
 	if err != nil {
 		return nil, fmt.Errorf("playbook acts on %s: %w", actuator, err)
 	}
-	defer rows.Close()
-	var out []PlaybookAct
-	for rows.Next() {
-		var a PlaybookAct
-		var t int64
-		if err := rows.Scan(&a.RunID, &a.Playbook, &t); err != nil {
-			return nil, fmt.Errorf("playbook acts on %s: %w", actuator, err)
-		}
-		a.At = fromMs(t)
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanPlaybookAct)
+	if err != nil {
 		return nil, fmt.Errorf("playbook acts on %s: %w", actuator, err)
 	}
 	return out, nil
@@ -374,16 +359,8 @@ func (s *Store) OpenPlaybookRuns(ctx context.Context, actuator, except string) (
 	if err != nil {
 		return nil, fmt.Errorf("open playbook runs on %s: %w", actuator, err)
 	}
-	defer rows.Close()
-	var out []PlaybookRun
-	for rows.Next() {
-		r, err := scanPlaybookRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("open playbook runs on %s: %w", actuator, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanPlaybookRun)
+	if err != nil {
 		return nil, fmt.Errorf("open playbook runs on %s: %w", actuator, err)
 	}
 	return out, nil
@@ -433,19 +410,11 @@ func (s *Store) PlaybookRuns(ctx context.Context, f PlaybookRunFilter) ([]Playbo
 	if err != nil {
 		return nil, 0, fmt.Errorf("list playbook runs: %w", err)
 	}
-	defer rows.Close()
-	out := []PlaybookRun{}
-	for rows.Next() {
-		r, err := scanPlaybookRun(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("list playbook runs: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanPlaybookRun)
+	if err != nil {
 		return nil, 0, fmt.Errorf("list playbook runs: %w", err)
 	}
-	return out, total, nil
+	return nonNilSlice(out), total, nil
 }
 
 // LastPlaybookRuns returns the newest run of each playbook.
@@ -498,20 +467,18 @@ func (s *Store) PlaybookArms(ctx context.Context) ([]PlaybookArm, error) {
 	if err != nil {
 		return nil, fmt.Errorf("playbook arms: %w", err)
 	}
-	defer rows.Close()
-	var out []PlaybookArm
-	for rows.Next() {
+	out, err := scanAll(rows, func(row rowScanner) (PlaybookArm, error) {
 		var a PlaybookArm
 		var armed int
 		var above, hold, changed, updated int64
-		if err := rows.Scan(&a.Playbook, &a.Key, &armed, &above, &hold, &changed, &updated); err != nil {
-			return nil, fmt.Errorf("playbook arms: %w", err)
+		if err := row.Scan(&a.Playbook, &a.Key, &armed, &above, &hold, &changed, &updated); err != nil {
+			return PlaybookArm{}, err
 		}
 		a.Armed = armed != 0
 		a.AboveSince, a.HoldUntil, a.ChangedAt, a.UpdatedAt = fromMs(above), fromMs(hold), fromMs(changed), fromMs(updated)
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+		return a, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("playbook arms: %w", err)
 	}
 	return out, nil

@@ -48,18 +48,15 @@ func (s *Store) Replicas(ctx context.Context, ttl time.Duration) ([]Replica, err
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Replica
-	for rows.Next() {
+	return scanAll(rows, func(row rowScanner) (Replica, error) {
 		var r Replica
 		var started, hb int64
-		if err := rows.Scan(&r.ID, &r.Addr, &started, &hb); err != nil {
-			return nil, err
+		if err := row.Scan(&r.ID, &r.Addr, &started, &hb); err != nil {
+			return Replica{}, err
 		}
 		r.StartedAt, r.HeartbeatAt = fromMs(started), fromMs(hb)
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return r, nil
+	})
 }
 
 // LeaveReplica removes a replica that shuts down cleanly, so the others
@@ -117,20 +114,17 @@ func (s *Store) Statuses(ctx context.Context) ([]StatusRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []StatusRow
-	for rows.Next() {
+	return scanAll(rows, func(row rowScanner) (StatusRow, error) {
 		var r StatusRow
 		var at int64
 		var status string
-		if err := rows.Scan(&r.Key, &r.SLO, &r.Replica, &at, &status); err != nil {
-			return nil, err
+		if err := row.Scan(&r.Key, &r.SLO, &r.Replica, &at, &status); err != nil {
+			return StatusRow{}, err
 		}
 		r.EvaluatedAt = fromMs(at)
 		r.Status = json.RawMessage(status)
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return r, nil
+	})
 }
 
 // DeleteStatuses removes the statuses of SLOs no longer declared.

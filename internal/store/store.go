@@ -144,6 +144,23 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.db.QueryRowContext(ctx, s.dialect.rebind(q), args...)
 }
 
+// scanAll reads rows (of s.query or a transaction's query) to the end,
+// one value per row read by scan, in order, and closes them. The first
+// error of scan is returned as is; otherwise it returns the values (nil
+// when there are none) and rows.Err().
+func scanAll[T any](rows *sql.Rows, scan func(row rowScanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // tx runs fn in a transaction, committing when it returns nil.
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
