@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/qsp-dev/qsp/internal/api"
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/gate"
 	"github.com/qsp-dev/qsp/internal/policy"
@@ -275,9 +276,7 @@ func printEvaluation(w io.Writer, ev *gate.Evaluation) {
 
 // remoteGate is a qsp server's gate API.
 type remoteGate struct {
-	base   string
-	token  string
-	client *http.Client
+	api.Client
 }
 
 func newRemoteGate(base, token string) (*remoteGate, error) {
@@ -285,53 +284,10 @@ func newRemoteGate(base, token string) (*remoteGate, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("--url %q: want the http(s) URL of qsp serve", base)
 	}
-	return &remoteGate{base: strings.TrimSuffix(base, "/"), token: token, client: &http.Client{Timeout: 5 * time.Minute}}, nil
+	return &remoteGate{api.Client{Base: base, Token: token, HTTP: &http.Client{Timeout: 5 * time.Minute}}}, nil
 }
 
 func (g *remoteGate) close() {}
-
-// do sends a request and decodes a 2xx JSON answer into out; other
-// answers are errors with the server's message.
-func (g *remoteGate) do(ctx context.Context, method, path string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, g.base+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if g.token != "" {
-		req.Header.Set("Authorization", "Bearer "+g.token)
-	}
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error string }
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
-		}
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-	}
-	return nil
-}
 
 func (g *remoteGate) reportPaths(ctx context.Context, name string) ([]string, error) {
 	var v struct {
@@ -339,7 +295,7 @@ func (g *remoteGate) reportPaths(ctx context.Context, name string) ([]string, er
 			Reports []string `json:"reports"`
 		} `json:"security"`
 	}
-	if err := g.do(ctx, http.MethodGet, "/api/v1/gates/"+url.PathEscape(name), nil, &v); err != nil {
+	if err := g.Do(ctx, http.MethodGet, "/api/v1/gates/"+url.PathEscape(name), nil, &v); err != nil {
 		return nil, err
 	}
 	if v.Security == nil {
@@ -371,7 +327,7 @@ func (g *remoteGate) start(ctx context.Context, name string, req gate.Request) (
 		body.Samples = &s
 	}
 	var ev gate.Evaluation
-	if err := g.do(ctx, http.MethodPost, "/api/v1/gates/"+url.PathEscape(name)+"/evaluations", body, &ev); err != nil {
+	if err := g.Do(ctx, http.MethodPost, "/api/v1/gates/"+url.PathEscape(name)+"/evaluations", body, &ev); err != nil {
 		return nil, err
 	}
 	return &ev, nil
@@ -379,7 +335,7 @@ func (g *remoteGate) start(ctx context.Context, name string, req gate.Request) (
 
 func (g *remoteGate) get(ctx context.Context, id string) (*gate.Evaluation, error) {
 	var ev gate.Evaluation
-	if err := g.do(ctx, http.MethodGet, "/api/v1/gates/evaluations/"+url.PathEscape(id), nil, &ev); err != nil {
+	if err := g.Do(ctx, http.MethodGet, "/api/v1/gates/evaluations/"+url.PathEscape(id), nil, &ev); err != nil {
 		return nil, err
 	}
 	return &ev, nil

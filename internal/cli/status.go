@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/qsp-dev/qsp/internal/api"
 	"github.com/qsp-dev/qsp/internal/engine"
 )
 
@@ -29,44 +30,25 @@ rates and prints them as a table, or as JSON with -o json.`,
 			if token == "" {
 				token = os.Getenv("QSP_TOKEN")
 			}
-			u, err := url.Parse(strings.TrimSuffix(addr, "/") + "/api/v1/slos")
-			if err != nil {
+			if _, err := url.Parse(addr); err != nil {
 				return fmt.Errorf("--url: %w", err)
 			}
-			q := u.Query()
-			q.Set("limit", "10000")
+			q := url.Values{"limit": {"10000"}}
 			for k, v := range map[string]string{"service": service, "category": category, "state": state} {
 				if v != "" {
 					q.Set(k, v)
 				}
 			}
-			u.RawQuery = q.Encode()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-			if err != nil {
-				return err
-			}
-			if token != "" {
-				req.Header.Set("Authorization", "Bearer "+token)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
+			var body json.RawMessage
+			c := &api.Client{Base: addr, Token: token}
+			if err := c.Do(ctx, http.MethodGet, "/api/v1/slos?"+q.Encode(), nil, &body); err != nil {
 				return fmt.Errorf("status: %w", err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-			if err != nil {
-				return fmt.Errorf("status: %w", err)
-			}
-			if resp.StatusCode != http.StatusOK {
-				var e struct{ Error string }
-				_ = json.Unmarshal(body, &e)
-				return fmt.Errorf("status: %s: %s", resp.Status, e.Error)
 			}
 			switch output {
 			case "json":
-				_, err := cmd.OutOrStdout().Write(body)
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s\n", body)
 				return err
 			case "table":
 				var p struct {

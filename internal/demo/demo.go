@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/examples"
+	"github.com/qsp-dev/qsp/internal/api"
 	"github.com/qsp-dev/qsp/internal/app"
 	"github.com/qsp-dev/qsp/internal/progress"
 	"github.com/qsp-dev/qsp/internal/spec"
@@ -247,13 +248,13 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		opts.OnReady(url)
 	}
 
-	api := &apiClient{base: url, client: &http.Client{Timeout: 2 * time.Minute}}
+	client := &api.Client{Base: url, HTTP: &http.Client{Timeout: 2 * time.Minute}}
 	runner := &scenarioRunner{
-		sim: sim, clock: clock, store: a.Store(), engine: a.Engine(), specs: a.Specs, api: api, platform: platform,
+		sim: sim, clock: clock, store: a.Store(), engine: a.Engine(), specs: a.Specs, api: client, platform: platform,
 		logger: opts.Logger.With("component", "demo.scenarios"), out: out, quiet: opts.Quiet,
-		playbooks: hasRoute(liveCtx, api, "/api/v1/playbooks"),
+		playbooks: hasRoute(liveCtx, client, "/api/v1/playbooks"),
 	}
-	runner.approve = approver(api)
+	runner.approve = approver(client)
 	if clock.SleepUntil(liveCtx, clock.Now().Add(opts.Warmup)) == nil {
 	loop:
 		for {
@@ -363,25 +364,16 @@ func randomToken() (string, error) {
 }
 
 // hasRoute reports whether the app serves GET path.
-func hasRoute(ctx context.Context, c *apiClient, path string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+func hasRoute(ctx context.Context, c *api.Client, path string) bool {
+	return c.Do(ctx, http.MethodGet, path, nil, nil) == nil
 }
 
 // approver approves playbook runs waiting for approval through the API,
 // as the on-call would.
-func approver(c *apiClient) func(ctx context.Context, run PlaybookResult) error {
+func approver(c *api.Client) func(ctx context.Context, run PlaybookResult) error {
 	return func(ctx context.Context, run PlaybookResult) error {
 		body := map[string]any{"by": "demo on-call", "note": "approved by the demo"}
-		return c.call(ctx, http.MethodPost, "/api/v1/playbooks/runs/"+run.ID+"/approve", body, nil)
+		return c.Do(ctx, http.MethodPost, "/api/v1/playbooks/runs/"+run.ID+"/approve", body, nil)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qsp-dev/qsp/internal/api"
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/gate"
 	"github.com/qsp-dev/qsp/internal/spec"
@@ -90,7 +91,7 @@ type scenarioRunner struct {
 	store    *store.Store
 	engine   *engine.Engine
 	specs    func() *spec.Set
-	api      *apiClient
+	api      *api.Client
 	platform *platform
 	logger   *slog.Logger
 	out      io.Writer
@@ -242,7 +243,7 @@ func (r *scenarioRunner) step(ctx context.Context, s Step, res *Result) {
 			"type": "deploy", "service": s.Service, "version": s.Version, "time": now.UTC().Format(time.RFC3339Nano),
 			"description": "rollout of " + s.Version + " (canary step)",
 		}}}
-		if err := r.api.call(ctx, http.MethodPost, "/api/v1/events", ev, nil); err != nil {
+		if err := r.api.Do(ctx, http.MethodPost, "/api/v1/events", ev, nil); err != nil {
 			r.logger.Warn("post deploy marker", "err", err)
 		}
 		fmt.Fprintf(r.out, "  deploy marker: %s %s\n", s.Service, s.Version)
@@ -276,7 +277,7 @@ func (r *scenarioRunner) runGate(ctx context.Context, s Step) (*gate.Evaluation,
 		}},
 	}
 	var ev gate.Evaluation
-	if err := r.api.call(ctx, http.MethodPost, "/api/v1/gates/"+s.Gate+"/evaluations", body, &ev); err != nil {
+	if err := r.api.Do(ctx, http.MethodPost, "/api/v1/gates/"+s.Gate+"/evaluations", body, &ev); err != nil {
 		return nil, err
 	}
 	// A gate that waits for canary intervals answers at once; poll it.
@@ -284,7 +285,7 @@ func (r *scenarioRunner) runGate(ctx context.Context, s Step) (*gate.Evaluation,
 		if err := r.clock.SleepUntil(ctx, r.clock.Now().Add(30*time.Second)); err != nil {
 			return nil, err
 		}
-		if err := r.api.call(ctx, http.MethodGet, "/api/v1/gates/evaluations/"+ev.ID, nil, &ev); err != nil {
+		if err := r.api.Do(ctx, http.MethodGet, "/api/v1/gates/evaluations/"+ev.ID, nil, &ev); err != nil {
 			return nil, err
 		}
 	}

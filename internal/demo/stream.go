@@ -3,7 +3,6 @@ package demo
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -191,48 +190,4 @@ func (st *streamer) post(ctx context.Context, body []byte) error {
 		return fmt.Errorf("%w: %s: %s", errRejected, resp.Status, bytes.TrimSpace(msg))
 	}
 	return fmt.Errorf("remote write: %s: %s", resp.Status, bytes.TrimSpace(msg))
-}
-
-// apiClient calls QSP's HTTP API as a CI system or an operator would.
-type apiClient struct {
-	base   string
-	client *http.Client
-}
-
-// call sends v as JSON (nil for no body) and decodes the answer into out
-// (nil to discard it). Non-2xx answers are errors with the body's text.
-func (c *apiClient) call(ctx context.Context, method, path string, v, out any) error {
-	var body io.Reader
-	if v != nil {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	r, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	if v != nil {
-		r.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.client.Do(r)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
 }
