@@ -242,10 +242,26 @@ func readBody(r *http.Request, limit int) ([]byte, error) {
 	return b, nil
 }
 
+// listQuery are the paging and time-range parameters of a list the
+// store filters and paginates.
+type listQuery struct {
+	Limit, Offset int
+	From, To      time.Time
+}
+
+// listParams reads limit, offset, from and to.
+func listParams(r *http.Request) (lp listQuery, err error) {
+	if lp.Limit, lp.Offset, err = pageParams(r); err != nil {
+		return lp, err
+	}
+	lp.From, lp.To, err = rangeParams(r)
+	return lp, err
+}
+
 // storePage is the page of a list the store already paginated.
-func storePage[T any](items []T, total, limit, offset int) page[T] {
-	p := page[T]{Items: emptyIfNil(items), Total: total, Offset: offset, Limit: limit}
-	if end := offset + len(items); end < total {
+func storePage[T any](items []T, total int, lp listQuery) page[T] {
+	p := page[T]{Items: emptyIfNil(items), Total: total, Offset: lp.Offset, Limit: lp.Limit}
+	if end := lp.Offset + len(items); end < total {
 		p.NextOffset = end
 	}
 	return p

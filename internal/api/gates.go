@@ -367,11 +367,7 @@ func emptyIfNil[T any](s []T) []T {
 }
 
 func listEvaluations(runner *gate.Runner, r *http.Request) (any, error) {
-	limit, offset, err := pageParams(r)
-	if err != nil {
-		return nil, err
-	}
-	from, to, err := rangeParams(r)
+	lp, err := listParams(r)
 	if err != nil {
 		return nil, err
 	}
@@ -384,12 +380,12 @@ func listEvaluations(runner *gate.Runner, r *http.Request) (any, error) {
 		return nil, badRequest(fmt.Sprintf("verdict %q: want one of %v", state, gate.States))
 	}
 	evs, total, err := runner.Evaluations(r.Context(), gate.Filter{
-		Gate: q.Get("gate"), Service: q.Get("service"), State: state, From: from, To: to, Limit: limit, Offset: offset,
+		Gate: q.Get("gate"), Service: q.Get("service"), State: state, From: lp.From, To: lp.To, Limit: lp.Limit, Offset: lp.Offset,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return storePage(evs, total, limit, offset), nil
+	return storePage(evs, total, lp), nil
 }
 
 // decisionView is a decision of the log; lists leave out the input.
@@ -411,11 +407,7 @@ func viewDecision(d *policy.Decision) decisionView {
 }
 
 func listDecisions(s *store.Store, r *http.Request) (any, error) {
-	limit, offset, err := pageParams(r)
-	if err != nil {
-		return nil, err
-	}
-	from, to, err := rangeParams(r)
+	lp, err := listParams(r)
 	if err != nil {
 		return nil, err
 	}
@@ -428,7 +420,7 @@ func listDecisions(s *store.Store, r *http.Request) (any, error) {
 		return nil, badRequest(fmt.Sprintf("result %q: want allow, warn or deny", result))
 	}
 	ds, total, err := s.Decisions(r.Context(), store.DecisionFilter{
-		Point: point, Subject: q.Get("subject"), Service: q.Get("service"), Result: result, From: from, To: to, Limit: limit, Offset: offset,
+		Point: point, Subject: q.Get("subject"), Service: q.Get("service"), Result: result, From: lp.From, To: lp.To, Limit: lp.Limit, Offset: lp.Offset,
 	})
 	if err != nil {
 		return nil, err
@@ -438,7 +430,7 @@ func listDecisions(s *store.Store, r *http.Request) (any, error) {
 		views[i] = viewDecision(d)
 		views[i].Input = nil
 	}
-	return storePage(views, total, limit, offset), nil
+	return storePage(views, total, lp), nil
 }
 
 func getDecision(s *store.Store, r *http.Request) (any, error) {
@@ -450,17 +442,13 @@ func getDecision(s *store.Store, r *http.Request) (any, error) {
 }
 
 func listDeploys(s *store.Store, r *http.Request) (any, error) {
-	limit, offset, err := pageParams(r)
+	lp, err := listParams(r)
 	if err != nil {
 		return nil, err
 	}
-	from, to, err := rangeParams(r)
+	ds, total, err := s.Deploys(r.Context(), store.DeployFilter{Service: r.URL.Query().Get("service"), From: lp.From, To: lp.To, Limit: lp.Limit, Offset: lp.Offset})
 	if err != nil {
 		return nil, err
 	}
-	ds, total, err := s.Deploys(r.Context(), store.DeployFilter{Service: r.URL.Query().Get("service"), From: from, To: to, Limit: limit, Offset: offset})
-	if err != nil {
-		return nil, err
-	}
-	return storePage(ds, total, limit, offset), nil
+	return storePage(ds, total, lp), nil
 }

@@ -184,11 +184,7 @@ func playbookRoutes(a *API) {
 }
 
 func listRuns(runner PlaybookRunner, r *http.Request) (any, error) {
-	limit, offset, err := pageParams(r)
-	if err != nil {
-		return nil, err
-	}
-	from, to, err := rangeParams(r)
+	lp, err := listParams(r)
 	if err != nil {
 		return nil, err
 	}
@@ -198,12 +194,12 @@ func listRuns(runner PlaybookRunner, r *http.Request) (any, error) {
 		return nil, badRequest(fmt.Sprintf("state %q: want one of %s", state, strings.Join(runStateNames(), ", ")))
 	}
 	runs, total, err := runner.Runs(r.Context(), playbook.RunFilter{
-		Playbook: q.Get("playbook"), Service: q.Get("service"), State: state, From: from, To: to, Limit: limit, Offset: offset,
+		Playbook: q.Get("playbook"), Service: q.Get("service"), State: state, From: lp.From, To: lp.To, Limit: lp.Limit, Offset: lp.Offset,
 	})
 	if err != nil {
 		return nil, playbookError(err)
 	}
-	return storePage(runs, total, limit, offset), nil
+	return storePage(runs, total, lp), nil
 }
 
 // playbookError maps the runner's errors to status codes.
