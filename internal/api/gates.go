@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/gate"
+	"github.com/qsp-dev/qsp/internal/jsonpos"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
@@ -265,16 +266,7 @@ func jsonError(data []byte, err error) string {
 	if off < 0 {
 		return err.Error()
 	}
-	line, col := 1, 1
-	for i := int64(0); i < off && i < int64(len(data)); i++ {
-		if data[i] == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
-	}
-	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
+	return fmt.Sprintf("%s: %v", jsonpos.At(data, off), err)
 }
 
 // gateView is a Gate of the spec as the API shows it.

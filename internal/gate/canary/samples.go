@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"sort"
+
+	"github.com/qsp-dev/qsp/internal/jsonpos"
 )
 
 // MaxSamplesBytes caps the size of a JSON samples document.
@@ -160,14 +162,5 @@ func describeJSONError(data []byte, err error) error {
 	default:
 		return err
 	}
-	line, col := 1, 1
-	for i := int64(0); i < off && i < int64(len(data)); i++ {
-		if data[i] == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
-	}
-	return fmt.Errorf("line %d, column %d: %w", line, col, err)
+	return fmt.Errorf("%s: %w", jsonpos.At(data, off), err)
 }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/qsp-dev/qsp/internal/jsonpos"
 )
 
 // MaxReportBytes caps the size of one report.
@@ -105,31 +107,18 @@ func decode(data []byte, v any) error {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se):
-			return fmt.Errorf("%w: %s: %v", ErrFormat, position(data, se.Offset-1), err)
+			return fmt.Errorf("%w: %s: %v", ErrFormat, jsonpos.At(data, se.Offset-1), err)
 		case errors.As(err, &te):
-			return fmt.Errorf("%w: %s: field %s: expected %s, got JSON %s", ErrFormat, position(data, te.Offset), te.Field, te.Type, te.Value)
+			return fmt.Errorf("%w: %s: field %s: expected %s, got JSON %s", ErrFormat, jsonpos.At(data, te.Offset), te.Field, te.Type, te.Value)
 		case errors.Is(err, io.ErrUnexpectedEOF):
-			return fmt.Errorf("%w: %s: unexpected end of JSON (truncated file?)", ErrFormat, position(data, int64(len(data))))
+			return fmt.Errorf("%w: %s: unexpected end of JSON (truncated file?)", ErrFormat, jsonpos.At(data, int64(len(data))))
 		}
 		return fmt.Errorf("%w: %v", ErrFormat, err)
 	}
 	if _, err := dec.Token(); err == nil {
-		return fmt.Errorf("%w: %s: data after the JSON document", ErrFormat, position(data, dec.InputOffset()))
+		return fmt.Errorf("%w: %s: data after the JSON document", ErrFormat, jsonpos.At(data, dec.InputOffset()))
 	}
 	return nil
-}
-
-func position(data []byte, off int64) string {
-	line, col := 1, 1
-	for i := int64(0); i < off && i < int64(len(data)); i++ {
-		if data[i] == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
-	}
-	return fmt.Sprintf("line %d, column %d", line, col)
 }
 
 // Trivy's JSON, the fields QSP reads.
