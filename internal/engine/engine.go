@@ -36,6 +36,7 @@ import (
 type Store interface {
 	LoadRollups(ctx context.Context) ([]store.Rollup, error)
 	LoadRollupsOf(ctx context.Context, slo string) ([]store.Rollup, error)
+	LoadRollup(ctx context.Context, key string) (store.Rollup, error)
 	SaveRollups(ctx context.Context, rs []store.Rollup) error
 	DeleteRollups(ctx context.Context, keys []string) error
 	LoadAlertStates(ctx context.Context) ([]store.AlertState, error)
@@ -1208,40 +1209,33 @@ func (e *Engine) History(ctx context.Context, key string, from, to time.Time, st
 	if n := to.Sub(from) / step; n > 11000 {
 		return nil, fmt.Errorf("history: %d points: use a larger step (at most 11000 points)", n)
 	}
+	name, _, _ := strings.Cut(key, "{") // a status key is name{labels}
 	e.mu.Lock()
-	for name, rt := range e.runtimes {
-		for _, g := range rt.groups {
-			if g.roll != nil && statusKey(name, g.labels) == key {
+	if rt := e.runtimes[name]; rt != nil {
+		for _, g := range rt.list {
+			if g.roll != nil && g.statusKey == key {
 				defer e.mu.Unlock()
 				return history(rt.plan, g.roll, from, to, step), nil
 			}
 		}
 	}
-	var p *plan
-	for name, pl := range e.plans {
-		if key == name || strings.HasPrefix(key, name+"{") {
-			p = pl
-		}
-	}
+	p := e.plans[name]
 	e.mu.Unlock()
 	if p == nil || p.composite != nil {
 		return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
 	}
-	saved, err := e.opts.Store.LoadRollupsOf(ctx, p.slo.Name())
+	r, err := e.opts.Store.LoadRollup(ctx, key)
+	if errors.Is(err, store.ErrNotFound) || err == nil && r.PlanHash != p.hash {
+		return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("history of %q: %w", key, err)
 	}
-	for _, r := range saved {
-		if r.Key != key || r.PlanHash != p.hash {
-			continue
-		}
-		roll, err := unmarshalRollup(r.Data)
-		if err != nil {
-			return nil, fmt.Errorf("history of %q: persisted rollup: %w", key, err)
-		}
-		return history(p, roll, from, to, step), nil
+	roll, err := unmarshalRollup(r.Data)
+	if err != nil {
+		return nil, fmt.Errorf("history of %q: persisted rollup: %w", key, err)
 	}
-	return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
+	return history(p, roll, from, to, step), nil
 }
 
 // history computes the points of History from one group's rollup.

@@ -149,6 +149,19 @@ func (s *Store) DeleteStatuses(ctx context.Context, keepSLOs []string) error {
 	})
 }
 
+// LoadRollup returns the persisted rollup of one SLO group (its status
+// key), or ErrNotFound.
+func (s *Store) LoadRollup(ctx context.Context, key string) (Rollup, error) {
+	rs, err := s.loadRollups(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups WHERE key = ?`, key)
+	if err != nil {
+		return Rollup{}, err
+	}
+	if len(rs) == 0 {
+		return Rollup{}, ErrNotFound
+	}
+	return rs[0], nil
+}
+
 // LoadRollupsOf returns the persisted rollups of one SLO.
 func (s *Store) LoadRollupsOf(ctx context.Context, slo string) ([]Rollup, error) {
 	return s.loadRollups(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups WHERE slo = ?`, slo)
