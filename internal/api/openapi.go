@@ -15,6 +15,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/gate"
 	"github.com/qsp-dev/qsp/internal/store"
+	"github.com/qsp-dev/qsp/internal/telemetry"
 )
 
 // opDoc documents one route of the API. Request and response shapes are
@@ -172,33 +173,13 @@ var apiDocs = map[string]opDoc{
 		BodyType: "application/x-protobuf", Body: []byte{}, Status: []int{204}, Empty: true, Errors: []int{400, 413, 415, 503}},
 	"POST /api/v1/events": {Tag: "ingest", Summary: "Good/bad event counts and deploy markers from services without Prometheus metrics (ingest).",
 		Description: "All or nothing: one invalid event refuses the request with a message per problem.",
-		Body:        eventsBody{}, Response: eventsAnswer{}, Errors: []int{400, 413, 415, 503}},
+		Body:        eventsBody{}, Response: telemetry.EventsResponse{}, Errors: []int{400, 413, 415, 503}},
 }
 
-// eventsBody and eventsAnswer document the events API's wire types
-// (internal/telemetry/events.go); the OpenAPI test validates real
-// answers against them.
+// eventsBody documents the body of the events API, whose events are
+// telemetry.Event; the OpenAPI test validates real answers against it.
 type eventsBody struct {
-	Events []eventDoc `json:"events"`
-}
-
-type eventDoc struct {
-	// Type is "counts" or "deploy".
-	Type        string            `json:"type"`
-	Service     string            `json:"service"`
-	SLI         string            `json:"sli,omitempty"`
-	Good        *float64          `json:"good,omitempty"`
-	Bad         *float64          `json:"bad,omitempty"`
-	Version     string            `json:"version,omitempty"`
-	Description string            `json:"description,omitempty"`
-	Time        string            `json:"time,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-}
-
-type eventsAnswer struct {
-	Accepted int `json:"accepted"`
-	Counts   int `json:"counts"`
-	Deploys  int `json:"deploys"`
+	Events []telemetry.Event `json:"events"`
 }
 
 // Response types of routes that return maps or anonymous values.

@@ -101,25 +101,29 @@ func NewEventsHandler(opts ReceiverOptions) (*EventsHandler, error) {
 	return h, nil
 }
 
-// eventsRequest and wireEvent are the wire types of the events API.
+// eventsRequest is the body of the events API; each event is decoded
+// on its own so that a bad one is reported by its index.
 type eventsRequest struct {
 	Events []json.RawMessage `json:"events"`
 }
 
-type wireEvent struct {
+// Event is one event of the events API: type "counts" (good and bad
+// events of an SLI) or "deploy" (a deploy marker). The API's OpenAPI
+// document is generated from it.
+type Event struct {
 	Type        string            `json:"type"`
 	Service     string            `json:"service"`
-	SLI         string            `json:"sli"`
-	Good        *float64          `json:"good"`
-	Bad         *float64          `json:"bad"`
-	Version     string            `json:"version"`
-	Description string            `json:"description"`
-	Time        string            `json:"time"`
-	Labels      map[string]string `json:"labels"`
+	SLI         string            `json:"sli,omitempty"`
+	Good        *float64          `json:"good,omitempty"`
+	Bad         *float64          `json:"bad,omitempty"`
+	Version     string            `json:"version,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Time        string            `json:"time,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
 }
 
-// eventsResponse is the body of a 200 answer.
-type eventsResponse struct {
+// EventsResponse is the body of a 200 answer of the events API.
+type EventsResponse struct {
 	Accepted int `json:"accepted"`
 	Counts   int `json:"counts"`
 	Deploys  int `json:"deploys"`
@@ -158,7 +162,7 @@ type countEvent struct {
 	t         int64
 }
 
-func (h *EventsHandler) serve(r *http.Request) (*eventsResponse, error) {
+func (h *EventsHandler) serve(r *http.Request) (*EventsResponse, error) {
 	if r.Method != http.MethodPost {
 		return nil, errorf(http.StatusMethodNotAllowed, "method %s not allowed, use POST", r.Method)
 	}
@@ -193,7 +197,7 @@ func (h *EventsHandler) serve(r *http.Request) (*eventsResponse, error) {
 	}
 	h.metrics.events.WithLabelValues("counts").Add(float64(len(counts)))
 	h.metrics.events.WithLabelValues("deploy").Add(float64(len(deploys)))
-	return &eventsResponse{Accepted: len(counts) + len(deploys), Counts: len(counts), Deploys: len(deploys)}, nil
+	return &EventsResponse{Accepted: len(counts) + len(deploys), Counts: len(counts), Deploys: len(deploys)}, nil
 }
 
 // parseEvents decodes and validates a request body, collecting every
@@ -226,7 +230,7 @@ func parseEvents(body []byte, now time.Time, lim Limits) ([]countEvent, []Deploy
 		if len(problems) >= maxEventErrors {
 			break
 		}
-		var ev wireEvent
+		var ev Event
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&ev); err != nil {
@@ -327,7 +331,7 @@ func parseEvents(body []byte, now time.Time, lim Limits) ([]countEvent, []Deploy
 	return counts, deploys, nil
 }
 
-func eventLabels(ev wireEvent, outcome string) labels.Labels {
+func eventLabels(ev Event, outcome string) labels.Labels {
 	b := labels.NewBuilder(labels.FromMap(ev.Labels))
 	b.Set(model.MetricNameLabel, EventsMetric)
 	b.Set("service", ev.Service)
