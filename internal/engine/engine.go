@@ -359,7 +359,7 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 	for name, rt := range e.runtimes {
 		if p := plans[name]; p == nil || p.hash != rt.plan.hash {
 			for _, g := range rt.groups {
-				gone = append(gone, statusKey(name, g.labels))
+				gone = append(gone, g.statusKey)
 			}
 		}
 	}
@@ -1100,6 +1100,28 @@ func counterOf(f feeder) []*counter {
 	return nil
 }
 
+// sloOfKey returns the SLO name of a status key, name{labels}.
+func sloOfKey(key string) string {
+	name, _, _ := strings.Cut(key, "{")
+	return name
+}
+
+// groupOf returns the runtime and group of status key, or nil when this
+// replica does not evaluate it or it has no rollup (composites). e.mu
+// must be held.
+func (e *Engine) groupOf(key string) (*sloRuntime, *groupRuntime) {
+	rt := e.runtimes[sloOfKey(key)]
+	if rt == nil {
+		return nil, nil
+	}
+	for _, g := range rt.list {
+		if g.roll != nil && g.statusKey == key {
+			return rt, g
+		}
+	}
+	return nil, nil
+}
+
 // BadSince returns the start of the current stretch of bad minutes of an
 // SLO group: going back minute by minute from the newest one (the partial
 // minute, then the folded ones, at most 6h, the minute-resolution tier),
@@ -1110,39 +1132,32 @@ func counterOf(f feeder) []*counter {
 func (e *Engine) BadSince(key string, threshold float64) (time.Time, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for name, rt := range e.runtimes {
-		if !strings.HasPrefix(key, name) {
-			continue
-		}
-		for _, g := range rt.groups {
-			if g.roll == nil || statusKey(name, g.labels) != key {
-				continue
-			}
-			limit := rt.plan.budget * threshold
-			t := &g.roll.tiers[0]
-			first := slo.Minute(-1)
-			// The newest, unfolded minute counts when its provisional
-			// events are bad: pages can fire on it.
-			if e, ok := g.partial.counts.ErrorRatio(); ok && e > limit {
-				first = g.roll.next
-			} else if g.partial.sampled && g.partial.counts.Total > 0 {
-				return time.Time{}, false
-			}
-			for m := g.roll.next - 1; m > g.roll.next-slo.Minute(t.n); m-- {
-				w := g.roll.window(m, m+1)
-				e, ok := w.counts.ErrorRatio()
-				if !ok || e <= limit {
-					break
-				}
-				first = m
-			}
-			if first < 0 {
-				return time.Time{}, false
-			}
-			return first.Time(), true
-		}
+	rt, g := e.groupOf(key)
+	if g == nil {
+		return time.Time{}, false
 	}
-	return time.Time{}, false
+	limit := rt.plan.budget * threshold
+	t := &g.roll.tiers[0]
+	first := slo.Minute(-1)
+	// The newest, unfolded minute counts when its provisional events are
+	// bad: pages can fire on it.
+	if e, ok := g.partial.counts.ErrorRatio(); ok && e > limit {
+		first = g.roll.next
+	} else if g.partial.sampled && g.partial.counts.Total > 0 {
+		return time.Time{}, false
+	}
+	for m := g.roll.next - 1; m > g.roll.next-slo.Minute(t.n); m-- {
+		w := g.roll.window(m, m+1)
+		e, ok := w.counts.ErrorRatio()
+		if !ok || e <= limit {
+			break
+		}
+		first = m
+	}
+	if first < 0 {
+		return time.Time{}, false
+	}
+	return first.Time(), true
 }
 
 // parallel calls f for every item on up to n goroutines. They take the
@@ -1209,17 +1224,12 @@ func (e *Engine) History(ctx context.Context, key string, from, to time.Time, st
 	if n := to.Sub(from) / step; n > 11000 {
 		return nil, fmt.Errorf("history: %d points: use a larger step (at most 11000 points)", n)
 	}
-	name, _, _ := strings.Cut(key, "{") // a status key is name{labels}
 	e.mu.Lock()
-	if rt := e.runtimes[name]; rt != nil {
-		for _, g := range rt.list {
-			if g.roll != nil && g.statusKey == key {
-				defer e.mu.Unlock()
-				return history(rt.plan, g.roll, from, to, step), nil
-			}
-		}
+	if rt, g := e.groupOf(key); g != nil {
+		defer e.mu.Unlock()
+		return history(rt.plan, g.roll, from, to, step), nil
 	}
-	p := e.plans[name]
+	p := e.plans[sloOfKey(key)]
 	e.mu.Unlock()
 	if p == nil || p.composite != nil {
 		return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
@@ -1277,7 +1287,7 @@ func (rt *sloRuntime) rollupRecords(now time.Time) []store.Rollup {
 		if g.roll == nil {
 			continue // composites keep no rollup
 		}
-		rs = append(rs, store.Rollup{Key: statusKey(name, g.labels), SLO: name, PlanHash: rt.plan.hash, Data: g.roll.marshal(), LastSampled: int64(g.lastSampled), UpdatedAt: now})
+		rs = append(rs, store.Rollup{Key: g.statusKey, SLO: name, PlanHash: rt.plan.hash, Data: g.roll.marshal(), LastSampled: int64(g.lastSampled), UpdatedAt: now})
 	}
 	return rs
 }
