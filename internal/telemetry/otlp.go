@@ -286,10 +286,13 @@ type otlpResult struct {
 	first            []string
 }
 
-func (r *otlpResult) reject(n int, msg string) {
+// reject counts n rejected points; msg is called only while fewer than
+// maxRejectMessages reasons are kept, so a request of thousands of bad
+// points does not format thousands of messages.
+func (r *otlpResult) reject(n int, msg func() string) {
 	r.rejected += n
 	if len(r.first) < maxRejectMessages {
-		r.first = append(r.first, msg)
+		r.first = append(r.first, msg())
 	}
 }
 
@@ -341,7 +344,7 @@ func (h *OTLPHandler) store(ctx context.Context, md pmetric.Metrics, points int)
 		// filter removed every metric the translator is known to refuse;
 		// anything else it refuses is reported, without a count we do not
 		// know, as OTLP allows.
-		res.reject(0, "translate: "+err.Error())
+		res.reject(0, func() string { return "translate: " + err.Error() })
 	}
 	if err := app.Commit(); err != nil {
 		return nil, fmt.Errorf("%w: commit: %w", ErrUnavailable, err)
@@ -402,7 +405,7 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, minT, maxT pcommon.Timestamp, t
 			ms.RemoveIf(func(m pmetric.Metric) bool {
 				if reason := unusableMetric(m); reason != "" {
 					if n := dataPointCount(m); n > 0 {
-						res.reject(n, fmt.Sprintf("metric %s: %s", quoteTrunc(m.Name()), reason))
+						res.reject(n, func() string { return fmt.Sprintf("metric %s: %s", quoteTrunc(m.Name()), reason) })
 					}
 					return true
 				}
@@ -418,17 +421,21 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, minT, maxT pcommon.Timestamp, t
 				outside := func(ts pcommon.Timestamp) bool {
 					switch {
 					case ts > maxT:
-						res.reject(1, where(ts)+": timestamp is more than "+maxAheadTime.String()+" in the future")
+						res.reject(1, func() string {
+							return where(ts) + ": timestamp is more than " + maxAheadTime.String() + " in the future"
+						})
 						return true
 					case ts < minT:
-						res.reject(1, where(ts)+": timestamp is more than "+h.maxAge.String()+" in the past")
+						res.reject(1, func() string { return where(ts) + ": timestamp is more than " + h.maxAge.String() + " in the past" })
 						return true
 					}
 					return false
 				}
 				tooManyBuckets := func(ts pcommon.Timestamp, n int) bool {
 					if n > maxBucketsPerPoint {
-						res.reject(1, fmt.Sprintf("%s: %d buckets exceed the limit of %d", where(ts), n, maxBucketsPerPoint))
+						res.reject(1, func() string {
+							return fmt.Sprintf("%s: %d buckets exceed the limit of %d", where(ts), n, maxBucketsPerPoint)
+						})
 						return true
 					}
 					return false
@@ -449,7 +456,7 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, minT, maxT pcommon.Timestamp, t
 							return true
 						}
 						if !p.Flags().NoRecordedValue() && p.ValueType() == pmetric.NumberDataPointValueTypeDouble && !finite(p.DoubleValue()) {
-							res.reject(1, fmt.Sprintf("%s: value %v is not finite", where(p.Timestamp()), p.DoubleValue()))
+							res.reject(1, func() string { return fmt.Sprintf("%s: value %v is not finite", where(p.Timestamp()), p.DoubleValue()) })
 							return true
 						}
 						return false
@@ -462,12 +469,12 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, minT, maxT pcommon.Timestamp, t
 							return true
 						}
 						if !p.Flags().NoRecordedValue() && p.ValueType() == pmetric.NumberDataPointValueTypeDouble && !finite(p.DoubleValue()) {
-							res.reject(1, fmt.Sprintf("%s: value %v is not finite", where(p.Timestamp()), p.DoubleValue()))
+							res.reject(1, func() string { return fmt.Sprintf("%s: value %v is not finite", where(p.Timestamp()), p.DoubleValue()) })
 							return true
 						}
 						if delta {
 							if err := txn.addSum(seriesKey(p.Attributes()), p); err != nil {
-								res.reject(1, fmt.Sprintf("%s: %v", where(p.Timestamp()), err))
+								res.reject(1, func() string { return fmt.Sprintf("%s: %v", where(p.Timestamp()), err) })
 								return true
 							}
 						}
@@ -487,16 +494,18 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, minT, maxT pcommon.Timestamp, t
 							return true
 						}
 						if n, b := p.BucketCounts().Len(), p.ExplicitBounds().Len(); n != 0 && n != b+1 {
-							res.reject(1, fmt.Sprintf("%s: %d bucket counts for %d explicit bounds, want %d", where(p.Timestamp()), n, b, b+1))
+							res.reject(1, func() string {
+								return fmt.Sprintf("%s: %d bucket counts for %d explicit bounds, want %d", where(p.Timestamp()), n, b, b+1)
+							})
 							return true
 						}
 						if p.HasSum() && !p.Flags().NoRecordedValue() && !finite(p.Sum()) {
-							res.reject(1, fmt.Sprintf("%s: sum %v is not finite", where(p.Timestamp()), p.Sum()))
+							res.reject(1, func() string { return fmt.Sprintf("%s: sum %v is not finite", where(p.Timestamp()), p.Sum()) })
 							return true
 						}
 						if delta {
 							if err := txn.addHistogram(seriesKey(p.Attributes()), p); err != nil {
-								res.reject(1, fmt.Sprintf("%s: %v", where(p.Timestamp()), err))
+								res.reject(1, func() string { return fmt.Sprintf("%s: %v", where(p.Timestamp()), err) })
 								return true
 							}
 						}
@@ -509,7 +518,9 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, minT, maxT pcommon.Timestamp, t
 					eh := m.ExponentialHistogram()
 					if eh.AggregationTemporality() == pmetric.AggregationTemporalityDelta {
 						if n := eh.DataPoints().Len(); n > 0 {
-							res.reject(n, fmt.Sprintf("metric %s: delta exponential histograms are not supported, send cumulative ones", quoteTrunc(name)))
+							res.reject(n, func() string {
+								return fmt.Sprintf("metric %s: delta exponential histograms are not supported, send cumulative ones", quoteTrunc(name))
+							})
 						}
 						eh.DataPoints().RemoveIf(func(pmetric.ExponentialHistogramDataPoint) bool { return true })
 						continue
@@ -633,7 +644,7 @@ func (a *otlpAppender) rejectSample(ls labels.Labels, t int64, family, msg strin
 		return
 	}
 	a.lastReject = p
-	a.res.reject(1, fmt.Sprintf("series %s sample @%d: %s", ls.String(), t, msg))
+	a.res.reject(1, func() string { return sampleMsg(ls, t, msg) })
 }
 
 // checkLabels applies the receiver's limits and Prometheus' validity rules
