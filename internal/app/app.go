@@ -178,6 +178,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 	a.snapshots = a.engine
 	if a.members != nil {
 		a.snapshots = cluster.NewSharedSnapshot(a.store, a.engine.Snapshot, time.Second, a.now, a.logger)
+		a.pruneStatuses(ctx, set)
 	}
 	a.apiExtra = map[string]any{}
 	for _, build := range componentBuilders {
@@ -324,11 +325,28 @@ func (a *App) Reload(ctx context.Context) error {
 	a.specsMu.Lock()
 	a.specs = set
 	a.specsMu.Unlock()
+	if a.members != nil {
+		a.pruneStatuses(ctx, set)
+	}
 	for _, f := range a.onReload {
 		f(set)
 	}
 	a.logger.Info("specs reloaded", "slos", len(set.SLOs))
 	return nil
+}
+
+// pruneStatuses removes the published statuses of SLOs set no longer
+// declares, which every replica's API and UI would otherwise keep showing.
+// Every replica does it when it loads specs: the last to load them clears
+// what the others still published before they did.
+func (a *App) pruneStatuses(ctx context.Context, set *spec.Set) {
+	names := make([]string, len(set.SLOs))
+	for i, s := range set.SLOs {
+		names[i] = s.Name()
+	}
+	if err := a.store.DeleteStatuses(ctx, names); err != nil {
+		a.logger.Warn("remove the statuses of SLOs no longer declared", "err", err)
+	}
 }
 
 // Addr returns the address the server listens on.

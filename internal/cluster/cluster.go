@@ -206,6 +206,7 @@ func mix(x uint64) uint64 {
 type StatusStore interface {
 	SaveStatuses(ctx context.Context, rows []store.StatusRow) error
 	Statuses(ctx context.Context) ([]store.StatusRow, error)
+	StatusesVersion(ctx context.Context) (string, error)
 }
 
 // Publisher returns an engine.Options.Publish function that writes a
@@ -228,7 +229,10 @@ func Publisher(s StatusStore, replica string, logger *slog.Logger) func(ctx cont
 
 // SharedSnapshot serves the statuses every replica published, read from
 // the store at most every MaxAge, so any replica's API and UI show all
-// SLOs. It implements the API's snapshot source.
+// SLOs. Statuses are read and decoded again only when the store's version
+// of them moved: replicas publish once a cycle, and an unchanged snapshot
+// keeps the API's encoded lists cached. It implements the API's snapshot
+// source.
 type SharedSnapshot struct {
 	store  StatusStore
 	maxAge time.Duration
@@ -238,9 +242,11 @@ type SharedSnapshot struct {
 	// alert and when the store cannot be read.
 	local func() *engine.Snapshot
 
-	mu   sync.Mutex
-	at   time.Time
-	snap *engine.Snapshot
+	mu         sync.Mutex
+	at         time.Time
+	snap       *engine.Snapshot
+	version    string              // of the statuses in snap
+	sourceDown *engine.AlertStatus // local's, when snap was built
 }
 
 // NewSharedSnapshot returns a snapshot source over the store.
@@ -264,8 +270,17 @@ func (s *SharedSnapshot) Snapshot() *engine.Snapshot {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rows, err := s.store.Statuses(ctx)
 	local := s.local()
+	version, err := s.store.StatusesVersion(ctx)
+	if err != nil {
+		s.logger.Warn("read shared statuses; serving this replica's own", "err", err)
+		return local
+	}
+	if s.snap != nil && version == s.version && local.SourceDown == s.sourceDown {
+		s.at = now
+		return s.snap
+	}
+	rows, err := s.store.Statuses(ctx)
 	if err != nil {
 		s.logger.Warn("read shared statuses; serving this replica's own", "err", err)
 		return local
@@ -278,6 +293,6 @@ func (s *SharedSnapshot) Snapshot() *engine.Snapshot {
 		}
 		sts = append(sts, &st)
 	}
-	s.snap, s.at = engine.NewSnapshot(now, sts, local.SourceDown), now
+	s.snap, s.at, s.version, s.sourceDown = engine.NewSnapshot(now, sts, local.SourceDown), now, version, local.SourceDown
 	return s.snap
 }

@@ -445,3 +445,46 @@ func BenchmarkReplicas(b *testing.B) {
 		})
 	}
 }
+
+// countingStatuses counts full reads of the published statuses.
+type countingStatuses struct {
+	StatusStore
+	reads int
+}
+
+func (c *countingStatuses) Statuses(ctx context.Context) ([]store.StatusRow, error) {
+	c.reads++
+	return c.StatusStore.Statuses(ctx)
+}
+
+// The shared snapshot reads and decodes the statuses again only when a
+// replica published: an unchanged store keeps the same snapshot.
+func TestSharedSnapshotReadsOnlyChanges(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, store.Options{Driver: "postgres", DSN: postgresDSN(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	clk := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	publish := Publisher(s, "r1", nil2())
+	st := &engine.Status{Key: "a", SLO: "a", State: engine.StateOK, EvaluatedAt: clk.now()}
+	publish(ctx, []*engine.Status{st})
+
+	cs := &countingStatuses{StatusStore: s}
+	local := engine.NewSnapshot(clk.now(), nil, nil)
+	shared := NewSharedSnapshot(cs, func() *engine.Snapshot { return local }, time.Nanosecond, clk.now, nil2())
+	first := shared.Snapshot()
+	clk.add(time.Second)
+	if again := shared.Snapshot(); again != first || cs.reads != 1 {
+		t.Fatalf("unchanged statuses: new snapshot %v, %d reads; want the same snapshot, 1 read", again != first, cs.reads)
+	}
+	st2 := *st
+	st2.State, st2.EvaluatedAt = engine.StateFiring, clk.now()
+	publish(ctx, []*engine.Status{&st2})
+	clk.add(time.Second)
+	got := shared.Snapshot()
+	if got == first || cs.reads != 2 || got.Status("a").State != engine.StateFiring {
+		t.Errorf("after a publish: %d reads, state %v; want 2 reads and firing", cs.reads, got.Status("a").State)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -127,22 +128,50 @@ func (s *Store) Statuses(ctx context.Context) ([]StatusRow, error) {
 	})
 }
 
-// DeleteStatuses removes the statuses of SLOs no longer declared.
-func (s *Store) DeleteStatuses(ctx context.Context, keepSLOs []string) error {
-	keep := map[string]bool{}
-	for _, k := range keepSLOs {
-		keep[k] = true
+// StatusesVersion changes whenever a status is published or deleted:
+// readers compare it to skip reading statuses that did not change.
+// Publishing only moves evaluated_at forward, so the row count and the sum
+// of evaluated_at together change with every write.
+func (s *Store) StatusesVersion(ctx context.Context) (string, error) {
+	var n, sum int64
+	err := s.queryRow(ctx, `SELECT COUNT(*), CAST(COALESCE(SUM(evaluated_at), 0) AS BIGINT) FROM slo_statuses`).Scan(&n, &sum)
+	if err != nil {
+		return "", err
 	}
-	rows, err := s.Statuses(ctx)
+	return fmt.Sprintf("%d/%d", n, sum), nil
+}
+
+// DeleteStatuses removes the statuses of SLOs not in keepSLOs: SLOs no
+// longer declared.
+func (s *Store) DeleteStatuses(ctx context.Context, keepSLOs []string) error {
+	rows, err := s.query(ctx, `SELECT DISTINCT slo FROM slo_statuses`)
 	if err != nil {
 		return err
 	}
+	published, err := scanAll(rows, func(row rowScanner) (string, error) {
+		var slo string
+		return slo, row.Scan(&slo)
+	})
+	if err != nil {
+		return err
+	}
+	keep := make(map[string]bool, len(keepSLOs))
+	for _, slo := range keepSLOs {
+		keep[slo] = true
+	}
+	var gone []string
+	for _, slo := range published {
+		if !keep[slo] {
+			gone = append(gone, slo)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
 	return s.txRetry(ctx, func(tx *sql.Tx) error {
-		for _, r := range rows {
-			if !keep[r.SLO] {
-				if _, err := s.txExec(ctx, tx, `DELETE FROM slo_statuses WHERE key = ?`, r.Key); err != nil {
-					return err
-				}
+		for _, slo := range gone {
+			if _, err := s.txExec(ctx, tx, `DELETE FROM slo_statuses WHERE slo = ?`, slo); err != nil {
+				return err
 			}
 		}
 		return nil
