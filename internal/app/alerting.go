@@ -10,23 +10,20 @@ import (
 
 func init() { componentBuilders = append(componentBuilders, buildAlerting) }
 
-// buildAlerting wires the alerting component: the engine's transitions go
-// to the dispatcher (outbox, then Alertmanagers and webhooks) and then to
-// the incident keeper; the dispatcher's workers run with the app; the API
-// serves alerts and incidents.
-func buildAlerting(_ context.Context, a *App) error {
+// notifiers returns the alerting receivers of the config: its
+// Alertmanagers, then its webhooks.
+func (a *App) notifiers() ([]alert.Notifier, error) {
 	cfg := a.cfg.Alerting
-	resend := cfg.ResendInterval.D()
-	var notifiers []alert.Notifier
+	var ns []alert.Notifier
 	for i, am := range cfg.Alertmanagers {
 		n, err := alert.NewAlertmanager(alert.AlertmanagerOptions{
 			URL: am.URL, Timeout: am.Timeout.D(), BearerTokenFile: am.BearerTokenFile, TLS: alertTLS(am.TLS),
-			ResendInterval: resend, Now: a.now,
+			ResendInterval: cfg.ResendInterval.D(), Now: a.now,
 		})
 		if err != nil {
-			return fmt.Errorf("config: alerting.alertmanagers[%d]: %w", i, err)
+			return nil, fmt.Errorf("config: alerting.alertmanagers[%d]: %w", i, err)
 		}
-		notifiers = append(notifiers, n)
+		ns = append(ns, n)
 	}
 	for i, w := range cfg.Webhooks {
 		name := w.Name
@@ -35,9 +32,23 @@ func buildAlerting(_ context.Context, a *App) error {
 		}
 		n, err := alert.NewWebhook(alert.WebhookOptions{Name: name, URL: w.URL, SecretFile: w.SecretFile, Timeout: w.Timeout.D()})
 		if err != nil {
-			return fmt.Errorf("config: alerting.webhooks[%d]: %w", i, err)
+			return nil, fmt.Errorf("config: alerting.webhooks[%d]: %w", i, err)
 		}
-		notifiers = append(notifiers, n)
+		ns = append(ns, n)
+	}
+	return ns, nil
+}
+
+// buildAlerting wires the alerting component: the engine's transitions go
+// to the dispatcher (outbox, then Alertmanagers and webhooks) and then to
+// the incident keeper; the dispatcher's workers run with the app; the API
+// serves alerts and incidents.
+func buildAlerting(_ context.Context, a *App) error {
+	cfg := a.cfg.Alerting
+	resend := cfg.ResendInterval.D()
+	notifiers, err := a.notifiers()
+	if err != nil {
+		return err
 	}
 	replica, replicaTTL := "", time.Duration(0)
 	if a.members != nil {

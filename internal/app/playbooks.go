@@ -71,28 +71,9 @@ func buildPlaybooks(_ context.Context, a *App) error {
 // config (Alertmanagers and webhooks), or only logs them when there are
 // none.
 func (a *App) playbookNotifier() (playbook.Notifier, error) {
-	cfg := a.cfg.Alerting
-	var ns []alert.Notifier
-	for i, am := range cfg.Alertmanagers {
-		n, err := alert.NewAlertmanager(alert.AlertmanagerOptions{
-			URL: am.URL, Timeout: am.Timeout.D(), BearerTokenFile: am.BearerTokenFile, TLS: alertTLS(am.TLS),
-			ResendInterval: cfg.ResendInterval.D(), Now: a.now,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("config: alerting.alertmanagers[%d]: %w", i, err)
-		}
-		ns = append(ns, n)
-	}
-	for i, w := range cfg.Webhooks {
-		name := w.Name
-		if name == "" {
-			name = fmt.Sprintf("webhook-%d", i)
-		}
-		n, err := alert.NewWebhook(alert.WebhookOptions{Name: name, URL: w.URL, SecretFile: w.SecretFile, Timeout: w.Timeout.D()})
-		if err != nil {
-			return nil, fmt.Errorf("config: alerting.webhooks[%d]: %w", i, err)
-		}
-		ns = append(ns, n)
+	ns, err := a.notifiers()
+	if err != nil {
+		return nil, err
 	}
 	if len(ns) == 0 {
 		return playbook.LogNotifier(a.logger), nil
