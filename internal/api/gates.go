@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/gate"
-	"github.com/qsp-dev/qsp/internal/jsonpos"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
@@ -176,7 +175,7 @@ func decodeEvaluationRequest(body io.Reader) (gate.Request, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return gate.Request{}, badRequest("request body: " + jsonError(data, err))
+		return gate.Request{}, badRequest("request body: " + jsonProblem(data, err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return gate.Request{}, badRequest("request body: data after the JSON object")
@@ -248,25 +247,6 @@ func embeddedJSON(raw json.RawMessage) ([]byte, error) {
 		return []byte(s), nil
 	}
 	return nil, errors.New("want the document as JSON (an object or array), or a string holding it")
-}
-
-// jsonError describes a decoding error with its line and column.
-func jsonError(data []byte, err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	off := int64(-1)
-	switch {
-	case errors.As(err, &se):
-		off = se.Offset
-	case errors.As(err, &te):
-		off = te.Offset
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		off = int64(len(data))
-	}
-	if off < 0 {
-		return err.Error()
-	}
-	return fmt.Sprintf("%s: %v", jsonpos.At(data, off), err)
 }
 
 // gateView is a Gate of the spec as the API shows it.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/alert"
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/jsonpos"
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
 )
@@ -134,7 +135,7 @@ func parseAckBody(body []byte, contentType string) (by, note string, err error) 
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return "", "", badRequest("body: " + ackJSONProblem(body, err))
+		return "", "", badRequest("body: " + jsonProblem(body, err))
 	}
 	if dec.More() {
 		return "", "", badRequest("body: unexpected data after the JSON object")
@@ -165,28 +166,20 @@ func parseAckBody(body []byte, contentType string) (by, note string, err error) 
 	return by, note, nil
 }
 
-// ackJSONProblem describes a JSON decoding error with its position.
-func ackJSONProblem(body []byte, err error) string {
+// jsonProblem describes a JSON decoding error of a request body with its
+// line and column.
+func jsonProblem(body []byte, err error) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		line, col := ackLineCol(body, se.Offset)
-		return fmt.Sprintf("invalid JSON at line %d, column %d: %v", line, col, se)
+		return fmt.Sprintf("invalid JSON at %s: %v", jsonpos.At(body, se.Offset), se)
 	case errors.As(err, &te):
-		line, col := ackLineCol(body, te.Offset)
-		return fmt.Sprintf("line %d, column %d: field %s: want a %s, got a JSON %s", line, col, te.Field, te.Type, te.Value)
+		return fmt.Sprintf("%s: field %s: want a %s, got a JSON %s", jsonpos.At(body, te.Offset), te.Field, te.Type, te.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "truncated JSON"
 	}
 	return err.Error()
-}
-
-func ackLineCol(b []byte, off int64) (int, int) {
-	off = max(0, min(off, int64(len(b))))
-	line := 1 + bytes.Count(b[:off], []byte("\n"))
-	col := int(off) - bytes.LastIndexByte(b[:off], '\n')
-	return line, col
 }
 
 func listIncidents(k IncidentKeeper, r *http.Request) (any, error) {

@@ -236,7 +236,7 @@ func decodeStrict(body []byte, contentType string, v any, emptyOK bool) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return badRequest("body: " + ackJSONProblem(body, err))
+		return badRequest("body: " + jsonProblem(body, err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("body: unexpected data after the JSON object")
