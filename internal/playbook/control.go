@@ -281,6 +281,13 @@ func (r *Runner) Playbooks(ctx context.Context) ([]Info, error) {
 		arms[a.Playbook] = append(arms[a.Playbook], ArmState{Key: a.Key, Armed: a.Armed, AboveSince: a.AboveSince, ChangedAt: a.ChangedAt})
 	}
 	r.armsMu.Unlock()
+	checked := r.checked.Load()
+	problems := func(pb *spec.Playbook) []string {
+		if checked != nil && checked.set == set {
+			return slices.Clone(checked.byPlaybook[pb.Name()])
+		}
+		return r.problems(pb)
+	}
 	out := make([]Info, 0, len(set.Playbooks))
 	for _, pb := range set.Playbooks {
 		plan := planOf(pb)
@@ -289,7 +296,7 @@ func (r *Runner) Playbooks(ctx context.Context) ([]Info, error) {
 			Name: pb.Name(), Service: pb.Spec.Service, Description: pb.Spec.Description, Plan: plan,
 			Actuator: actuatorOf(pb.Spec.Service, plan.Kind, pb.Name()),
 			Trigger:  TriggerSpec{SLO: tr.SLO, On: tr.On, Severity: tr.Severity, Gate: tr.Gate, Schedule: tr.Schedule},
-			Problems: r.problems(pb),
+			Problems: problems(pb),
 		}
 		if br := tr.BurnRate; br != nil {
 			below := br.Below

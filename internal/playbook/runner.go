@@ -101,6 +101,10 @@ type Runner struct {
 	client  *http.Client
 	now     func() time.Time
 	set     atomic.Pointer[spec.Set]
+	// problems are what keeps each playbook of a set from running, worked
+	// out when the set is loaded (checkSpecs): they depend on the specs
+	// and the server config only.
+	checked atomic.Pointer[setProblems]
 
 	queue chan engine.Transition
 	wake  chan struct{}
@@ -213,13 +217,23 @@ func New(opts Options) (*Runner, error) {
 	return r, nil
 }
 
-// checkSpecs logs what keeps a playbook from ever running.
+// setProblems are the problems of the playbooks of one spec set.
+type setProblems struct {
+	set        *spec.Set
+	byPlaybook map[string][]string
+}
+
+// checkSpecs works out and logs what keeps each playbook of set from ever
+// running.
 func (r *Runner) checkSpecs(set *spec.Set) {
+	ps := &setProblems{set: set, byPlaybook: map[string][]string{}}
 	for _, pb := range set.Playbooks {
-		for _, p := range r.problems(pb) {
+		ps.byPlaybook[pb.Name()] = r.problems(pb)
+		for _, p := range ps.byPlaybook[pb.Name()] {
 			r.log.Warn("playbook cannot run as written", "playbook", pb.Name(), "problem", p)
 		}
 	}
+	r.checked.Store(ps)
 }
 
 // Reload replaces the spec set. Runs already triggered keep the plan
