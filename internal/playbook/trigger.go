@@ -302,15 +302,21 @@ const gateLookback = time.Hour
 // of evaluations run by another replica are seen too.
 func (r *Runner) gateEvents(ctx context.Context, set *spec.Set, now time.Time) []event {
 	var out []event
+	failed := map[string][]store.GateEvaluation{} // by gate: one query per gate a cycle
 	for _, pb := range set.Playbooks {
 		g := pb.Spec.Trigger.Gate
 		if g == "" {
 			continue
 		}
-		evs, _, err := r.store.GateEvaluations(ctx, store.GateEvaluationFilter{Gate: g, State: "fail", From: now.Add(-24 * time.Hour), Limit: 100})
-		if err != nil {
-			r.log.Warn("poll gate evaluations", "playbook", pb.Name(), "gate", g, "err", err)
-			continue
+		evs, ok := failed[g]
+		if !ok {
+			var err error
+			evs, _, err = r.store.GateEvaluations(ctx, store.GateEvaluationFilter{Gate: g, State: "fail", From: now.Add(-24 * time.Hour), Limit: 100})
+			if err != nil {
+				r.log.Warn("poll gate evaluations", "playbook", pb.Name(), "gate", g, "err", err)
+				continue
+			}
+			failed[g] = evs
 		}
 		for _, e := range evs {
 			at := e.FinishedAt
@@ -320,12 +326,18 @@ func (r *Runner) gateEvents(ctx context.Context, set *spec.Set, now time.Time) [
 			if at.Before(now.Add(-gateLookback)) {
 				continue
 			}
+			t := Trigger{Event: EventGate, Gate: g, Evaluation: e.ID, At: at,
+				Reason: fmt.Sprintf("gate %s failed for %s %s", g, e.Service, e.Version)}
+			// An evaluation seen before is not decoded again: its
+			// document holds every finding and can be large.
+			if key := idempotencyKey(pb.Name(), t); !r.seen[key].IsZero() {
+				r.seen[key] = now
+				continue
+			}
 			var doc struct {
 				Summary string `json:"summary"`
 			}
 			_ = json.Unmarshal(e.Data, &doc)
-			t := Trigger{Event: EventGate, Gate: g, Evaluation: e.ID, At: at,
-				Reason: fmt.Sprintf("gate %s failed for %s %s", g, e.Service, e.Version)}
 			if doc.Summary != "" {
 				t.Reason += ": " + doc.Summary
 			}
