@@ -27,18 +27,16 @@ func (s *Store) SaveRollups(ctx context.Context, rs []Rollup) error {
 	}
 	// One order for every writer: two replicas writing the same rollups
 	// while an SLO changes hands lock the rows in the same order.
-	rs = slices.SortedFunc(slices.Values(rs), func(a, b Rollup) int { return strings.Compare(a.Key, b.Key) })
+	rs = sortedLast(rs, func(a, b Rollup) int { return strings.Compare(a.Key, b.Key) })
 	return s.txRetry(ctx, func(tx *sql.Tx) error {
-		for _, r := range rs {
-			_, err := s.txExec(ctx, tx, `INSERT INTO rollups (key, slo, plan_hash, data, last_sampled, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, plan_hash = excluded.plan_hash, data = excluded.data,
+		// Rollups are up to tens of kilobytes: 50 to a statement.
+		return s.insertRows(ctx, tx, `INSERT INTO rollups (key, slo, plan_hash, data, last_sampled, updated_at) VALUES `,
+			` ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, plan_hash = excluded.plan_hash, data = excluded.data,
 				last_sampled = excluded.last_sampled, updated_at = excluded.updated_at`,
-				r.Key, r.SLO, r.PlanHash, r.Data, r.LastSampled, ms(r.UpdatedAt))
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+			len(rs), 6, 50, func(i int) []any {
+				r := rs[i]
+				return []any{r.Key, r.SLO, r.PlanHash, r.Data, r.LastSampled, ms(r.UpdatedAt)}
+			})
 	})
 }
 
@@ -126,7 +124,7 @@ func (s *Store) RecordTransitions(ctx context.Context, ts []Transition, states [
 		return nil
 	}
 	now := s.now()
-	states = slices.SortedFunc(slices.Values(states), func(a, b AlertState) int {
+	states = sortedLast(states, func(a, b AlertState) int {
 		return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.Severity, b.Severity))
 	})
 	return s.txRetry(ctx, func(tx *sql.Tx) error {
@@ -141,15 +139,13 @@ func (s *Store) RecordTransitions(ctx context.Context, ts []Transition, states [
 				return err
 			}
 		}
-		for _, a := range states {
-			if _, err := s.txExec(ctx, tx, `INSERT INTO alert_states (key, severity, state, active_since, fired_at, resolved_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (key, severity) DO UPDATE SET state = excluded.state, active_since = excluded.active_since,
+		return s.insertRows(ctx, tx, `INSERT INTO alert_states (key, severity, state, active_since, fired_at, resolved_at, updated_at) VALUES `,
+			` ON CONFLICT (key, severity) DO UPDATE SET state = excluded.state, active_since = excluded.active_since,
 				fired_at = excluded.fired_at, resolved_at = excluded.resolved_at, updated_at = excluded.updated_at`,
-				a.Key, a.Severity, a.State, ms(a.ActiveSince), ms(a.FiredAt), ms(a.ResolvedAt), ms(now)); err != nil {
-				return err
-			}
-		}
-		return nil
+			len(states), 7, 200, func(i int) []any {
+				a := states[i]
+				return []any{a.Key, a.Severity, a.State, ms(a.ActiveSince), ms(a.FiredAt), ms(a.ResolvedAt), ms(now)}
+			})
 	})
 }
 

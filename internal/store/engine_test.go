@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -105,6 +106,43 @@ func TestRollupsAndAlertStates(t *testing.T) {
 		}
 		if ts, _ := s.Transitions(ctx, TransitionFilter{From: now.Add(time.Minute)}); len(ts) != 0 {
 			t.Errorf("time filter: got %d", len(ts))
+		}
+	})
+}
+
+// Many rows are written a batch to a statement; a key given twice is
+// written once, with the last value, as row-by-row writes left it.
+func TestBatchedWritesKeepTheLast(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		var rs []Rollup
+		for i := range 120 {
+			rs = append(rs, Rollup{Key: fmt.Sprintf("slo-%03d", i), SLO: fmt.Sprintf("slo-%03d", i), PlanHash: "h", Data: []byte{byte(i)}})
+		}
+		rs = append(rs, Rollup{Key: "slo-007", SLO: "slo-007", PlanHash: "h", Data: []byte("last")})
+		if err := s.SaveRollups(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.LoadRollups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 120 {
+			t.Fatalf("%d rollups, want 120", len(got))
+		}
+		if r, err := s.LoadRollup(ctx, "slo-007"); err != nil || string(r.Data) != "last" {
+			t.Errorf("slo-007: %q, %v; want the last written", r.Data, err)
+		}
+		states := []AlertState{{Key: "a", Severity: "page", State: "pending"}, {Key: "a", Severity: "page", State: "firing"}, {Key: "a", Severity: "ticket", State: "pending"}}
+		if err := s.RecordTransitions(ctx, nil, states); err != nil {
+			t.Fatal(err)
+		}
+		as, err := s.LoadAlertStates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as) != 2 || as[0].State != "firing" && as[1].State != "firing" {
+			t.Errorf("alert states: %+v; want page firing and ticket pending", as)
 		}
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -83,29 +82,16 @@ func (s *Store) SaveStatuses(ctx context.Context, rows []StatusRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	const batch = 200 // 5 parameters each, well under SQLite's 32766
-	rows = slices.SortedFunc(slices.Values(rows), func(a, b StatusRow) int { return strings.Compare(a.Key, b.Key) })
+	rows = sortedLast(rows, func(a, b StatusRow) int { return strings.Compare(a.Key, b.Key) })
 	return s.txRetry(ctx, func(tx *sql.Tx) error {
-		for i := 0; i < len(rows); i += batch {
-			part := rows[i:min(i+batch, len(rows))]
-			var q strings.Builder
-			q.WriteString(`INSERT INTO slo_statuses (key, slo, replica, evaluated_at, status) VALUES `)
-			args := make([]any, 0, 5*len(part))
-			for j, r := range part {
-				if j > 0 {
-					q.WriteString(", ")
-				}
-				q.WriteString("(?, ?, ?, ?, ?)")
-				args = append(args, r.Key, r.SLO, r.Replica, ms(r.EvaluatedAt), string(r.Status))
-			}
-			q.WriteString(` ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, replica = excluded.replica,
+		return s.insertRows(ctx, tx, `INSERT INTO slo_statuses (key, slo, replica, evaluated_at, status) VALUES `,
+			` ON CONFLICT (key) DO UPDATE SET slo = excluded.slo, replica = excluded.replica,
 				evaluated_at = excluded.evaluated_at, status = excluded.status
-				WHERE slo_statuses.evaluated_at <= excluded.evaluated_at`)
-			if _, err := s.txExec(ctx, tx, q.String(), args...); err != nil {
-				return err
-			}
-		}
-		return nil
+				WHERE slo_statuses.evaluated_at <= excluded.evaluated_at`,
+			len(rows), 5, 200, func(i int) []any {
+				r := rows[i]
+				return []any{r.Key, r.SLO, r.Replica, ms(r.EvaluatedAt), string(r.Status)}
+			})
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -203,6 +204,50 @@ func retryable(err error) bool {
 
 func (s *Store) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
 	return tx.ExecContext(ctx, s.dialect.rebind(q), args...)
+}
+
+// sortedLast returns a sorted copy of xs with one element per key, the
+// last given: a write of many rows in one statement must name each row
+// once, and one after the other the last write would win. The order
+// also makes concurrent writers lock rows in the same order.
+func sortedLast[T any](xs []T, cmp func(a, b T) int) []T {
+	xs = slices.Clone(xs)
+	slices.SortStableFunc(xs, cmp)
+	out := xs[:0]
+	for i, x := range xs {
+		if i+1 < len(xs) && cmp(x, xs[i+1]) == 0 {
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// insertRows inserts n rows in statements of at most batch rows each, so a
+// thousand rows cost a few round trips instead of a thousand: head is
+// "INSERT INTO t (a, b) VALUES ", tail what follows the values (an ON
+// CONFLICT clause), and row(i) the width values of row i. batch times
+// width must stay under SQLite's 32766 parameters.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head, tail string, n, width, batch int, row func(i int) []any) error {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", width), ", ") + ")"
+	for i := 0; i < n; i += batch {
+		end := min(i+batch, n)
+		var q strings.Builder
+		q.WriteString(head)
+		args := make([]any, 0, width*(end-i))
+		for j := i; j < end; j++ {
+			if j > i {
+				q.WriteString(", ")
+			}
+			q.WriteString(one)
+			args = append(args, row(j)...)
+		}
+		q.WriteString(tail)
+		if _, err := s.txExec(ctx, tx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Check verifies the database is readable and consistent: SQLite's
