@@ -801,6 +801,7 @@ func (s *Store) loadIncidentParts(ctx context.Context, incs []*Incident, withEve
 	return nil
 }
 
+// inPlaceholders returns n placeholders for an IN list: "?, ?, ?".
 func inPlaceholders(n int) string {
 	if n <= 0 {
 		return ""

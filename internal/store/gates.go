@@ -391,7 +391,7 @@ func (s *Store) readFirstSeen(ctx context.Context, tx *sql.Tx, keys []string, ou
 		for i, k := range chunk {
 			args[i] = k
 		}
-		q := `SELECT key, first_seen FROM vulnerability_first_seen WHERE key IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`
+		q := `SELECT key, first_seen FROM vulnerability_first_seen WHERE key IN (` + inPlaceholders(len(chunk)) + `)`
 		rows, err := tx.QueryContext(ctx, s.dialect.rebind(q), args...)
 		if err != nil {
 			return err

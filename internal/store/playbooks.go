@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -355,7 +354,7 @@ func (s *Store) OpenPlaybookRuns(ctx context.Context, actuator, except string) (
 		args = append(args, st)
 	}
 	rows, err := s.query(ctx, `SELECT `+playbookRunColumns+` FROM playbook_runs WHERE actuator = ? AND id <> ? AND state IN (`+
-		placeholders(len(openRunStates))+`) ORDER BY created_at, id`, args...)
+		inPlaceholders(len(openRunStates))+`) ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("open playbook runs on %s: %w", actuator, err)
 	}
@@ -364,10 +363,6 @@ func (s *Store) OpenPlaybookRuns(ctx context.Context, actuator, except string) (
 		return nil, fmt.Errorf("open playbook runs on %s: %w", actuator, err)
 	}
 	return out, nil
-}
-
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
 // PlaybookRun returns one run, or ErrNotFound.

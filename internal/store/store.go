@@ -229,7 +229,7 @@ func sortedLast[T any](xs []T, cmp func(a, b T) int) []T {
 // CONFLICT clause), and row(i) the width values of row i. batch times
 // width must stay under SQLite's 32766 parameters.
 func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head, tail string, n, width, batch int, row func(i int) []any) error {
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", width), ", ") + ")"
+	one := "(" + inPlaceholders(width) + ")"
 	for i := 0; i < n; i += batch {
 		end := min(i+batch, n)
 		var q strings.Builder
