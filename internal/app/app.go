@@ -22,7 +22,6 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/cluster"
 	"github.com/qsp-dev/qsp/internal/engine"
-	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
 	"github.com/qsp-dev/qsp/internal/telemetry"
@@ -77,8 +76,11 @@ type App struct {
 	deploySink telemetry.DeploySink
 	// onReload tell components that the spec set changed.
 	onReload []func(set *spec.Set)
-	specsMu  sync.Mutex
-	specs    *spec.Set
+	// policy is the policy engine gates and playbooks decide with; Reload
+	// replaces it with the new specs' policies.
+	policy  *livePolicy
+	specsMu sync.Mutex
+	specs   *spec.Set
 }
 
 // runner is a component loop owned by the App.
@@ -315,12 +317,16 @@ func (a *App) Reload(ctx context.Context) error {
 	}
 	// Policies that parse may still not compile against the policy input;
 	// refuse them here rather than leave gates and playbooks erroring.
-	if _, err := policy.New(policy.Options{Policies: set.Policies}); err != nil {
+	pe, err := a.newPolicyEngine(set)
+	if err != nil {
 		a.logger.Warn("reload refused: policies do not compile", "err", err)
 		return fmt.Errorf("policies do not compile: %w", err)
 	}
 	if err := a.engine.Reload(ctx, set); err != nil {
 		return err
+	}
+	if a.policy != nil {
+		a.policy.swap(pe)
 	}
 	a.specsMu.Lock()
 	a.specs = set

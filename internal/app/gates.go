@@ -19,16 +19,17 @@ func init() { componentBuilders = append(componentBuilders, buildGates) }
 // and the gate runner, and wires them: the runner's background
 // evaluations are an App runner, the API gets both (apiExtra "gates" and
 // "policy"), the events API's deploy markers land in the deploys table,
-// and a reload rebuilds the policies and hands the new specs to the
-// runner.
+// and a reload hands the new specs to the runner (Reload swaps the
+// policies).
 func buildGates(_ context.Context, a *App) error {
 	set := a.Specs()
 	live := &livePolicy{}
+	a.policy = live
 	pe, err := a.newPolicyEngine(set)
 	if err != nil {
 		return fmt.Errorf("policies: %w", err)
 	}
-	live.swap(pe, nil)
+	live.swap(pe)
 	// Both sources (embedded TSDB, remote API) answer instant and range
 	// queries; the engine's narrower interface hides it.
 	q, _ := a.source.(gate.Querier)
@@ -57,19 +58,7 @@ func buildGates(_ context.Context, a *App) error {
 		return nil
 	}
 
-	a.onReload = append(a.onReload, func(set *spec.Set) {
-		pe, err := a.newPolicyEngine(set)
-		if err != nil {
-			// The specs are already live for the engine: keep no policy
-			// rather than the old one, so that gates and playbooks answer
-			// with this error instead of deciding on stale policies.
-			a.logger.Error("policies failed to load at reload: gates and playbooks refuse to decide until they load", "err", err)
-			live.swap(nil, err)
-		} else {
-			live.swap(pe, nil)
-		}
-		gr.Reload(set)
-	})
+	a.onReload = append(a.onReload, gr.Reload)
 	return nil
 }
 
@@ -83,30 +72,20 @@ func eventsDeploy(d telemetry.Deploy) store.Deploy {
 }
 
 // livePolicy is the current policy engine, swapped atomically at reload;
-// decisions in flight finish on the engine they started with. After a
-// reload whose policies did not load, Evaluate returns that error: no
-// decision is ever taken on policies other than the spec's.
+// decisions in flight finish on the engine they started with. A reload
+// whose policies do not compile is refused (App.Reload), so no decision is
+// ever taken on policies other than the live specs'.
 type livePolicy struct {
-	state atomic.Pointer[policyState]
+	engine atomic.Pointer[policy.Engine]
 }
 
-type policyState struct {
-	engine *policy.Engine
-	err    error
-}
-
-func (l *livePolicy) swap(e *policy.Engine, err error) {
-	l.state.Store(&policyState{engine: e, err: err})
-}
+func (l *livePolicy) swap(e *policy.Engine) { l.engine.Store(e) }
 
 // Evaluate decides with the current policy engine.
 func (l *livePolicy) Evaluate(ctx context.Context, in policy.Input) (*policy.Decision, error) {
-	s := l.state.Load()
-	switch {
-	case s == nil:
+	e := l.engine.Load()
+	if e == nil {
 		return nil, errors.New("policy decision: no policy engine")
-	case s.err != nil:
-		return nil, fmt.Errorf("policy decision: the policies of the current specs did not load: %w", s.err)
 	}
-	return s.engine.Evaluate(ctx, in)
+	return e.Evaluate(ctx, in)
 }
