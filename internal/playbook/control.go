@@ -346,10 +346,7 @@ func windowProblem(pb *spec.Playbook, snap *engine.Snapshot) []string {
 	if snap == nil || br == nil {
 		return nil
 	}
-	for _, st := range snap.Statuses {
-		if st.SLO != pb.Spec.Trigger.SLO {
-			continue
-		}
+	for _, st := range snap.SLO(pb.Spec.Trigger.SLO) {
 		if st.WindowStat(br.Window.D()) != nil {
 			return nil
 		}

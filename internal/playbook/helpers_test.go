@@ -305,7 +305,7 @@ func status(sloName, service string, burn5m float64, alerts ...engine.AlertStatu
 }
 
 func snapshotAt(at time.Time, sts ...*engine.Status) *engine.Snapshot {
-	return &engine.Snapshot{At: at, Statuses: sts}
+	return engine.NewSnapshot(at, sts, nil)
 }
 
 // events returns the run's events as "stage:outcome" strings.

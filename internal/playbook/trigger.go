@@ -141,10 +141,7 @@ func snapshotEvents(set *spec.Set, snap *engine.Snapshot) []event {
 		if tr.SLO == "" || len(tr.On) == 0 {
 			continue
 		}
-		for _, st := range snap.Statuses {
-			if st.SLO != tr.SLO {
-				continue
-			}
+		for _, st := range snap.SLO(tr.SLO) {
 			for i := range st.Alerts {
 				as := &st.Alerts[i]
 				at := as.FiredAt
@@ -205,10 +202,7 @@ func (r *Runner) burnEvents(set *spec.Set, snap *engine.Snapshot) []event {
 			below = br.Above / 2
 		}
 		sig := burnSig(tr)
-		for _, st := range snap.Statuses {
-			if st.SLO != tr.SLO {
-				continue
-			}
+		for _, st := range snap.SLO(tr.SLO) {
 			ws := st.WindowStat(br.Window.D())
 			if ws == nil || ws.BurnRate == nil || bad(*ws.BurnRate) {
 				continue

@@ -300,7 +300,7 @@ const historyPoints = 240
 func (u *UI) sloDetail(r *http.Request) (*view, error) {
 	name := r.PathValue("name")
 	snap := u.opts.Engine.Snapshot()
-	groups := groupsOf(snap, name)
+	groups := snap.SLO(name) // in key order
 	set := u.opts.Specs()
 	s := set.SLO(name)
 	if len(groups) == 0 && s == nil {
@@ -401,21 +401,6 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 		}
 	}
 	return &view{Template: "slo", Title: name, Nav: "slos", Data: d}, nil
-}
-
-// groupsOf returns the statuses of an SLO's groups, in key order.
-func groupsOf(snap *engine.Snapshot, name string) []*engine.Status {
-	if g := snap.SLO(name); g != nil {
-		return g
-	}
-	// Snapshots not built by the engine have no index.
-	var out []*engine.Status
-	for _, st := range snap.Statuses {
-		if st.SLO == name {
-			out = append(out, st)
-		}
-	}
-	return out
 }
 
 // history reads a group's history over [*from, to] in about

@@ -85,7 +85,7 @@ func fleetSnapshot(set *spec.Set, at time.Time) *engine.Snapshot {
 		sts = append(sts, st)
 	}
 	slices.SortFunc(sts, func(a, b *engine.Status) int { return strings.Compare(a.Key, b.Key) })
-	return &engine.Snapshot{At: at, Statuses: sts}
+	return engine.NewSnapshot(at, sts, nil)
 }
 
 type testUI struct {
