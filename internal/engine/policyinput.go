@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"maps"
 	"math"
 	"slices"
 
@@ -8,6 +9,35 @@ import (
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
 )
+
+// FillPolicyInput fills the part of a policy input that gates and
+// playbooks share, so that both decide on the same view: the tier and
+// labels of service in.Service.Name, its SLOs (PolicySLO), and the
+// pending and firing page and ticket alerts of every SLO, since a policy
+// may weigh a dependency's page. A nil snapshot fills in no SLO or alert.
+func (s *Snapshot) FillPolicyInput(in *policy.Input, set *spec.Set) {
+	if in.Service.Labels == nil {
+		in.Service.Labels = map[string]string{}
+	}
+	if svc := set.Service(in.Service.Name); svc != nil {
+		in.Service.Tier = svc.Spec.Tier
+		maps.Copy(in.Service.Labels, svc.Spec.Labels)
+	}
+	in.SLOs, in.Alerts = []policy.SLO{}, []policy.Alert{}
+	if s == nil {
+		return
+	}
+	for _, st := range s.Statuses {
+		if st.Service == in.Service.Name {
+			in.SLOs = append(in.SLOs, st.PolicySLO(set))
+		}
+		for _, a := range st.Alerts {
+			if (a.Severity == policy.SeverityPage || a.Severity == policy.SeverityTicket) && (a.State == slo.Pending || a.State == slo.Firing) {
+				in.Alerts = append(in.Alerts, policy.Alert{SLO: st.Key, Service: st.Service, Category: st.Category, Severity: a.Severity, State: string(a.State)})
+			}
+		}
+	}
+}
 
 // PolicySLO maps the status to the policy's input; gates and playbooks
 // decide on the same view of an SLO. States the policy does not

@@ -141,24 +141,6 @@ func serviceSLOs(snap *engine.Snapshot, set *spec.Set, service string) sloSet {
 	return out
 }
 
-// activeAlerts returns the pending and firing page and ticket alerts of
-// every SLO: a policy may weigh a dependency's page.
-func activeAlerts(snap *engine.Snapshot) []policy.Alert {
-	out := []policy.Alert{}
-	for _, st := range snap.Statuses {
-		for _, a := range st.Alerts {
-			if a.Severity != policy.SeverityPage && a.Severity != policy.SeverityTicket {
-				continue
-			}
-			if a.State != slo.Pending && a.State != slo.Firing {
-				continue
-			}
-			out = append(out, policy.Alert{SLO: st.Key, Service: st.Service, Category: st.Category, Severity: a.Severity, State: string(a.State)})
-		}
-	}
-	return out
-}
-
 func bad(f float64) bool { return math.IsNaN(f) || math.IsInf(f, 0) }
 
 func finite(f float64) float64 {

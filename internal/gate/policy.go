@@ -62,19 +62,14 @@ func (x *run) decide(ctx context.Context) (*policy.Decision, error) {
 		Point:    policy.PointGate,
 		Gate:     g.Name(),
 		Policies: slices.Clone(g.Spec.Policies),
-		Service:  policy.Service{Name: g.Spec.Service, Labels: map[string]string{}},
+		Service:  policy.Service{Name: g.Spec.Service},
 		Change: &policy.Change{
 			Kind: x.req.Change.Kind, Version: x.req.Change.Version, Category: x.req.Change.Category,
 			ExpectedImpact: x.req.Change.ExpectedImpact, Labels: maps.Clone(x.req.Change.Labels),
 		},
-		SLOs:   serviceSLOs(snap, x.set, g.Spec.Service).inputs,
-		Alerts: activeAlerts(snap),
-		Now:    x.r.now(),
+		Now: x.r.now(),
 	}
-	if svc := x.set.Service(g.Spec.Service); svc != nil {
-		in.Service.Tier = svc.Spec.Tier
-		maps.Copy(in.Service.Labels, svc.Spec.Labels)
-	}
+	snap.FillPolicyInput(&in, x.set)
 	checks := x.checks
 	in.Checks = &checks
 	d, err := x.r.opts.Policy.Evaluate(ctx, in)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/ids"
 	"github.com/qsp-dev/qsp/internal/policy"
-	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
 )
@@ -519,30 +517,15 @@ func (x *runCtx) policyInput(snap *engine.Snapshot, a ActionPlan) policy.Input {
 	t := x.run.Trigger
 	in := policy.Input{
 		Point: policy.PointPlaybook, Playbook: x.run.Playbook, Policies: slices.Clone(x.run.Plan.Policies),
-		Service: policy.Service{Name: x.run.Service, Labels: map[string]string{}},
+		Service: policy.Service{Name: x.run.Service},
 		Action:  &policy.Action{Name: a.Name, Kind: x.run.Plan.Kind, DryRun: x.run.DryRun},
 		Trigger: &policy.Trigger{SLO: t.SLO, Category: t.Category, Event: t.Event, Severity: t.Severity, BurnRate: finite(t.BurnRate)},
-		SLOs:    []policy.SLO{}, Alerts: []policy.Alert{}, Now: x.now(),
+		Now:     x.now(),
 	}
 	if in.Policies == nil {
 		in.Policies = []string{}
 	}
-	if svc := x.set.Service(x.run.Service); svc != nil {
-		in.Service.Tier = svc.Spec.Tier
-		maps.Copy(in.Service.Labels, svc.Spec.Labels)
-	}
-	if snap != nil {
-		for _, st := range snap.Statuses {
-			if st.Service == x.run.Service {
-				in.SLOs = append(in.SLOs, st.PolicySLO(x.set))
-			}
-			for _, as := range st.Alerts {
-				if (as.Severity == spec.SeverityPage || as.Severity == spec.SeverityTicket) && (as.State == slo.Pending || as.State == slo.Firing) {
-					in.Alerts = append(in.Alerts, policy.Alert{SLO: st.Key, Service: st.Service, Category: st.Category, Severity: as.Severity, State: string(as.State)})
-				}
-			}
-		}
-	}
+	snap.FillPolicyInput(&in, x.set)
 	return in
 }
 
