@@ -34,8 +34,7 @@ import (
 // Store is the persistence the engine needs; *store.Store implements it.
 // Methods are called from the engine's goroutine only.
 type Store interface {
-	LoadRollups(ctx context.Context) ([]store.Rollup, error)
-	LoadRollupsOf(ctx context.Context, slo string) ([]store.Rollup, error)
+	LoadRollupsOf(ctx context.Context, slos ...string) ([]store.Rollup, error)
 	LoadRollup(ctx context.Context, key string) (store.Rollup, error)
 	SaveRollups(ctx context.Context, rs []store.Rollup) error
 	DeleteRollups(ctx context.Context, keys []string) error
@@ -304,9 +303,18 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 		}
 		plans[s.Name()] = p
 	}
+	keys := shardKeys(plans)
 	var saved map[string][]store.Rollup
 	if restore {
-		rs, err := e.opts.Store.LoadRollups(ctx)
+		// Only the rollups of SLOs this replica evaluates: with replicas,
+		// the others' are theirs.
+		var owned []string
+		for name := range plans {
+			if e.owns(keys[name]) {
+				owned = append(owned, name)
+			}
+		}
+		rs, err := e.opts.Store.LoadRollupsOf(ctx, owned...)
 		if err != nil {
 			return fmt.Errorf("engine: load rollups: %w", err)
 		}
@@ -319,17 +327,13 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 			return fmt.Errorf("engine: load alert states: %w", err)
 		}
 		for _, a := range states {
-			if e.pendingAlerts[a.Key] == nil {
-				e.pendingAlerts[a.Key] = map[string]slo.Alert{}
-			}
-			e.pendingAlerts[a.Key][a.Severity] = slo.Alert{State: slo.AlertState(a.State), ActiveSince: a.ActiveSince, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt}
+			e.restoreAlert(a)
 		}
 		if sa, ok := e.pendingAlerts[""][SeverityNoData]; ok {
 			e.sourceAlert = sa
 		}
 	}
 	target := e.target()
-	keys := shardKeys(plans)
 	var epoch uint64
 	if e.opts.Shard != nil {
 		epoch = e.opts.Shard.Epoch()
@@ -372,6 +376,15 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 	}
 	e.m.slos.Set(float64(len(next)))
 	return nil
+}
+
+// restoreAlert keeps a persisted alert state until its group is
+// evaluated, so a restart or a takeover resumes instead of re-alerting.
+func (e *Engine) restoreAlert(a store.AlertState) {
+	if e.pendingAlerts[a.Key] == nil {
+		e.pendingAlerts[a.Key] = map[string]slo.Alert{}
+	}
+	e.pendingAlerts[a.Key][a.Severity] = slo.Alert{State: slo.AlertState(a.State), ActiveSince: a.ActiveSince, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt}
 }
 
 // restoreRollups puts persisted rollups back into a fresh runtime when they
@@ -523,29 +536,31 @@ func (e *Engine) rebalance(ctx context.Context) {
 	}
 	target := e.target()
 	added := map[string]*sloRuntime{}
+	names := make([]string, len(gained))
+	for i, p := range gained {
+		names[i] = p.slo.Name()
+	}
+	saved := map[string][]store.Rollup{}
+	if len(names) > 0 {
+		rs, err := e.opts.Store.LoadRollupsOf(ctx, names...)
+		if err != nil {
+			e.logger.Error("load rollups of SLOs taken over: rebuilding them from telemetry", "slos", len(names), "err", err)
+		}
+		for _, r := range rs {
+			saved[r.SLO] = append(saved[r.SLO], r)
+		}
+	}
 	for _, p := range gained {
 		start := target - slo.Minute(p.span)
 		rt := newRuntime(p, start)
-		saved, err := e.opts.Store.LoadRollupsOf(ctx, p.slo.Name())
-		if err != nil {
-			e.logger.Error("load rollups of SLO taken over", "slo", p.slo.Name(), "err", err)
-		}
-		e.restoreRollups(rt, saved, start)
+		e.restoreRollups(rt, saved[p.slo.Name()], start)
 		added[p.slo.Name()] = rt
 	}
 	e.mu.Lock()
 	for _, a := range states {
-		name := a.Key
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i]
+		if added[sloOfKey(a.Key)] != nil {
+			e.restoreAlert(a)
 		}
-		if added[name] == nil {
-			continue
-		}
-		if e.pendingAlerts[a.Key] == nil {
-			e.pendingAlerts[a.Key] = map[string]slo.Alert{}
-		}
-		e.pendingAlerts[a.Key][a.Severity] = slo.Alert{State: slo.AlertState(a.State), ActiveSince: a.ActiveSince, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt}
 	}
 	maps.Copy(e.runtimes, added)
 	e.setOrder()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -177,7 +178,21 @@ func (s *Store) LoadRollup(ctx context.Context, key string) (Rollup, error) {
 	return rs[0], nil
 }
 
-// LoadRollupsOf returns the persisted rollups of one SLO.
-func (s *Store) LoadRollupsOf(ctx context.Context, slo string) ([]Rollup, error) {
-	return s.loadRollups(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups WHERE slo = ?`, slo)
+// LoadRollupsOf returns the persisted rollups of the SLOs named, with a
+// few queries however many there are: a replica that takes over a dead
+// one's SLOs reads them in one go.
+func (s *Store) LoadRollupsOf(ctx context.Context, slos ...string) ([]Rollup, error) {
+	var out []Rollup
+	for chunk := range slices.Chunk(slos, 500) {
+		args := make([]any, len(chunk))
+		for i, name := range chunk {
+			args[i] = name
+		}
+		rs, err := s.loadRollups(ctx, `SELECT key, slo, plan_hash, data, last_sampled, updated_at FROM rollups WHERE slo IN (`+inPlaceholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
 }
