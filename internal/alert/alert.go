@@ -15,6 +15,7 @@
 package alert
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -68,6 +69,19 @@ type Message struct {
 	Alert
 	Transition TransitionInfo `json:"transition"`
 	Summary    *StatusSummary `json:"summary,omitempty"`
+
+	// raw is the message as stored in the outbox, which webhooks send as
+	// is: the same bytes on every retry, fields of newer versions kept.
+	raw []byte
+}
+
+// body returns the JSON a webhook receives: the stored bytes, or the
+// encoding of a message that was never stored.
+func (m *Message) body() ([]byte, error) {
+	if m.raw != nil {
+		return m.raw, nil
+	}
+	return json.Marshal(m)
 }
 
 // MessageVersion is the current Message format.

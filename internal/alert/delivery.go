@@ -63,6 +63,7 @@ func (s decodeStage) Exec(ctx context.Context, tg *target, b []*item) ([]*item, 
 			s.d.logger.Error("notification payload does not decode", "target", tg.name, "id", it.row.ID, "err", err)
 			continue
 		}
+		m.raw = it.row.Payload
 		it.msg = &m
 		keep = append(keep, it)
 	}

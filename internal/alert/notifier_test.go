@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -223,6 +224,25 @@ func TestWebhook(t *testing.T) {
 			t.Error("the secret leaked into the body")
 		}
 	}
+
+	t.Run("stored bytes", func(t *testing.T) {
+		// A message read back from the outbox is sent as stored, even a
+		// field this version does not know, and signed over those bytes.
+		stored := []byte(`{"version":"1","id":"ev-1","status":"firing","fingerprint":"f","labels":{},"transition":{"key":"k"},"fromNewerVersion":true}`)
+		var m Message
+		if err := json.Unmarshal(stored, &m); err != nil {
+			t.Fatal(err)
+		}
+		m.raw = stored
+		n := len(rec.got())
+		if _, err := w.Notify(ctx, []*Message{&m}); err != nil {
+			t.Fatal(err)
+		}
+		r := rec.got()[n]
+		if !bytes.Equal(r.body, stored) || !Verify([]byte(secret), r.body, r.header.Get(SignatureHeader)) {
+			t.Errorf("sent %s (signature %s), want the stored bytes %s", r.body, r.header.Get(SignatureHeader), stored)
+		}
+	})
 
 	t.Run("receiver errors", func(t *testing.T) {
 		for _, c := range []struct {

@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -87,7 +86,7 @@ func (w *Webhook) Timeout() time.Duration { return w.opts.Timeout }
 // failure.
 func (w *Webhook) Notify(ctx context.Context, ms []*Message) (int, error) {
 	for i, m := range ms {
-		body, err := json.Marshal(m)
+		body, err := m.body()
 		if err != nil {
 			return i, permanentError{fmt.Errorf("encode message %s: %w", m.ID, err)}
 		}
