@@ -100,7 +100,7 @@ func TestIncidentLifecycle(t *testing.T) {
 	}
 	// The engine's snapshot has it firing when the page comes.
 	ticketB.Status.Alerts[0].FiredAt = ticketB.At
-	eng.snap = &engine.Snapshot{Statuses: []*engine.Status{ticketB.Status}}
+	eng.snap = engine.NewSnapshot(time.Time{}, []*engine.Status{ticketB.Status}, nil)
 	// The page of a opens one; the page of another service opens its own.
 	other := transition("other", "page", slo.Pending, slo.Firing, t0)
 	other.Service = "search"

@@ -70,8 +70,8 @@ func newIncidentsFixture(t *testing.T) *incidentsFixture {
 		disp.OnTransitions(ctx, ts)
 		keep.OnTransitions(ctx, ts)
 	}
-	snap := &engine.Snapshot{At: t0.Add(30 * time.Minute), Statuses: []*engine.Status{shop.Status, searchResolved.Status},
-		SourceDown: &engine.AlertStatus{Severity: "no_data", Name: engine.AlertSourceDown, State: slo.Pending, Since: t0.Add(29 * time.Minute)}}
+	snap := engine.NewSnapshot(t0.Add(30*time.Minute), []*engine.Status{shop.Status, searchResolved.Status},
+		&engine.AlertStatus{Severity: "no_data", Name: engine.AlertSourceDown, State: slo.Pending, Since: t0.Add(29 * time.Minute)})
 	a, err := New(Options{Engine: snapshotOf{snap}, Store: st, Extra: map[string]any{"incidents": keep, "alerts": disp}})
 	if err != nil {
 		t.Fatal(err)

@@ -105,7 +105,7 @@ func newPlaybookEnv(t *testing.T, killSwitch bool) *playbookEnv {
 	status := &engine.Status{Key: "checkout-availability", SLO: "checkout-availability", Service: "checkout", Category: spec.Quality,
 		State: engine.StateFiring, Alerts: []engine.AlertStatus{{Severity: "page", Name: "SLOErrorBudgetBurn", State: slo.Firing, FiredAt: now}}}
 	snap := &fixedSnapshot{}
-	snap.p.Store(&engine.Snapshot{At: now, Statuses: []*engine.Status{status}})
+	snap.p.Store(engine.NewSnapshot(now, []*engine.Status{status}, nil))
 	r, err := playbook.New(playbook.Options{Specs: set, Engine: snap, Store: st, Policy: pe, Allowlist: []string{recv.URL + "/api/"},
 		KillSwitch: killSwitch, Interval: 20 * time.Millisecond})
 	if err != nil {

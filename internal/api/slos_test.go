@@ -71,7 +71,7 @@ func newSLOAPI(t testing.TB, n int) (*API, *fixedSnapshots) {
 	t.Helper()
 	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	f := &fixedSnapshots{}
-	f.snap.Store(&engine.Snapshot{At: at, Statuses: syntheticStatuses(n, at)})
+	f.snap.Store(engine.NewSnapshot(at, syntheticStatuses(n, at), nil))
 	a, err := New(Options{Engine: f, Now: func() time.Time { return at }})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestListSLOsEncodesLikeJSON(t *testing.T) {
 	}
 	// A new snapshot is encoded afresh.
 	at := snap.At.Add(time.Minute)
-	next := &engine.Snapshot{At: at, Statuses: syntheticStatuses(3, at)}
+	next := engine.NewSnapshot(at, syntheticStatuses(3, at), nil)
 	f.snap.Store(next)
 	var p struct{ Total int }
 	for deadline := time.Now().Add(10 * time.Second); p.Total != 3; time.Sleep(time.Millisecond) {
@@ -186,14 +186,14 @@ spec: {owner: nobody}
 	st := func(key, svc string, c spec.Category, s engine.State, total, remaining float64) *engine.Status {
 		return &engine.Status{Key: key, SLO: key, Service: svc, Category: c, State: s, Budget: slo.Budget{Total: total, RemainingRatio: remaining}}
 	}
-	snap := &engine.Snapshot{Statuses: []*engine.Status{
+	snap := engine.NewSnapshot(time.Time{}, []*engine.Status{
 		st("a", "shop", spec.Quality, engine.StateOK, 100, 0.9),
 		st("b", "shop", spec.Quality, engine.StateFiring, 100, 0.2),
 		st("c", "shop", spec.Quality, engine.StateOK, 0, 0),
 		st("d", "shop", spec.Security, engine.StateNoData, 0, 0),
 		st("e", "shop", spec.Performance, engine.StatePending, 50, -0.5),
 		st("f", "ghost", spec.Quality, engine.StateOK, 10, 1),
-	}}
+	}, nil)
 	got := Summaries(set, snap)
 	if len(got) != 3 || got[0].Name != "shop" || got[1].Name != "idle" || got[2].Name != "ghost" || got[2].Declared {
 		t.Fatalf("services: %+v", got)
@@ -249,7 +249,7 @@ func BenchmarkListSLOs(b *testing.B) {
 			at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 			f := &fixedSnapshots{}
 			sts := syntheticStatuses(10000, at)
-			f.snap.Store(&engine.Snapshot{At: at, Statuses: sts})
+			f.snap.Store(engine.NewSnapshot(at, sts, nil))
 			a, err := New(Options{Engine: f, Auth: auth})
 			if err != nil {
 				b.Fatal(err)
@@ -274,7 +274,7 @@ func BenchmarkListSLOs(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if mode == "cycling" {
-					f.snap.Store(&engine.Snapshot{At: at, Statuses: sts})
+					f.snap.Store(engine.NewSnapshot(at, sts, nil))
 				}
 				start := time.Now()
 				resp, err := client.Do(req)
@@ -304,7 +304,7 @@ func BenchmarkListSLOs(b *testing.B) {
 // 10,000 SLO statuses costs the list, on all cores.
 func BenchmarkEncodeSnapshot(b *testing.B) {
 	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	snap := &engine.Snapshot{At: at, Statuses: syntheticStatuses(10000, at)}
+	snap := engine.NewSnapshot(at, syntheticStatuses(10000, at), nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		e := &encodedSnapshot{snap: snap}

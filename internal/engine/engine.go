@@ -144,7 +144,8 @@ type Engine struct {
 	lastPersist   time.Time
 }
 
-// Snapshot is the state of every SLO after a cycle. It is immutable.
+// Snapshot is the state of every SLO after a cycle. It is immutable;
+// NewSnapshot builds one, with the indexes Status and SLO read.
 type Snapshot struct {
 	At       time.Time
 	Statuses []*Status // sorted by key
