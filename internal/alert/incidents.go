@@ -394,11 +394,23 @@ type IncidentFilter struct {
 	HasService bool
 	State      string // open, closed or "" for both
 	Limit      int
+	Offset     int // incidents skipped, newest first
+}
+
+func (f IncidentFilter) store() store.IncidentFilter {
+	return store.IncidentFilter{Service: f.Service, HasService: f.HasService, State: f.State, Limit: f.Limit, Offset: f.Offset}
+}
+
+// Count returns how many incidents match f, Limit and Offset aside.
+func (i *Incidents) Count(ctx context.Context, f IncidentFilter) (int, error) {
+	return i.opts.Store.CountIncidents(ctx, f.store())
 }
 
 // List returns incidents matching f, newest first, with their alerts.
 func (i *Incidents) List(ctx context.Context, f IncidentFilter) ([]Incident, error) {
-	incs, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: f.Service, HasService: f.HasService, State: f.State, Limit: f.Limit, WithAlerts: true})
+	sf := f.store()
+	sf.WithAlerts = true
+	incs, err := i.opts.Store.Incidents(ctx, sf)
 	if err != nil {
 		return nil, err
 	}

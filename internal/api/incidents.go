@@ -30,6 +30,7 @@ func init() { routeSets = append(routeSets, incidentRoutes) }
 // concurrent use.
 type IncidentKeeper interface {
 	List(ctx context.Context, f alert.IncidentFilter) ([]alert.Incident, error)
+	Count(ctx context.Context, f alert.IncidentFilter) (int, error)
 	Get(ctx context.Context, id int64) (alert.Incident, error)
 	// Ack is idempotent; it returns alert.ErrClosed for a closed incident
 	// and alert.ErrNotFound for an unknown one.
@@ -193,11 +194,20 @@ func listIncidents(k IncidentKeeper, r *http.Request) (any, error) {
 	default:
 		return nil, badRequest(fmt.Sprintf("state %q: want open or closed", f.State))
 	}
+	limit, offset, err := pageParams(r)
+	if err != nil {
+		return nil, err
+	}
+	f.Limit, f.Offset = limit, offset
 	incs, err := k.List(r.Context(), f)
 	if err != nil {
 		return nil, err
 	}
-	return paginate(incs, r)
+	total, err := k.Count(r.Context(), f)
+	if err != nil {
+		return nil, err
+	}
+	return storePage(incs, total, listQuery{Limit: limit, Offset: offset}), nil
 }
 
 // incidentStats serves the incident SLIs per service: time to detect and

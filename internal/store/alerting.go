@@ -664,11 +664,12 @@ type IncidentFilter struct {
 	// WithAlerts loads each incident's alerts; WithEvents its timeline.
 	WithAlerts, WithEvents bool
 	Limit                  int // default 1000, at most 10000
+	Offset                 int // incidents skipped, newest first
 }
 
-// Incidents returns incidents matching f, newest first.
-func (s *Store) Incidents(ctx context.Context, f IncidentFilter) ([]*Incident, error) {
-	q := `SELECT ` + incidentColumns + ` FROM incidents WHERE 1=1`
+// incidentWhere is the WHERE clause of f and its arguments.
+func incidentWhere(f IncidentFilter) (string, []any) {
+	q := ` WHERE 1=1`
 	var args []any
 	if f.Service != "" || f.HasService {
 		q += ` AND service = ?`
@@ -686,13 +687,31 @@ func (s *Store) Incidents(ctx context.Context, f IncidentFilter) ([]*Incident, e
 		q += ` AND opened_at < ?`
 		args = append(args, ms(f.OpenedTo))
 	}
+	return q, args
+}
+
+// CountIncidents returns how many incidents match f, Limit and Offset
+// aside.
+func (s *Store) CountIncidents(ctx context.Context, f IncidentFilter) (int, error) {
+	where, args := incidentWhere(f)
+	var n int
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM incidents`+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count incidents: %w", err)
+	}
+	return n, nil
+}
+
+// Incidents returns incidents matching f, newest first.
+func (s *Store) Incidents(ctx context.Context, f IncidentFilter) ([]*Incident, error) {
+	where, args := incidentWhere(f)
+	q := `SELECT ` + incidentColumns + ` FROM incidents` + where
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
 	limit = min(limit, 10000)
-	q += ` ORDER BY opened_at DESC, id DESC LIMIT ?`
-	args = append(args, limit)
+	q += ` ORDER BY opened_at DESC, id DESC LIMIT ? OFFSET ?`
+	args = append(args, limit, max(f.Offset, 0))
 	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("incidents: %w", err)

@@ -195,11 +195,20 @@ func TestIncidents(t *testing.T) {
 		{"no service", IncidentFilter{HasService: true}, []int64{id2}},
 		{"opened in the first hour", IncidentFilter{OpenedFrom: t0, OpenedTo: t0.Add(time.Hour)}, []int64{id}},
 		{"limit", IncidentFilter{Limit: 1}, []int64{id2}},
+		{"second page", IncidentFilter{Limit: 1, Offset: 1}, []int64{id}},
+		{"past the end", IncidentFilter{Offset: 2}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := s.Incidents(ctx, c.f)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The count ignores paging: every incident the filter matches.
+			f := c.f
+			f.Limit, f.Offset = 0, 0
+			all, _ := s.Incidents(ctx, f)
+			if n, err := s.CountIncidents(ctx, c.f); err != nil || n != len(all) {
+				t.Errorf("count: %d, %v; want %d", n, err, len(all))
 			}
 			var ids []int64
 			for _, inc := range got {
