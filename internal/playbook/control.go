@@ -346,16 +346,19 @@ func windowProblem(pb *spec.Playbook, snap *engine.Snapshot) []string {
 	if snap == nil || br == nil {
 		return nil
 	}
-	for _, st := range snap.SLO(pb.Spec.Trigger.SLO) {
-		if st.WindowStat(br.Window.D()) != nil {
-			return nil
-		}
-		names := make([]string, 0, len(st.Windows))
-		for _, w := range st.Windows {
-			names = append(names, w.Name)
-		}
-		return []string{fmt.Sprintf("trigger.burnRate.window %s: the engine does not report a burn rate over %s for SLO %s (it reports %s), so the trigger never fires",
-			br.Window, br.Window, st.SLO, strings.Join(names, ", "))}
+	groups := snap.SLO(pb.Spec.Trigger.SLO)
+	if len(groups) == 0 {
+		return nil
 	}
-	return nil
+	// Every group of an SLO reports the same windows: the first tells.
+	st := groups[0]
+	if st.WindowStat(br.Window.D()) != nil {
+		return nil
+	}
+	names := make([]string, 0, len(st.Windows))
+	for _, w := range st.Windows {
+		names = append(names, w.Name)
+	}
+	return []string{fmt.Sprintf("trigger.burnRate.window %s: the engine does not report a burn rate over %s for SLO %s (it reports %s), so the trigger never fires",
+		br.Window, br.Window, st.SLO, strings.Join(names, ", "))}
 }
