@@ -154,20 +154,24 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	}
 	p := parser.NewParser(parser.Options{})
 	engine := promql.NewEngine(promql.EngineOpts{
-		Logger:               log.With("component", "telemetry.promql"),
-		Reg:                  opts.Registerer,
-		MaxSamples:           opts.MaxSamples,
-		Timeout:              opts.QueryTimeout,
-		LookbackDelta:        opts.LookbackDelta,
-		EnableAtModifier:     true,
-		EnableNegativeOffset: true,
-		Parser:               p,
-		// A fixed default subquery step, as Prometheus' global
-		// evaluation_interval (1m) gives when none is configured.
-		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
+		Logger:                   log.With("component", "telemetry.promql"),
+		Reg:                      opts.Registerer,
+		MaxSamples:               opts.MaxSamples,
+		Timeout:                  opts.QueryTimeout,
+		LookbackDelta:            opts.LookbackDelta,
+		EnableAtModifier:         true,
+		EnableNegativeOffset:     true,
+		Parser:                   p,
+		NoStepSubqueryIntervalFn: defaultSubqueryStep,
 	})
 	return &Embedded{db: db, engine: engine, parser: p, lookbackDelta: opts.LookbackDelta, log: log}, nil
 }
+
+// defaultSubqueryStep is the step of a subquery written without one
+// ("[30m:]"): a fixed minute, as Prometheus' global evaluation_interval
+// gives when none is configured. The query limits size subquery grids
+// with the same function.
+func defaultSubqueryStep(int64) int64 { return time.Minute.Milliseconds() }
 
 // DB returns the underlying TSDB, for callers that need what Source does
 // not offer (snapshots, stats). Its lifetime is the Embedded's.

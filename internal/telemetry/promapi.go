@@ -28,9 +28,9 @@ type QueryAPIOptions struct {
 	// "/prometheus/api/v1"), so Grafana's data source URL is the part
 	// before "/api/v1".
 	Prefix string
-	// MaxPointsPerSeries bounds (end-start)/step of range queries (default
-	// 11,000, as Prometheus).
-	MaxPointsPerSeries int
+	// Limits bound every query, series and format request before and
+	// while it is evaluated; zero fields take their defaults.
+	Limits QueryLimits
 	// Logger receives errors writing responses (default: discarded).
 	Logger *slog.Logger
 	// Now is the default evaluation time of instant queries (default
@@ -49,9 +49,6 @@ type QueryAPI struct {
 	log  *slog.Logger
 }
 
-// DefaultMaxPointsPerSeries is Prometheus' limit on range query points.
-const DefaultMaxPointsPerSeries = 11_000
-
 // NewQueryAPI returns the query API handler.
 func NewQueryAPI(opts QueryAPIOptions) (*QueryAPI, error) {
 	if opts.Embedded == nil {
@@ -61,9 +58,11 @@ func NewQueryAPI(opts QueryAPIOptions) (*QueryAPI, error) {
 		opts.Prefix = "/prometheus/api/v1"
 	}
 	opts.Prefix = "/" + strings.Trim(opts.Prefix, "/")
-	if opts.MaxPointsPerSeries <= 0 {
-		opts.MaxPointsPerSeries = DefaultMaxPointsPerSeries
+	limits, err := opts.Limits.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("query api: %w", err)
 	}
+	opts.Limits = limits
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -213,11 +212,47 @@ func (a *QueryAPI) buildInfo(*http.Request) (any, annotations.Annotations, *apiE
 }
 
 func (a *QueryAPI) formatQuery(r *http.Request) (any, annotations.Annotations, *apiError) {
-	expr, err := a.opts.Embedded.parser.ParseExpr(r.FormValue("query"))
-	if err != nil {
-		return nil, nil, invalidParam(err, "query")
+	ctx, cancel, aerr := a.timeoutCtx(r)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	defer cancel()
+	expr, aerr := a.parse(ctx, r.FormValue("query"))
+	if aerr != nil {
+		return nil, nil, aerr
 	}
 	return expr.Pretty(0), nil, nil
+}
+
+// parse checks q against the length and depth limits, then parses it,
+// within ctx's deadline: the scan is linear and makes the parse so (the
+// parser itself cannot be interrupted).
+func (a *QueryAPI) parse(ctx context.Context, q string) (parser.Expr, *apiError) {
+	if err := scanQuery(q, a.opts.Limits.MaxLength, a.opts.Limits.MaxDepth); err != nil {
+		return nil, invalidParam(err, "query")
+	}
+	expr, err := a.opts.Embedded.parser.ParseExpr(q)
+	if err := ctx.Err(); err != nil {
+		return nil, execError(fmt.Errorf("parse query: %w", err))
+	}
+	if err != nil {
+		return nil, invalidParam(err, "query")
+	}
+	return expr, nil
+}
+
+// prepare parses q and checks the evaluation grids of its subqueries for
+// an evaluation over span (0 for an instant query), before the engine
+// sees it.
+func (a *QueryAPI) prepare(ctx context.Context, q string, span time.Duration) *apiError {
+	expr, aerr := a.parse(ctx, q)
+	if aerr != nil {
+		return aerr
+	}
+	if err := checkSubqueries(q, expr, span, a.opts.Limits.MaxPoints, defaultSubqueryStep); err != nil {
+		return invalidParam(err, "query")
+	}
+	return nil
 }
 
 func (a *QueryAPI) query(r *http.Request) (any, annotations.Annotations, *apiError) {
@@ -230,6 +265,9 @@ func (a *QueryAPI) query(r *http.Request) (any, annotations.Annotations, *apiErr
 		return nil, nil, aerr
 	}
 	defer cancel()
+	if aerr := a.prepare(ctx, r.FormValue("query"), 0); aerr != nil {
+		return nil, nil, aerr
+	}
 	e := a.opts.Embedded
 	qry, err := e.engine.NewInstantQuery(ctx, e.db, nil, r.FormValue("query"), ts)
 	if err != nil {
@@ -258,14 +296,17 @@ func (a *QueryAPI) queryRange(r *http.Request) (any, annotations.Annotations, *a
 	if step <= 0 {
 		return nil, nil, invalidParam(errors.New("zero or negative query resolution step widths are not accepted. Try a positive integer"), "step")
 	}
-	if end.Sub(start)/step > time.Duration(a.opts.MaxPointsPerSeries) {
-		return nil, nil, &apiError{errBadData, fmt.Errorf("exceeded maximum resolution of %s points per timeseries. Try decreasing the query resolution (?step=XX)", thousands(a.opts.MaxPointsPerSeries))}
+	if end.Sub(start)/step > time.Duration(a.opts.Limits.MaxPoints) {
+		return nil, nil, &apiError{errBadData, fmt.Errorf("exceeded maximum resolution of %s points per timeseries. Try decreasing the query resolution (?step=XX)", thousands(a.opts.Limits.MaxPoints))}
 	}
 	ctx, cancel, aerr := a.timeoutCtx(r)
 	if aerr != nil {
 		return nil, nil, aerr
 	}
 	defer cancel()
+	if aerr := a.prepare(ctx, r.FormValue("query"), end.Sub(start)); aerr != nil {
+		return nil, nil, aerr
+	}
 	e := a.opts.Embedded
 	qry, err := e.engine.NewRangeQuery(ctx, e.db, nil, r.FormValue("query"), start, end, step)
 	if err != nil {
@@ -306,19 +347,23 @@ func execError(err error) *apiError {
 	return &apiError{errExec, err}
 }
 
+// timeoutCtx is the request's context under the query timeout, which a
+// timeout parameter may shorten but not extend (as Prometheus'
+// --query.timeout caps it). Handlers take it before parsing, so the
+// deadline covers parse and evaluation.
 func (a *QueryAPI) timeoutCtx(r *http.Request) (context.Context, context.CancelFunc, *apiError) {
-	ctx := r.Context()
+	d := a.opts.Limits.Timeout
 	if s := r.FormValue("timeout"); s != "" {
-		d, err := parseDuration(s)
+		td, err := parseDuration(s)
 		if err != nil {
 			return nil, nil, invalidParam(err, "timeout")
 		}
-		if d > 0 {
-			ctx, cancel := context.WithTimeout(ctx, d)
-			return ctx, cancel, nil
+		if td > 0 {
+			d = min(d, td)
 		}
 	}
-	return ctx, func() {}, nil
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return ctx, cancel, nil
 }
 
 func (a *QueryAPI) seriesParams(r *http.Request, requireMatch bool) (sets [][]*labels.Matcher, mint, maxt int64, limit int, aerr *apiError) {
@@ -342,6 +387,11 @@ func (a *QueryAPI) seriesParams(r *http.Request, requireMatch bool) (sets [][]*l
 		}
 	}
 	match := r.Form["match[]"]
+	for _, m := range match {
+		if err := scanQuery(m, a.opts.Limits.MaxLength, a.opts.Limits.MaxDepth); err != nil {
+			return nil, 0, 0, 0, invalidParam(err, "match[]")
+		}
+	}
 	if len(match) == 0 {
 		if requireMatch {
 			return nil, 0, 0, 0, &apiError{errBadData, errors.New("no match[] parameter provided")}
