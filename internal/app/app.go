@@ -294,6 +294,8 @@ func (a *App) openSource() error {
 			MinBlockDuration:     ec.MinBlockDuration.D(),
 			MaxBlockDuration:     ec.MaxBlockDuration.D(),
 			OutOfOrderTimeWindow: ec.OutOfOrderWindow.D(),
+			MaxSamples:           a.cfg.Query.MaxSamples,
+			QueryTimeout:         a.cfg.Query.Timeout.D(),
 			Logger:               a.logger,
 			Registerer:           a.registry,
 		})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/telemetry"
 )
 
 // Config is the server configuration (qsp.yaml): where QSP listens, keeps
@@ -35,6 +36,7 @@ type Config struct {
 	Auth       AuthConfig       `yaml:"auth"`
 	Playbooks  PlaybookConfig   `yaml:"playbooks"`
 	Cluster    ClusterConfig    `yaml:"cluster"`
+	Query      QueryConfig      `yaml:"query"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
 
@@ -122,6 +124,40 @@ type ClusterConfig struct {
 	ReplicaID string `yaml:"replicaID"`
 	// LeaseTTL is how long a silent replica keeps its SLOs. Default 10s.
 	LeaseTTL spec.Duration `yaml:"leaseTTL"`
+}
+
+// QueryConfig bounds the PromQL a caller sends to the Prometheus-compatible
+// query API (/prometheus/api/v1), so that a viewer cannot exhaust the
+// server. Zero means the default. MaxSamples and Timeout bound every
+// evaluation of the embedded engine, the SLO engine's included.
+type QueryConfig struct {
+	// MaxLength is the longest query, in bytes. Default 65536.
+	MaxLength int `yaml:"maxLength"`
+	// MaxDepth bounds nesting: each open bracket, and each operator
+	// within one pair of brackets, is a level. Default 128.
+	MaxDepth int `yaml:"maxDepth"`
+	// MaxPoints bounds the points per series of query_range and of every
+	// subquery's evaluation grid. Default 11000, as Prometheus.
+	MaxPoints int `yaml:"maxPoints"`
+	// MaxSamples bounds the samples one evaluation holds in memory.
+	// Default 50000000, as Prometheus' --query.max-samples.
+	MaxSamples int `yaml:"maxSamples"`
+	// Timeout bounds a query from parse to result; a request's timeout
+	// parameter may only shorten it. Default 2m.
+	Timeout spec.Duration `yaml:"timeout"`
+}
+
+func (q QueryConfig) check() error {
+	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 {
+		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples and timeout must not be negative")
+	}
+	return nil
+}
+
+// limits are the query API's bounds; zero fields stay zero and take the
+// telemetry defaults.
+func (q QueryConfig) limits() telemetry.QueryLimits {
+	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D()}
 }
 
 // ReceiverConfig bounds ingestion.
@@ -280,6 +316,9 @@ func (c *Config) Normalize() error {
 	}
 	if c.Source.Embedded.OutOfOrderWindow == 0 {
 		c.Source.Embedded.OutOfOrderWindow = spec.Duration(10 * time.Minute)
+	}
+	if err := c.Query.check(); err != nil {
+		return err
 	}
 	switch c.Store.Driver {
 	case "", "sqlite":

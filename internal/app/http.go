@@ -153,7 +153,7 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 		if err != nil {
 			return nil, err
 		}
-		query, err := telemetry.NewQueryAPI(telemetry.QueryAPIOptions{Embedded: a.embedded, Logger: a.logger, Now: a.now})
+		query, err := telemetry.NewQueryAPI(telemetry.QueryAPIOptions{Embedded: a.embedded, Logger: a.logger, Now: a.now, Limits: a.cfg.Query.limits()})
 		if err != nil {
 			return nil, err
 		}
