@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,11 +16,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -427,14 +430,15 @@ func (r *Remote) attempt(ctx context.Context, method, endpoint string, params ur
 			return nil, false, fmt.Errorf("%w: malformed response (HTTP %d): %v", ErrUnavailable, code, jsonErr)
 		}
 		if ar.Status != "success" {
-			return nil, false, &RemoteAPIError{StatusCode: code, ErrorType: ar.ErrorType, Message: ar.Error}
+			return nil, false, &RemoteAPIError{StatusCode: code, ErrorType: r.scrub(ar.ErrorType), Message: r.scrub(ar.Error)}
 		}
 		return ar.Data, false, nil
 	}
-	apiErr := &RemoteAPIError{StatusCode: code, ErrorType: ar.ErrorType, Message: ar.Error}
+	msg := ar.Error
 	if jsonErr != nil || ar.Error == "" {
-		apiErr.Message = strings.TrimSpace(string(b[:min(len(b), 512)]))
+		msg = string(b[:min(len(b), 4*maxRemoteMessage)])
 	}
+	apiErr := &RemoteAPIError{StatusCode: code, ErrorType: r.scrub(ar.ErrorType), Message: r.scrub(msg)}
 	if code == http.StatusTooManyRequests || code/100 == 5 {
 		var err error = apiErr
 		if s := resp.Header.Get("Retry-After"); s != "" {
@@ -446,6 +450,70 @@ func (r *Remote) attempt(ctx context.Context, method, endpoint string, params ur
 	}
 	// Other 4xx: the query or the request is wrong; retrying cannot help.
 	return nil, false, apiErr
+}
+
+// maxRemoteMessage bounds, in bytes, the upstream text a RemoteAPIError
+// keeps: it ends up in SLO status reasons that every viewer reads.
+const maxRemoteMessage = 512
+
+// Credentials as servers echo them: an Authorization header with its
+// value (as text, JSON or a Go map), and a bearer token anywhere.
+var (
+	authHeaderText = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization)(["']?\s*[:=]\s*["']?)[^\r\n"',;}\]]*`)
+	bearerText     = regexp.MustCompile(`(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+`)
+)
+
+// scrub makes upstream text fit to show: the configured credentials (the
+// bearer token, the basic-auth password and its encoded header, values
+// of configured headers) and anything that reads as an Authorization
+// header or a bearer token are replaced by <redacted>, control
+// characters by spaces, and the result is cut to maxRemoteMessage bytes.
+// A backend that echoes request headers in its errors (some proxies do)
+// must not hand the token to whoever reads an SLO's status.
+func (r *Remote) scrub(s string) string {
+	if s == "" {
+		return ""
+	}
+	secrets := []string{r.opts.BearerToken}
+	if r.token != nil {
+		if tok, err := r.token.get(); err == nil {
+			secrets = append(secrets, tok)
+		}
+	}
+	if ba := r.opts.BasicAuth; ba != nil {
+		pw := ba.Password
+		if r.passwd != nil {
+			if p, err := r.passwd.get(); err == nil {
+				pw = p
+			}
+		}
+		secrets = append(secrets, pw, base64.StdEncoding.EncodeToString([]byte(ba.Username+":"+pw)))
+	}
+	for _, v := range r.opts.Headers {
+		// Short values (a tenant, "1") would only mangle the text.
+		if len(v) >= 6 {
+			secrets = append(secrets, v)
+		}
+	}
+	// Longest first, so a secret containing another goes whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "<redacted>")
+		}
+	}
+	s = authHeaderText.ReplaceAllString(s, "${1}${2}<redacted>")
+	s = bearerText.ReplaceAllString(s, "${1} <redacted>")
+	s = strings.Map(func(c rune) rune {
+		if unicode.IsControl(c) {
+			return ' '
+		}
+		return c
+	}, strings.TrimSpace(s))
+	if len(s) > maxRemoteMessage {
+		s = strings.ToValidUTF8(s[:maxRemoteMessage], "") + "…"
+	}
+	return s
 }
 
 func (r *Remote) authorize(req *http.Request) error {

@@ -3,6 +3,8 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,6 +301,84 @@ func TestRemoteOptionsValidation(t *testing.T) {
 			t.Errorf("NewRemote(%+v) accepted", o)
 		} else if strings.Contains(err.Error(), "pw@") {
 			t.Errorf("error leaks credentials: %v", err)
+		}
+	}
+}
+
+// TestRemoteErrorsScrubCredentials runs a backend that echoes the request
+// headers in its errors, as some proxies do: what QSP keeps of the error
+// (and shows in SLO status reasons) carries no credential and is short.
+func TestRemoteErrorsScrubCredentials(t *testing.T) {
+	const token, password, apiKey = "s3cr3t-t0ken-value", "hunter2-pw", "key-0123456789"
+	var mode atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dump := new(strings.Builder)
+		if err := r.Header.Write(dump); err != nil {
+			t.Error(err)
+		}
+		switch mode.Load() {
+		case 0: // a plain-text fault with the raw headers
+			http.Error(w, "upstream refused the request:\n"+dump.String(), http.StatusBadGateway)
+		case 1: // Prometheus' envelope, headers as a Go map
+			w.WriteHeader(http.StatusBadRequest)
+			msg, _ := json.Marshal(fmt.Sprintf("bad request %v", r.Header))
+			fmt.Fprintf(w, `{"status":"error","errorType":"bad_data","error":%s}`, msg)
+		case 2: // 200 with an error, headers as JSON, and very long
+			hb, _ := json.Marshal(r.Header)
+			msg, _ := json.Marshal(string(hb) + strings.Repeat(" padding", 5000))
+			fmt.Fprintf(w, `{"status":"error","errorType":"execution","error":%s}`, msg)
+		}
+	}))
+	defer srv.Close()
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	remotes := map[string]*Remote{
+		"bearer": newTestRemote(t, srv.URL, RemoteOptions{MaxRetries: -1, BearerToken: token, Headers: map[string]string{"X-Api-Key": apiKey}}),
+		"basic":  newTestRemote(t, srv.URL, RemoteOptions{MaxRetries: -1, BasicAuth: &BasicAuth{Username: "qsp", PasswordFile: pwFile}}),
+	}
+	secrets := []string{token, password, apiKey, base64.StdEncoding.EncodeToString([]byte("qsp:" + password))}
+	for name, r := range remotes {
+		for m := range int32(3) {
+			mode.Store(m)
+			_, err := r.Instant(context.Background(), "up", time.UnixMilli(1000))
+			var apiErr *RemoteAPIError
+			if !errors.As(err, &apiErr) {
+				t.Fatalf("%s mode %d: got %v, want a RemoteAPIError", name, m, err)
+			}
+			msg := err.Error()
+			for _, s := range secrets {
+				if strings.Contains(msg, s) {
+					t.Errorf("%s mode %d: the error shows %q: %s", name, m, s, msg)
+				}
+			}
+			if !strings.Contains(msg, "<redacted>") || strings.ContainsAny(apiErr.Message, "\r\n") {
+				t.Errorf("%s mode %d: got %q, want credentials redacted on one line", name, m, msg)
+			}
+			if len(apiErr.Message) > maxRemoteMessage+len("…") {
+				t.Errorf("%s mode %d: message of %d bytes, more than %d", name, m, len(apiErr.Message), maxRemoteMessage)
+			}
+		}
+	}
+}
+
+// TestRemoteScrubText covers credentials QSP did not configure (a proxy's
+// own, say), which only the patterns catch.
+func TestRemoteScrubText(t *testing.T) {
+	r := newTestRemote(t, "http://127.0.0.1:1", RemoteOptions{})
+	cases := []struct{ in, want string }{
+		{"Authorization: Basic cXNwOnB3\nX: y", "Authorization: <redacted> X: y"},
+		{`{"authorization":"Bearer abc.def"}`, `{"authorization":"<redacted>"}`},
+		{"map[Authorization:[Bearer abc] Accept:[*/*]]", "map[Authorization:<redacted>] Accept:[*/*]]"},
+		{"proxy-authorization=xyz; next", "proxy-authorization=<redacted>; next"},
+		{"token was bearer eyJhbGciOi.x-y_z", "token was bearer <redacted>"},
+		{"no credentials: parse error at 1:5", "no credentials: parse error at 1:5"},
+		{strings.Repeat("é", 400), strings.Repeat("é", 256) + "…"},
+	}
+	for _, c := range cases {
+		if got := r.scrub(c.in); got != c.want {
+			t.Errorf("scrub(%.40q): got %q, want %q", c.in, got, c.want)
 		}
 	}
 }
