@@ -145,11 +145,14 @@ type QueryConfig struct {
 	// Timeout bounds a query from parse to result; a request's timeout
 	// parameter may only shorten it. Default 2m.
 	Timeout spec.Duration `yaml:"timeout"`
+	// MaxConcurrent bounds the API's queries evaluated at once; others
+	// wait within their timeout. Default 20.
+	MaxConcurrent int `yaml:"maxConcurrent"`
 }
 
 func (q QueryConfig) check() error {
-	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 {
-		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples and timeout must not be negative")
+	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 || q.MaxConcurrent < 0 {
+		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples, timeout and maxConcurrent must not be negative")
 	}
 	return nil
 }
@@ -157,7 +160,7 @@ func (q QueryConfig) check() error {
 // limits are the query API's bounds; zero fields stay zero and take the
 // telemetry defaults.
 func (q QueryConfig) limits() telemetry.QueryLimits {
-	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D()}
+	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D(), MaxConcurrent: q.MaxConcurrent}
 }
 
 // ReceiverConfig bounds ingestion.

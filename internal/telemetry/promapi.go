@@ -44,9 +44,10 @@ type QueryAPIOptions struct {
 // JSON shapes, parameter parsing, error types and status codes, so
 // Grafana's Prometheus data source and promtool work against QSP.
 type QueryAPI struct {
-	opts QueryAPIOptions
-	mux  *http.ServeMux
-	log  *slog.Logger
+	opts  QueryAPIOptions
+	mux   *http.ServeMux
+	log   *slog.Logger
+	slots chan struct{} // one per query evaluated at once
 }
 
 // NewQueryAPI returns the query API handler.
@@ -69,7 +70,7 @@ func NewQueryAPI(opts QueryAPIOptions) (*QueryAPI, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	a := &QueryAPI{opts: opts, mux: http.NewServeMux(), log: opts.Logger.With("component", "telemetry.queryapi")}
+	a := &QueryAPI{opts: opts, mux: http.NewServeMux(), log: opts.Logger.With("component", "telemetry.queryapi"), slots: make(chan struct{}, opts.Limits.MaxConcurrent)}
 	routes := map[string]func(*http.Request) (any, annotations.Annotations, *apiError){
 		"/query":                a.query,
 		"/query_range":          a.queryRange,
@@ -268,6 +269,11 @@ func (a *QueryAPI) query(r *http.Request) (any, annotations.Annotations, *apiErr
 	if aerr := a.prepare(ctx, r.FormValue("query"), 0); aerr != nil {
 		return nil, nil, aerr
 	}
+	release, aerr := a.acquire(ctx)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	defer release()
 	e := a.opts.Embedded
 	qry, err := e.engine.NewInstantQuery(ctx, e.db, nil, r.FormValue("query"), ts)
 	if err != nil {
@@ -307,6 +313,11 @@ func (a *QueryAPI) queryRange(r *http.Request) (any, annotations.Annotations, *a
 	if aerr := a.prepare(ctx, r.FormValue("query"), end.Sub(start)); aerr != nil {
 		return nil, nil, aerr
 	}
+	release, aerr := a.acquire(ctx)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	defer release()
 	e := a.opts.Embedded
 	qry, err := e.engine.NewRangeQuery(ctx, e.db, nil, r.FormValue("query"), start, end, step)
 	if err != nil {
@@ -314,6 +325,17 @@ func (a *QueryAPI) queryRange(r *http.Request) (any, annotations.Annotations, *a
 	}
 	defer qry.Close()
 	return a.exec(ctx, qry)
+}
+
+// acquire waits for one of the MaxConcurrent evaluation slots until ctx
+// ends; release gives it back.
+func (a *QueryAPI) acquire(ctx context.Context) (release func(), _ *apiError) {
+	select {
+	case a.slots <- struct{}{}:
+		return func() { <-a.slots }, nil
+	case <-ctx.Done():
+		return nil, execError(fmt.Errorf("wait for a query slot (query.maxConcurrent %d): %w", cap(a.slots), ctx.Err()))
+	}
 }
 
 // exec runs qry and encodes its result before the query is closed (closing

@@ -37,12 +37,18 @@ type QueryLimits struct {
 	// evaluated (default 2m, as Prometheus' --query.timeout). A request's
 	// timeout parameter may only shorten it.
 	Timeout time.Duration
+	// MaxConcurrent bounds the queries evaluated at once (default 20, as
+	// Prometheus' --query.max-concurrency), so that MaxSamples bounds the
+	// memory of all of them; others wait for a slot within their
+	// Timeout.
+	MaxConcurrent int
 }
 
 // Defaults of QueryLimits.
 const (
 	DefaultQueryMaxLength = 64 << 10
 	DefaultQueryMaxDepth  = 128
+	DefaultMaxConcurrent  = 20
 	// DefaultMaxPointsPerSeries is Prometheus' limit on range query points.
 	DefaultMaxPointsPerSeries = 11_000
 )
@@ -54,7 +60,7 @@ var ErrQueryLimit = errors.New("query exceeds a limit")
 // withDefaults returns l with zero fields set to their defaults, or an
 // error if a field is negative.
 func (l QueryLimits) withDefaults() (QueryLimits, error) {
-	if l.MaxLength < 0 || l.MaxDepth < 0 || l.MaxPoints < 0 || l.Timeout < 0 {
+	if l.MaxLength < 0 || l.MaxDepth < 0 || l.MaxPoints < 0 || l.Timeout < 0 || l.MaxConcurrent < 0 {
 		return l, errors.New("query limits must not be negative")
 	}
 	if l.MaxLength == 0 {
@@ -68,6 +74,9 @@ func (l QueryLimits) withDefaults() (QueryLimits, error) {
 	}
 	if l.Timeout == 0 {
 		l.Timeout = DefaultQueryTimeout
+	}
+	if l.MaxConcurrent == 0 {
+		l.MaxConcurrent = DefaultMaxConcurrent
 	}
 	return l, nil
 }

@@ -167,7 +167,7 @@ func TestMaxSamplesCoversSubqueries(t *testing.T) {
 
 func TestQueryLimitsValidation(t *testing.T) {
 	e := openTestDB(t)
-	for _, l := range []QueryLimits{{MaxLength: -1}, {MaxDepth: -1}, {MaxPoints: -1}, {Timeout: -1}} {
+	for _, l := range []QueryLimits{{MaxLength: -1}, {MaxDepth: -1}, {MaxPoints: -1}, {Timeout: -1}, {MaxConcurrent: -1}} {
 		if _, err := NewQueryAPI(QueryAPIOptions{Embedded: e, Limits: l}); err == nil {
 			t.Errorf("%+v: got no error", l)
 		}
@@ -328,4 +328,26 @@ func serve(h http.Handler, path string) string {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
 	return w.Body.String()
+}
+
+// TestQueryAPIConcurrency checks that queries beyond MaxConcurrent wait
+// for a slot within their timeout, then answer 503 timeout.
+func TestQueryAPIConcurrency(t *testing.T) {
+	e := openTestDB(t)
+	qa, err := NewQueryAPI(QueryAPIOptions{Embedded: e, Limits: QueryLimits{MaxConcurrent: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, aerr := qa.acquire(t.Context())
+	if aerr != nil {
+		t.Fatal(aerr.err)
+	}
+	path := "/prometheus/api/v1/query?time=1700000000&timeout=0.05&query=" + url.QueryEscape("vector(1)")
+	if got := serve(qa, path); !strings.Contains(got, `"errorType":"timeout"`) || !strings.Contains(got, "wait for a query slot (query.maxConcurrent 1)") {
+		t.Errorf("with every slot taken: got %.300s, want a timeout waiting for a slot", got)
+	}
+	release()
+	if got := serve(qa, path); !strings.Contains(got, `"status":"success"`) {
+		t.Errorf("with a free slot: got %.300s, want success", got)
+	}
 }
