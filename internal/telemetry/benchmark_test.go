@@ -345,7 +345,7 @@ func BenchmarkRemoteWriteDecode(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
-		if err := wr.decode(raw, 0); err != nil {
+		if err := wr.decode(raw, decodeLimits{}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -72,6 +72,7 @@ type Embedded struct {
 	parser        parser.Parser
 	lookbackDelta time.Duration
 	log           *slog.Logger
+	retention     time.Duration
 }
 
 var _ Source = (*Embedded)(nil)
@@ -166,8 +167,13 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		// evaluation_interval (1m) gives when none is configured.
 		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
 	})
-	return &Embedded{db: db, engine: engine, parser: p, lookbackDelta: opts.LookbackDelta, log: log}, nil
+	return &Embedded{db: db, engine: engine, parser: p, lookbackDelta: opts.LookbackDelta, log: log, retention: opts.Retention}, nil
 }
+
+// Retention returns how long samples are kept. The receivers refuse
+// samples older than this: the TSDB would delete them at the next
+// compaction, and accepts any timestamp while its head is empty.
+func (e *Embedded) Retention() time.Duration { return e.retention }
 
 // DB returns the underlying TSDB, for callers that need what Source does
 // not offer (snapshots, stats). Its lifetime is the Embedded's.
