@@ -47,7 +47,7 @@ var otlpMetricsRequest = func() *pbNode {
 		5: {cost: 64, fields: map[protowire.Number]*pbNode{1: anyValue}}, // array_value
 		6: {cost: 64, fields: map[protowire.Number]*pbNode{1: keyValue}}, // kvlist_value
 	}
-	exemplar := &pbNode{cost: 224, fields: map[protowire.Number]*pbNode{7: keyValue}}
+	exemplar := &pbNode{cost: 448, fields: map[protowire.Number]*pbNode{7: keyValue}}
 	number := &pbNode{cost: 160, point: true, fields: map[protowire.Number]*pbNode{7: keyValue, 5: exemplar}}
 	hist := &pbNode{cost: 256, point: true,
 		fields:  map[protowire.Number]*pbNode{9: keyValue, 8: exemplar},
@@ -156,7 +156,7 @@ func (s *otlpScan) walk(b []byte, node *pbNode, depth int, lim Limits) error {
 // largest of the per-message costs above. A JSON number or string in an
 // array (2 bytes, `1,`) may become 8 bytes, hence 4 bytes per input byte.
 const (
-	jsonObjectCost  = 320
+	jsonObjectCost  = 448
 	jsonBytesFactor = 4
 )
 
