@@ -146,7 +146,7 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 				MaxSamplesPerRequest: rc.MaxSamplesPerRequest,
 				MaxBucketsPerRequest: rc.MaxBucketsPerRequest,
 			},
-			Budget: budget,
+			Budget:                budget,
 			AcceptNonFiniteValues: a.cfg.Receivers.AcceptNonFiniteValues,
 			DeploySink:            a.deploySink,
 			Logger:                a.logger,
