@@ -248,11 +248,10 @@ func (h *OTLPHandler) serve(r *http.Request, ct string) (*otlpResult, error) {
 			return nil, err
 		}
 	}
-	md, err := decodeOTLP(body, ct, lim, &res)
+	md, points, err := decodeOTLP(body, ct, lim, &res)
 	if err != nil {
 		return nil, err
 	}
-	points := md.DataPointCount()
 	if points > lim.MaxSeriesPerRequest {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "request has %d data points, over the limit of %d; send smaller batches", points, lim.MaxSeriesPerRequest)
 	}
@@ -261,35 +260,40 @@ func (h *OTLPHandler) serve(r *http.Request, ct string) (*otlpResult, error) {
 
 // decodeOTLP decodes an ExportMetricsServiceRequest after a pre-scan that
 // refuses requests over the limits and takes what pdata will allocate from
-// res.
-func decodeOTLP(body []byte, ct string, lim Limits, res *Reservation) (pmetric.Metrics, error) {
+// res. It returns the request's data points.
+func decodeOTLP(body []byte, ct string, lim Limits, res *Reservation) (pmetric.Metrics, int, error) {
 	var (
 		scan otlpScan
 		err  error
 	)
 	if ct == contentTypeJSON {
 		if scan, err = scanOTLPJSON(body); err != nil {
-			return pmetric.Metrics{}, errorf(http.StatusBadRequest, "malformed OTLP JSON: %v", err)
+			return pmetric.Metrics{}, 0, errorf(http.StatusBadRequest, "malformed OTLP JSON: %v", err)
 		}
 	} else if scan, err = scanOTLPProto(body, lim); err != nil {
 		var le *limitError
 		if errors.As(err, &le) {
-			return pmetric.Metrics{}, errorf(http.StatusRequestEntityTooLarge, "%v; send smaller batches", err)
+			return pmetric.Metrics{}, 0, errorf(http.StatusRequestEntityTooLarge, "%v; send smaller batches", err)
 		}
-		return pmetric.Metrics{}, errorf(http.StatusBadRequest, "malformed OTLP protobuf: %v", err)
+		return pmetric.Metrics{}, 0, errorf(http.StatusBadRequest, "malformed OTLP protobuf: %v", err)
 	}
 	if err := res.Take(scan.cost); err != nil {
-		return pmetric.Metrics{}, err
+		return pmetric.Metrics{}, 0, err
 	}
 	req := pmetricotlp.NewExportRequest()
 	if ct == contentTypeJSON {
 		if err := req.UnmarshalJSON(body); err != nil {
-			return pmetric.Metrics{}, errorf(http.StatusBadRequest, "malformed OTLP JSON: %v", err)
+			return pmetric.Metrics{}, 0, errorf(http.StatusBadRequest, "malformed OTLP JSON: %v", err)
 		}
 	} else if err := req.UnmarshalProto(body); err != nil {
-		return pmetric.Metrics{}, errorf(http.StatusBadRequest, "malformed OTLP protobuf: %v", err)
+		return pmetric.Metrics{}, 0, errorf(http.StatusBadRequest, "malformed OTLP protobuf: %v", err)
 	}
-	return req.Metrics(), nil
+	md := req.Metrics()
+	if ct == contentTypeJSON {
+		// The JSON scan does not count points.
+		return md, md.DataPointCount(), nil
+	}
+	return md, scan.points, nil
 }
 
 // gunzip decompresses body through a reader bounded by limit, taking each

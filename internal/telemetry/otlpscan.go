@@ -24,15 +24,63 @@ type otlpScan struct {
 
 // pbNode is the part of the OTLP metrics schema the scan needs: which
 // fields are messages (with what they cost once decoded) and which are
-// packed numbers.
+// packed numbers. Fields are indexed by number in arrays, not maps: the
+// scan runs on every request and must cost a fraction of the decode.
 type pbNode struct {
 	cost   int64 // bytes of one decoded occurrence, slice slot included
 	point  bool  // a data point
 	bucket bool  // counts as one bucket (a summary quantile)
-	fields map[protowire.Number]*pbNode
-	// numbers are repeated numeric fields: true for fixed64, false for
-	// varint.
-	numbers map[protowire.Number]bool
+	leaf   bool  // no message or number fields: not walked
+	fields [maxPBField + 1]*pbNode
+	// numbers are repeated numeric fields: numFixed64 or numVarint.
+	numbers [maxPBField + 1]uint8
+	// deprecated is field 1000 of ResourceMetrics (deprecated
+	// scope metrics), the one field number past maxPBField.
+	deprecated *pbNode
+}
+
+const (
+	maxPBField = 12
+	numFixed64 = 1
+	numVarint  = 2
+)
+
+func (n *pbNode) child(num protowire.Number) *pbNode {
+	if num >= 0 && num <= maxPBField {
+		return n.fields[num]
+	}
+	if num == 1000 {
+		return n.deprecated
+	}
+	return nil
+}
+
+func (n *pbNode) number(num protowire.Number) uint8 {
+	if num >= 0 && num <= maxPBField {
+		return n.numbers[num]
+	}
+	return 0
+}
+
+type pbFields map[protowire.Number]*pbNode
+
+// node builds a pbNode; children may be filled in later (the schema is
+// recursive through attribute values).
+func node(cost int64, fields pbFields) *pbNode {
+	n := &pbNode{cost: cost}
+	n.set(fields)
+	return n
+}
+
+func (n *pbNode) set(fields pbFields) {
+	for num, c := range fields {
+		if num == 1000 {
+			n.deprecated = c
+		} else {
+			n.fields[num] = c
+		}
+	}
+	n.leaf = len(fields) == 0 && n.numbers == [maxPBField + 1]uint8{}
 }
 
 // Per-occurrence costs, from the pdata structs (internal/generated_proto_*.go
@@ -41,30 +89,34 @@ type pbNode struct {
 // for append's doubling. TestOTLPScanCostCoversPdata checks that they
 // cover what pdata really allocates.
 var otlpMetricsRequest = func() *pbNode {
-	anyValue := &pbNode{cost: 96}
-	keyValue := &pbNode{cost: 160, fields: map[protowire.Number]*pbNode{2: anyValue}}
-	anyValue.fields = map[protowire.Number]*pbNode{
-		5: {cost: 64, fields: map[protowire.Number]*pbNode{1: anyValue}}, // array_value
-		6: {cost: 64, fields: map[protowire.Number]*pbNode{1: keyValue}}, // kvlist_value
-	}
-	exemplar := &pbNode{cost: 448, fields: map[protowire.Number]*pbNode{7: keyValue}}
-	number := &pbNode{cost: 160, point: true, fields: map[protowire.Number]*pbNode{7: keyValue, 5: exemplar}}
-	hist := &pbNode{cost: 256, point: true,
-		fields:  map[protowire.Number]*pbNode{9: keyValue, 8: exemplar},
-		numbers: map[protowire.Number]bool{6: true, 7: true}}
-	expBuckets := &pbNode{numbers: map[protowire.Number]bool{2: false}}
-	expHist := &pbNode{cost: 288, point: true,
-		fields: map[protowire.Number]*pbNode{1: keyValue, 8: expBuckets, 9: expBuckets, 11: exemplar}}
-	summary := &pbNode{cost: 160, point: true,
-		fields: map[protowire.Number]*pbNode{7: keyValue, 6: {cost: 64, bucket: true}}}
-	points := func(p *pbNode) *pbNode { return &pbNode{cost: 64, fields: map[protowire.Number]*pbNode{1: p}} }
-	metric := &pbNode{cost: 192, fields: map[protowire.Number]*pbNode{
-		5: points(number), 7: points(number), 9: points(hist), 10: points(expHist), 11: points(summary), 12: keyValue}}
-	scope := &pbNode{cost: 128, fields: map[protowire.Number]*pbNode{3: keyValue}}
-	scopeMetrics := &pbNode{cost: 160, fields: map[protowire.Number]*pbNode{1: scope, 2: metric}}
-	resource := &pbNode{fields: map[protowire.Number]*pbNode{1: keyValue}}
-	resourceMetrics := &pbNode{cost: 192, fields: map[protowire.Number]*pbNode{1: resource, 2: scopeMetrics, 1000: scopeMetrics}}
-	return &pbNode{fields: map[protowire.Number]*pbNode{1: resourceMetrics}}
+	anyValue := node(96, nil)
+	keyValue := node(160, pbFields{2: anyValue})
+	anyValue.set(pbFields{
+		5: node(64, pbFields{1: anyValue}), // array_value
+		6: node(64, pbFields{1: keyValue}), // kvlist_value
+	})
+	exemplar := node(448, pbFields{7: keyValue})
+	number := node(160, pbFields{7: keyValue, 5: exemplar})
+	number.point = true
+	hist := &pbNode{cost: 256, point: true}
+	hist.numbers[6], hist.numbers[7] = numFixed64, numFixed64
+	hist.set(pbFields{9: keyValue, 8: exemplar})
+	expBuckets := &pbNode{}
+	expBuckets.numbers[2] = numVarint
+	expBuckets.set(nil)
+	expHist := node(288, pbFields{1: keyValue, 8: expBuckets, 9: expBuckets, 11: exemplar})
+	expHist.point = true
+	quantile := node(64, nil)
+	quantile.bucket = true
+	summary := node(160, pbFields{7: keyValue, 6: quantile})
+	summary.point = true
+	points := func(p *pbNode) *pbNode { return node(64, pbFields{1: p}) }
+	metric := node(192, pbFields{5: points(number), 7: points(number), 9: points(hist), 10: points(expHist), 11: points(summary), 12: keyValue})
+	scope := node(128, pbFields{3: keyValue})
+	scopeMetrics := node(160, pbFields{1: scope, 2: metric})
+	resource := node(0, pbFields{1: keyValue})
+	resourceMetrics := node(192, pbFields{1: resource, 2: scopeMetrics, 1000: scopeMetrics})
+	return node(0, pbFields{1: resourceMetrics})
 }()
 
 // maxOTLPDepth bounds the nesting of attribute values (arrays and maps
@@ -92,58 +144,54 @@ func (s *otlpScan) walk(b []byte, node *pbNode, depth int, lim Limits) error {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
-		if child := node.fields[num]; child != nil && typ == protowire.BytesType {
+		if typ == protowire.BytesType {
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return protowire.ParseError(n)
 			}
 			b = b[n:]
-			s.cost += child.cost
-			if child.point {
-				s.points++
-				if s.points > lim.MaxSeriesPerRequest {
-					return &limitError{what: "data points", limit: lim.MaxSeriesPerRequest}
+			if child := node.child(num); child != nil {
+				s.cost += child.cost
+				if child.point {
+					s.points++
+					if s.points > lim.MaxSeriesPerRequest {
+						return &limitError{what: "data points", limit: lim.MaxSeriesPerRequest}
+					}
 				}
-			}
-			if child.bucket {
-				s.buckets++
-			}
-			if child.fields != nil || child.numbers != nil {
-				if err := s.walk(v, child, depth+1, lim); err != nil {
-					return err
+				if child.bucket {
+					s.buckets++
 				}
-			}
-		} else if fixed, ok := node.numbers[num]; ok {
-			m := protowire.ConsumeFieldValue(num, typ, b)
-			if m < 0 {
-				return protowire.ParseError(m)
-			}
-			v := b[:m]
-			b = b[m:]
-			k := 1
-			if typ == protowire.BytesType {
-				p, _ := protowire.ConsumeBytes(v)
-				if fixed {
-					k = len(p) / 8
+				if !child.leaf {
+					if err := s.walk(v, child, depth+1, lim); err != nil {
+						return err
+					}
+				}
+			} else if kind := node.number(num); kind != 0 {
+				// Packed numbers.
+				k := 0
+				if kind == numFixed64 {
+					k = len(v) / 8
 				} else {
-					k = 0
-					for _, c := range p {
+					for _, c := range v {
 						if c < 0x80 {
 							k++
 						}
 					}
 				}
 				s.cost += 8 * int64(k)
-			} else {
-				s.cost += 16 // appended one by one
+				s.buckets += k
 			}
-			s.buckets += k
 		} else {
 			m := protowire.ConsumeFieldValue(num, typ, b)
 			if m < 0 {
 				return protowire.ParseError(m)
 			}
 			b = b[m:]
+			if node.number(num) != 0 {
+				// An unpacked number, appended one by one.
+				s.cost += 16
+				s.buckets++
+			}
 		}
 		if s.buckets > lim.MaxBucketsPerRequest {
 			return &limitError{what: "histogram buckets, bounds and quantiles", limit: lim.MaxBucketsPerRequest}
