@@ -163,12 +163,29 @@ func (q QueryConfig) limits() telemetry.QueryLimits {
 	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D(), MaxConcurrent: q.MaxConcurrent}
 }
 
-// ReceiverConfig bounds ingestion.
+// ReceiverConfig bounds ingestion. Zero means the default of
+// telemetry.Limits (and telemetry.DefaultBudgetBytes); negative disables a
+// bound.
 type ReceiverConfig struct {
 	MaxBodyBytes          int64 `yaml:"maxBodyBytes"`
 	MaxSeriesPerRequest   int   `yaml:"maxSeriesPerRequest"`
 	MaxLabelValueLength   int   `yaml:"maxLabelValueLength"`
 	AcceptNonFiniteValues bool  `yaml:"acceptNonFiniteValues"`
+	// MaxDecompressedBytes caps a body after snappy or gzip (64 MiB).
+	MaxDecompressedBytes int64 `yaml:"maxDecompressedBytes"`
+	// MaxLabelsPerSeries caps the labels of one series (64).
+	MaxLabelsPerSeries int `yaml:"maxLabelsPerSeries"`
+	// MaxSamplesPerRequest caps samples + histograms + exemplars of one
+	// remote_write request (100,000).
+	MaxSamplesPerRequest int `yaml:"maxSamplesPerRequest"`
+	// MaxBucketsPerRequest caps native histogram spans and buckets of one
+	// remote_write request, histogram buckets and quantiles of one OTLP
+	// request (1,000,000).
+	MaxBucketsPerRequest int `yaml:"maxBucketsPerRequest"`
+	// BudgetBytes is the memory all ingestion requests may hold at once,
+	// shared by remote_write, OTLP and the events API (256 MiB); beyond
+	// it they get 429 with Retry-After.
+	BudgetBytes int64 `yaml:"budgetBytes"`
 }
 
 // AlertingConfig lists where alerts go.

@@ -128,13 +128,25 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 		routes = append(routes, u.Routes()...)
 	}
 	if a.embedded != nil {
+		rc := a.cfg.Receivers
+		// One budget for every receiver, so their bodies and decoded
+		// requests together stay bounded.
+		budget, err := telemetry.NewBudget(rc.BudgetBytes, a.registry)
+		if err != nil {
+			return nil, err
+		}
 		ropts := telemetry.ReceiverOptions{
 			Storage: a.embedded,
 			Limits: telemetry.Limits{
-				MaxBodyBytes:        a.cfg.Receivers.MaxBodyBytes,
-				MaxSeriesPerRequest: a.cfg.Receivers.MaxSeriesPerRequest,
-				MaxLabelValueLength: a.cfg.Receivers.MaxLabelValueLength,
+				MaxBodyBytes:         rc.MaxBodyBytes,
+				MaxDecompressedBytes: rc.MaxDecompressedBytes,
+				MaxSeriesPerRequest:  rc.MaxSeriesPerRequest,
+				MaxLabelsPerSeries:   rc.MaxLabelsPerSeries,
+				MaxLabelValueLength:  rc.MaxLabelValueLength,
+				MaxSamplesPerRequest: rc.MaxSamplesPerRequest,
+				MaxBucketsPerRequest: rc.MaxBucketsPerRequest,
 			},
+			Budget:                budget,
 			AcceptNonFiniteValues: a.cfg.Receivers.AcceptNonFiniteValues,
 			DeploySink:            a.deploySink,
 			Logger:                a.logger,

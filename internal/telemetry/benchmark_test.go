@@ -342,12 +342,21 @@ func BenchmarkRemoteWriteDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	var wr writeRequest
+	// With the default limits and a budget, as the handler decodes.
+	lim := Limits{}.withDefaults()
+	dl := decodeLimits{series: lim.MaxSeriesPerRequest, labelsPerSeries: lim.MaxLabelsPerSeries, samples: lim.MaxSamplesPerRequest, buckets: lim.MaxBucketsPerRequest}
+	budget, _ := NewBudget(0, nil)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
-		if err := wr.decode(raw, 0); err != nil {
+		res := budget.Reserve("bench")
+		if err := res.Take(wr.size()); err != nil {
 			b.Fatal(err)
 		}
+		if err := wr.decode(raw, dl, &res); err != nil {
+			b.Fatal(err)
+		}
+		res.Release()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchSeriesPerReq), "ns/series")
 }

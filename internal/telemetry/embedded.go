@@ -72,6 +72,7 @@ type Embedded struct {
 	parser        parser.Parser
 	lookbackDelta time.Duration
 	log           *slog.Logger
+	retention     time.Duration
 }
 
 var _ Source = (*Embedded)(nil)
@@ -164,7 +165,7 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		Parser:                   p,
 		NoStepSubqueryIntervalFn: defaultSubqueryStep,
 	})
-	return &Embedded{db: db, engine: engine, parser: p, lookbackDelta: opts.LookbackDelta, log: log}, nil
+	return &Embedded{db: db, engine: engine, parser: p, lookbackDelta: opts.LookbackDelta, log: log, retention: opts.Retention}, nil
 }
 
 // defaultSubqueryStep is the step of a subquery written without one
@@ -172,6 +173,10 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 // gives when none is configured. The query limits size subquery grids
 // with the same function.
 func defaultSubqueryStep(int64) int64 { return time.Minute.Milliseconds() }
+// Retention returns how long samples are kept. The receivers refuse
+// samples older than this: the TSDB would delete them at the next
+// compaction, and accepts any timestamp while its head is empty.
+func (e *Embedded) Retention() time.Duration { return e.retention }
 
 // DB returns the underlying TSDB, for callers that need what Source does
 // not offer (snapshots, stats). Its lifetime is the Embedded's.

@@ -169,12 +169,19 @@ func (h *EventsHandler) serve(r *http.Request) (*EventsResponse, error) {
 	if ct, _ := mediaType(r.Header.Get("Content-Type")); ct != contentTypeJSON {
 		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Type %q not supported, want application/json", r.Header.Get("Content-Type"))
 	}
-	body, err := readBody(r, nil, h.opts.Limits.MaxBodyBytes)
+	// The body and what decoding it allocates (the raw events, then each
+	// event: about twice the body) come from the shared ingest budget.
+	res := h.opts.Budget.Reserve("events")
+	defer res.Release()
+	body, err := readBody(r, nil, h.opts.Limits.MaxBodyBytes, &res)
 	if err != nil {
 		return nil, err
 	}
+	if err := res.Take(2 * int64(len(body))); err != nil {
+		return nil, err
+	}
 	now := h.opts.Now()
-	counts, deploys, err := parseEvents(body, now, h.opts.Limits)
+	counts, deploys, err := parseEvents(body, now, h.opts.minTimestamp(now), h.opts.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +209,7 @@ func (h *EventsHandler) serve(r *http.Request) (*EventsResponse, error) {
 
 // parseEvents decodes and validates a request body, collecting every
 // problem with its place.
-func parseEvents(body []byte, now time.Time, lim Limits) ([]countEvent, []Deploy, error) {
+func parseEvents(body []byte, now time.Time, minT int64, lim Limits) ([]countEvent, []Deploy, error) {
 	var req eventsRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -251,6 +258,8 @@ func parseEvents(body []byte, now time.Time, lim Limits) ([]countEvent, []Deploy
 				add("%s: %s is not an RFC 3339 time", at("time"), quoteTrunc(ev.Time))
 			} else if t.After(now.Add(maxAheadTime)) {
 				add("%s: %s is more than %s in the future", at("time"), ev.Time, maxAheadTime)
+			} else if timestamp.FromTime(t) < minT {
+				add("%s: %s is older than the retention (%s)", at("time"), ev.Time, sampleTime(minT))
 			}
 		}
 		requireName := func(field, v string) {
@@ -285,11 +294,17 @@ func parseEvents(body []byte, now time.Time, lim Limits) ([]countEvent, []Deploy
 			if ev.Good == nil && ev.Bad == nil {
 				add("%s: a counts event needs good, bad or both", at("good"))
 			}
-			if ev.Good != nil && *ev.Good < 0 {
-				add("%s: must not be negative", at("good"))
-			}
-			if ev.Bad != nil && *ev.Bad < 0 {
-				add("%s: must not be negative", at("bad"))
+			for _, f := range []struct {
+				name string
+				v    *float64
+			}{{"good", ev.Good}, {"bad", ev.Bad}} {
+				switch {
+				case f.v == nil:
+				case math.IsNaN(*f.v) || math.IsInf(*f.v, 0):
+					add("%s: must be a finite number", at(f.name))
+				case *f.v < 0:
+					add("%s: must not be negative", at(f.name))
+				}
 			}
 			checkLabels("service", "sli", "outcome")
 			if len(problems) > before {
@@ -437,6 +452,12 @@ func (h *EventsHandler) storeCounts(ctx context.Context, counts []countEvent) er
 					_ = app.Rollback()
 					return appendFault(c.index, s.ls, err)
 				}
+			}
+			if next := tot.value + s.n; math.IsInf(next, 0) || math.IsNaN(next) {
+				// A total at ±Inf stays there (every later increase reads as NaN).
+				_ = app.Rollback()
+				return errorf(http.StatusUnprocessableEntity, "events[%d]: the running total of %s would reach %v (now %v, adding %v); counts must stay finite",
+					c.index, s.ls, next, tot.value, s.n)
 			}
 			tot.value += s.n
 			tot.last = t

@@ -42,12 +42,35 @@ func FuzzRemoteWriteDecode(f *testing.F) {
 	}
 	f.Add([]byte{0x0a, 0x02, 0x0a, 0x00})
 	f.Add([]byte{})
+	// The decoder bombs: one series of empty histogram fields, one of
+	// empty labels, one histogram of empty spans.
+	f.Add(histogramBomb(4096))
+	f.Add(emptyFieldSeries(fieldTimeSeriesLabels, 4096))
+	f.Add(spanBomb(4096))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > fuzzMaxInput {
 			return
 		}
+		// Bounded decoding: under small limits and a small budget the
+		// decoder holds no more than the budget, whatever the input.
+		budget, _ := NewBudget(1<<20, nil)
+		res := budget.Reserve("fuzz")
+		var bounded writeRequest
+		errBounded := bounded.decode(data, decodeLimits{series: 100, labelsPerSeries: 16, samples: 1000, buckets: 1000}, &res)
+		if len(bounded.series) > 100 || len(bounded.samples)+len(bounded.histograms)+bounded.exemplars > 1000 || (bounded.buckets > 1000 && errBounded == nil) {
+			t.Fatalf("limits passed: %d series, %d samples, %d histograms, %d exemplars, %d buckets",
+				len(bounded.series), len(bounded.samples), len(bounded.histograms), bounded.exemplars, bounded.buckets)
+		}
+		if bounded.size() > res.Held() {
+			t.Fatalf("decoder holds %d bytes, took %d from the budget", bounded.size(), res.Held())
+		}
+		res.Release()
+		if budget.InUse() != 0 {
+			t.Fatalf("budget in use after release: %d", budget.InUse())
+		}
+
 		var got writeRequest
-		errGot := got.decode(data, 0)
+		errGot := got.decode(data, decodeLimits{}, nil)
 		var want prompb.WriteRequest
 		errWant := want.Unmarshal(data)
 		if errGot != nil || errWant != nil {
@@ -122,6 +145,8 @@ func FuzzOTLPDecode(f *testing.F) {
 	f.Add(js, true)
 	f.Add([]byte(`{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"x","sum":{"aggregationTemporality":1,"dataPoints":[{"asInt":"5","timeUnixNano":"1"}]}}]}]}]}`), true)
 	f.Add([]byte{0x0a, 0x00}, false)
+	f.Add(otlpPointBomb(4096), false)
+	f.Add([]byte(`{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"x","gauge":{"dataPoints":[{},{},{},{}]}}]}]}]}`), true)
 
 	e, err := OpenEmbedded(EmbeddedOptions{Dir: f.TempDir()})
 	if err != nil {
@@ -147,6 +172,14 @@ func FuzzOTLPDecode(f *testing.F) {
 		if rec.Code != http.StatusOK && (rec.Code < 400 || rec.Code >= 500) {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
+		if !asJSON {
+			// The pre-scan counts the data points pdata decodes.
+			scan, err := scanOTLPProto(body, Limits{}.withDefaults())
+			req := pmetricotlp.NewExportRequest()
+			if err == nil && req.UnmarshalProto(body) == nil && req.Metrics().DataPointCount() != scan.points {
+				t.Fatalf("pre-scan counted %d data points, pdata decoded %d", scan.points, req.Metrics().DataPointCount())
+			}
+		}
 	})
 }
 
@@ -158,6 +191,7 @@ func FuzzEvents(f *testing.F) {
 		`{"events": [{"type": "deploy", "service": "checkout", "version": "v1.4.2", "description": "canary"}]}`,
 		`{"events": [{"type": "counts", "service": "s", "sli": "x", "good": -1}]}`,
 		`{"events": []}`,
+		`{"events": [{"type": "counts", "service": "s", "sli": "x", "good": 1.7e308, "bad": 1e309, "time": "1969-12-31T23:59:59Z"}]}`,
 		`{}`,
 		`[`,
 	} {
@@ -169,7 +203,7 @@ func FuzzEvents(f *testing.F) {
 		if len(body) > fuzzMaxInput {
 			return
 		}
-		counts, deploys, err := parseEvents(body, now, lim)
+		counts, deploys, err := parseEvents(body, now, now.Add(-24*time.Hour).UnixMilli(), lim)
 		if err != nil {
 			if statusOf(err) < 400 || statusOf(err) >= 500 {
 				t.Fatalf("error %v has status %d", err, statusOf(err))
@@ -177,7 +211,7 @@ func FuzzEvents(f *testing.F) {
 			return
 		}
 		for _, c := range counts {
-			if c.goodN < 0 || c.badN < 0 || c.good.Get("service") == "" || c.good.Get("outcome") != "good" || c.bad.Get("outcome") != "bad" {
+			if c.goodN < 0 || c.badN < 0 || math.IsInf(c.goodN, 0) || math.IsInf(c.badN, 0) || c.t < now.Add(-24*time.Hour).UnixMilli() || c.good.Get("service") == "" || c.good.Get("outcome") != "good" || c.bad.Get("outcome") != "bad" {
 				t.Fatalf("accepted invalid counts event %+v", c)
 			}
 			if c.t > now.Add(maxAheadTime).UnixMilli() {

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -226,55 +227,103 @@ func (h *OTLPHandler) serve(r *http.Request, ct string) (*otlpResult, error) {
 	if ct != contentTypeProtobuf && ct != contentTypeJSON {
 		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Type %q not supported, want application/x-protobuf or application/json", r.Header.Get("Content-Type"))
 	}
-	lim := h.opts.Limits
-	body, err := readBody(r, nil, lim.MaxBodyBytes)
-	if err != nil {
-		return nil, err
-	}
-	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
-	case "", "identity":
-	case "gzip":
-		if body, err = gunzip(body, lim.MaxDecompressedBytes); err != nil {
-			return nil, err
-		}
+	enc := strings.ToLower(r.Header.Get("Content-Encoding"))
+	switch enc {
+	case "", "identity", "gzip":
 	default:
 		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q not supported, want gzip or none", enc)
 	}
-	md, err := decodeOTLP(body, ct)
+	// Everything this request holds (body, decompressed body, decoded
+	// request) is taken from the shared budget before it is allocated
+	// and given back when the request is answered.
+	res := h.opts.Budget.Reserve("otlp")
+	defer res.Release()
+	lim := h.opts.Limits
+	body, err := readBody(r, nil, lim.MaxBodyBytes, &res)
 	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "%v", err)
+		return nil, err
 	}
-	points := md.DataPointCount()
+	if enc == "gzip" {
+		if body, err = gunzip(body, lim.MaxDecompressedBytes, &res); err != nil {
+			return nil, err
+		}
+	}
+	md, points, err := decodeOTLP(body, ct, lim, &res)
+	if err != nil {
+		return nil, err
+	}
 	if points > lim.MaxSeriesPerRequest {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "request has %d data points, over the limit of %d; send smaller batches", points, lim.MaxSeriesPerRequest)
 	}
 	return h.store(r.Context(), md, points)
 }
 
-// decodeOTLP decodes an ExportMetricsServiceRequest.
-func decodeOTLP(body []byte, ct string) (pmetric.Metrics, error) {
+// decodeOTLP decodes an ExportMetricsServiceRequest after a pre-scan that
+// refuses requests over the limits and takes what pdata will allocate from
+// res. It returns the request's data points.
+func decodeOTLP(body []byte, ct string, lim Limits, res *Reservation) (pmetric.Metrics, int, error) {
+	var (
+		scan otlpScan
+		err  error
+	)
+	if ct == contentTypeJSON {
+		if scan, err = scanOTLPJSON(body); err != nil {
+			return pmetric.Metrics{}, 0, errorf(http.StatusBadRequest, "malformed OTLP JSON: %v", err)
+		}
+	} else if scan, err = scanOTLPProto(body, lim); err != nil {
+		var le *limitError
+		if errors.As(err, &le) {
+			return pmetric.Metrics{}, 0, errorf(http.StatusRequestEntityTooLarge, "%v; send smaller batches", err)
+		}
+		return pmetric.Metrics{}, 0, errorf(http.StatusBadRequest, "malformed OTLP protobuf: %v", err)
+	}
+	if err := res.Take(scan.cost); err != nil {
+		return pmetric.Metrics{}, 0, err
+	}
 	req := pmetricotlp.NewExportRequest()
 	if ct == contentTypeJSON {
 		if err := req.UnmarshalJSON(body); err != nil {
-			return pmetric.Metrics{}, fmt.Errorf("malformed OTLP JSON: %v", err)
+			return pmetric.Metrics{}, 0, errorf(http.StatusBadRequest, "malformed OTLP JSON: %v", err)
 		}
 	} else if err := req.UnmarshalProto(body); err != nil {
-		return pmetric.Metrics{}, fmt.Errorf("malformed OTLP protobuf: %v", err)
+		return pmetric.Metrics{}, 0, errorf(http.StatusBadRequest, "malformed OTLP protobuf: %v", err)
 	}
-	return req.Metrics(), nil
+	md := req.Metrics()
+	if ct == contentTypeJSON {
+		// The JSON scan does not count points.
+		return md, md.DataPointCount(), nil
+	}
+	return md, scan.points, nil
 }
 
-func gunzip(body []byte, limit int64) ([]byte, error) {
+// gunzip decompresses body through a reader bounded by limit, taking each
+// growth of the output from res before allocating it (gzip expands up to
+// 1032:1, and its size trailer is not to be trusted).
+func gunzip(body []byte, limit int64, res *Reservation) ([]byte, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "malformed gzip body: %v", err)
 	}
-	out, err := io.ReadAll(io.LimitReader(zr, limit+1))
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "malformed gzip body: %v", err)
+	// The trailer's size (mod 2^32) sizes the output for an honest
+	// single-member body in one allocation; a lie only costs doubling.
+	var out []byte
+	if n := len(body); n >= 18 {
+		if size := int64(binary.LittleEndian.Uint32(body[n-4:])); size < limit {
+			if err := res.Take(size + 1); err != nil {
+				return nil, err
+			}
+			out = make([]byte, 0, size+1)
+		}
 	}
-	if int64(len(out)) > limit {
+	out, err = readLimited(zr, out, limit, res)
+	var he *httpError
+	switch {
+	case errors.Is(err, errOverLimit):
 		return nil, errorf(http.StatusRequestEntityTooLarge, "decompressed body exceeds the limit of %d bytes", limit)
+	case errors.As(err, &he):
+		return nil, err
+	case err != nil:
+		return nil, errorf(http.StatusBadRequest, "malformed gzip body: %v", err)
 	}
 	return out, nil
 }
@@ -309,6 +358,10 @@ func (h *OTLPHandler) store(ctx context.Context, md pmetric.Metrics, points int)
 	minT := pcommon.Timestamp(0)
 	if h.maxAge < time.Duration(now.UnixNano()) {
 		minT = pcommon.NewTimestampFromTime(now.Add(-h.maxAge))
+	}
+	// Never older than the retention, even with MaxAge disabled.
+	if m := h.opts.minTimestamp(now); m > 0 {
+		minT = max(minT, pcommon.Timestamp(m)*pcommon.Timestamp(time.Millisecond))
 	}
 
 	var txn *deltaTxn
@@ -356,6 +409,17 @@ func (h *OTLPHandler) store(ctx context.Context, md pmetric.Metrics, points int)
 		h.log.Debug("otlp translation warnings", "warnings", ws)
 	}
 	return res, nil
+}
+
+// otlpTime prints an OTLP timestamp (nanoseconds since the epoch, as
+// uint64) as RFC 3339 when it is a date before the year 2262 that
+// time.Time holds, else as the raw number: a value past int64 must not
+// print as an overflowed date in the 1600s.
+func otlpTime(ts pcommon.Timestamp) string {
+	if ts > math.MaxInt64 {
+		return strconv.FormatUint(uint64(ts), 10) + "ns since the epoch"
+	}
+	return ts.AsTime().UTC().Format(time.RFC3339Nano)
 }
 
 // hasDelta reports whether md has any delta sum or histogram.
@@ -415,7 +479,7 @@ func (h *OTLPHandler) filter(md pmetric.Metrics, minT, maxT pcommon.Timestamp, t
 				m := ms.At(k)
 				name := m.Name()
 				where := func(ts pcommon.Timestamp) string {
-					return fmt.Sprintf("metric %s point @%s", quoteTrunc(name), ts.AsTime().UTC().Format(time.RFC3339Nano))
+					return fmt.Sprintf("metric %s point @%s", quoteTrunc(name), otlpTime(ts))
 				}
 				// outside rejects points too far in the future or past.
 				outside := func(ts pcommon.Timestamp) bool {

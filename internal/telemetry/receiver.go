@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -47,6 +49,15 @@ type Limits struct {
 	MaxLabelNameLength int
 	// MaxLabelValueLength caps a label value in bytes (default 4,096).
 	MaxLabelValueLength int
+	// MaxSamplesPerRequest caps the samples, histogram samples and
+	// exemplars of one remote_write request together (default 100,000),
+	// counted while decoding, before they are allocated. More get 413.
+	MaxSamplesPerRequest int
+	// MaxBucketsPerRequest caps the native histogram spans and buckets of
+	// one remote_write request, and the histogram buckets, bounds and
+	// quantiles of one OTLP request (default 1,000,000), counted before
+	// they are allocated. More get 413.
+	MaxBucketsPerRequest int
 }
 
 // Default limits.
@@ -57,6 +68,8 @@ const (
 	DefaultMaxLabelsPerSeries   = 64
 	DefaultMaxLabelNameLength   = 1024
 	DefaultMaxLabelValueLength  = 4096
+	DefaultMaxSamplesPerRequest = 100_000
+	DefaultMaxBucketsPerRequest = 1_000_000
 )
 
 // withDefaults fills zero limits with defaults and turns negative ones
@@ -87,6 +100,8 @@ func (l Limits) withDefaults() Limits {
 		MaxLabelsPerSeries:   defInt(l.MaxLabelsPerSeries, DefaultMaxLabelsPerSeries),
 		MaxLabelNameLength:   defInt(l.MaxLabelNameLength, DefaultMaxLabelNameLength),
 		MaxLabelValueLength:  defInt(l.MaxLabelValueLength, DefaultMaxLabelValueLength),
+		MaxSamplesPerRequest: defInt(l.MaxSamplesPerRequest, DefaultMaxSamplesPerRequest),
+		MaxBucketsPerRequest: defInt(l.MaxBucketsPerRequest, DefaultMaxBucketsPerRequest),
 	}
 }
 
@@ -97,6 +112,16 @@ type ReceiverOptions struct {
 	Storage Storage
 	// Limits bound each request; see Limits for defaults.
 	Limits Limits
+	// Budget bounds the memory all ingestion requests hold at once; share
+	// one between the receivers (default: a private budget of
+	// DefaultBudgetBytes per handler).
+	Budget *Budget
+	// MaxSampleAge refuses samples and events older than this, per sample
+	// with a reason (default: the retention of Storage when it reports
+	// one, as *Embedded does, else DefaultRetention; negative: no bound).
+	// A sample older than the retention would be deleted at the next
+	// compaction, and a TSDB whose head is empty accepts any timestamp.
+	MaxSampleAge time.Duration
 	// AcceptNonFiniteValues stores NaN and ±Inf sample values instead of
 	// rejecting them. Staleness markers are always accepted, because a
 	// real Prometheus sends them when a target or series disappears.
@@ -131,7 +156,28 @@ func (o ReceiverOptions) withDefaults(component string) (ReceiverOptions, error)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Budget == nil {
+		o.Budget, _ = NewBudget(0, nil)
+	}
+	switch {
+	case o.MaxSampleAge < 0:
+		o.MaxSampleAge = time.Duration(math.MaxInt64)
+	case o.MaxSampleAge == 0:
+		o.MaxSampleAge = DefaultRetention
+		if r, ok := o.Storage.(interface{ Retention() time.Duration }); ok && r.Retention() > 0 {
+			o.MaxSampleAge = r.Retention()
+		}
+	}
 	return o, nil
+}
+
+// minTimestamp is the oldest sample timestamp (ms) the receivers accept at
+// now.
+func (o ReceiverOptions) minTimestamp(now time.Time) int64 {
+	if o.MaxSampleAge >= time.Duration(now.UnixNano()) {
+		return math.MinInt64
+	}
+	return timestamp.FromTime(now.Add(-o.MaxSampleAge))
 }
 
 // maxAheadTime is how far in the future a sample may be, as in Prometheus'
@@ -145,6 +191,8 @@ const maxAheadTime = 10 * time.Minute
 type httpError struct {
 	status int
 	msg    string
+	// retryAfter is the Retry-After header of a 429 or 503, in seconds.
+	retryAfter string
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -171,6 +219,9 @@ func statusOf(err error) int {
 // writeError answers err as JSON {"error": "..."} with its status.
 func writeError(w http.ResponseWriter, err error) int {
 	status := statusOf(err)
+	if he := (*httpError)(nil); errors.As(err, &he) && he.retryAfter != "" {
+		w.Header().Set("Retry-After", he.retryAfter)
+	}
 	writeJSON(w, status, struct {
 		Error string `json:"error"`
 	}{err.Error()})
@@ -186,13 +237,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // readBody reads the request body into buf (grown as needed), refusing
 // bodies over limit with 413 before reading them when the length is known.
-func readBody(r *http.Request, buf []byte, limit int64) ([]byte, error) {
+// Memory beyond buf's capacity is taken from res before it is allocated.
+func readBody(r *http.Request, buf []byte, limit int64, res *Reservation) ([]byte, error) {
 	if r.ContentLength > limit {
 		return buf, errorf(http.StatusRequestEntityTooLarge, "body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit)
 	}
 	buf = buf[:0]
 	if r.ContentLength > 0 {
 		if int64(cap(buf)) < r.ContentLength {
+			if err := res.Take(r.ContentLength); err != nil {
+				return buf, err
+			}
 			buf = make([]byte, 0, r.ContentLength)
 		}
 		buf = buf[:r.ContentLength]
@@ -201,21 +256,50 @@ func readBody(r *http.Request, buf []byte, limit int64) ([]byte, error) {
 		}
 		return buf, nil
 	}
-	lr := &io.LimitedReader{R: r.Body, N: limit + 1}
+	out, err := readLimited(r.Body, buf, limit, res)
+	if errors.Is(err, errOverLimit) {
+		return out, errorf(http.StatusRequestEntityTooLarge, "body exceeds the limit of %d bytes", limit)
+	}
+	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			return out, err
+		}
+		return out, errorf(http.StatusBadRequest, "read body: %v", err)
+	}
+	return out, nil
+}
+
+var errOverLimit = errors.New("over the limit")
+
+// readLimited reads rd to its end into buf, growing it by doubling and
+// taking every growth from res before allocating it. More than limit bytes
+// is errOverLimit. On error the returned slice is empty.
+func readLimited(rd io.Reader, buf []byte, limit int64, res *Reservation) ([]byte, error) {
+	lr := &io.LimitedReader{R: rd, N: limit + 1}
+	buf = buf[:0]
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			// Grow by doubling, but never past limit+1: a body just over
+			// the limit must not cost twice the limit.
+			n := min(max(2*int64(cap(buf)), 4096), limit+1)
+			if err := res.Take(n); err != nil {
+				return buf[:0], err
+			}
+			nb := make([]byte, len(buf), n)
+			copy(nb, buf)
+			buf = nb
 		}
 		n, err := lr.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
-			return buf[:0], errorf(http.StatusRequestEntityTooLarge, "body exceeds the limit of %d bytes", limit)
+			return buf[:0], errOverLimit
 		}
 		if err == io.EOF {
 			return buf, nil
 		}
 		if err != nil {
-			return buf[:0], errorf(http.StatusBadRequest, "read body: %v", err)
+			return buf[:0], err
 		}
 	}
 }

@@ -1,9 +1,9 @@
 package telemetry
 
 import (
-	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -24,11 +24,15 @@ type writeRequest struct {
 	samples    []prompb.Sample
 	histograms []prompb.Histogram
 	exemplars  int
+	buckets    int // native histogram spans and buckets
 }
 
 // wireSeries is one TimeSeries: index ranges into the request's slices.
 type wireSeries struct {
 	labels, samples, histograms span
+	// extraLabels counts the labels beyond the per-series limit, which
+	// decode does not store.
+	extraLabels int
 }
 
 type span struct{ start, end int }
@@ -55,12 +59,45 @@ func (r *writeRequest) reset() {
 	clear(r.histograms)
 	r.histograms = r.histograms[:0]
 	r.exemplars = 0
+	r.buckets = 0
+}
+
+// size is the memory r's slices hold, in bytes (histogram contents are
+// not pooled and not counted here).
+func (r *writeRequest) size() int64 {
+	return int64(cap(r.series))*int64(unsafe.Sizeof(wireSeries{})) +
+		int64(cap(r.labels))*int64(unsafe.Sizeof(wireLabel{})) +
+		int64(cap(r.samples))*int64(unsafe.Sizeof(prompb.Sample{})) +
+		int64(cap(r.histograms))*int64(unsafe.Sizeof(prompb.Histogram{}))
+}
+
+// decodeLimits bound what decode allocates; zero fields are no bound.
+type decodeLimits struct {
+	series, labelsPerSeries, samples, buckets int
+}
+
+// limitError is a request over one of decodeLimits: the handler answers
+// it with 413.
+type limitError struct {
+	what  string
+	limit int
+}
+
+func (e *limitError) Error() string {
+	return fmt.Sprintf("request has more than %d %s", e.limit, e.what)
 }
 
 // decode parses b, a serialized WriteRequest. Unknown fields (metadata,
-// fields of later protocol versions) are skipped, as protobuf requires. On
-// error r holds an unspecified prefix of the request and must be reset.
-func (r *writeRequest) decode(b []byte, maxSeries int) error {
+// fields of later protocol versions) are skipped, as protobuf requires.
+//
+// It is bounded as it reads: series, labels per series, samples +
+// histograms + exemplars and histogram buckets are counted before they are
+// stored, and every growth of r's slices, and every histogram's contents,
+// are taken from res before they are allocated. (A series of empty
+// histogram fields costs 2 bytes on the wire and 272 in memory: without
+// this, 8 MiB of them took 1 GiB.) On error r holds an unspecified prefix
+// of the request and must be reset.
+func (r *writeRequest) decode(b []byte, lim decodeLimits, res *Reservation) error {
 	r.reset()
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -77,10 +114,10 @@ func (r *writeRequest) decode(b []byte, maxSeries int) error {
 				return fmt.Errorf("write request: timeseries[%d]: %w", len(r.series), protowire.ParseError(n))
 			}
 			b = b[n:]
-			if maxSeries > 0 && len(r.series) >= maxSeries {
-				return errTooManySeries
+			if lim.series > 0 && len(r.series) >= lim.series {
+				return &limitError{what: "series", limit: lim.series}
 			}
-			if err := r.decodeSeries(v); err != nil {
+			if err := r.decodeSeries(v, lim, res); err != nil {
 				return fmt.Errorf("write request: timeseries[%d]: %w", len(r.series), err)
 			}
 			continue
@@ -94,14 +131,29 @@ func (r *writeRequest) decode(b []byte, maxSeries int) error {
 	return nil
 }
 
-var errTooManySeries = errors.New("too many series")
+// grow returns s with room for one more element, taking a doubled
+// capacity from res first. Reused (pooled) capacity costs nothing.
+func grow[T any](s []T, res *Reservation) ([]T, error) {
+	if len(s) < cap(s) {
+		return s, nil
+	}
+	var zero T
+	n := max(2*cap(s), 64)
+	if err := res.Take(int64(n) * int64(unsafe.Sizeof(zero))); err != nil {
+		return s, err
+	}
+	ns := make([]T, len(s), n)
+	copy(ns, s)
+	return ns, nil
+}
 
-func (r *writeRequest) decodeSeries(b []byte) error {
+func (r *writeRequest) decodeSeries(b []byte, lim decodeLimits, res *Reservation) error {
 	s := wireSeries{
 		labels:     span{len(r.labels), len(r.labels)},
 		samples:    span{len(r.samples), len(r.samples)},
 		histograms: span{len(r.histograms), len(r.histograms)},
 	}
+	var err error
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -122,11 +174,25 @@ func (r *writeRequest) decodeSeries(b []byte) error {
 			return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
 		}
 		b = b[n:]
+		if num == fieldTimeSeriesSamples || num == fieldTimeSeriesExemplars || num == fieldTimeSeriesHistograms {
+			if lim.samples > 0 && len(r.samples)+len(r.histograms)+r.exemplars >= lim.samples {
+				return &limitError{what: "samples, histogram samples and exemplars", limit: lim.samples}
+			}
+		}
 		switch num {
 		case fieldTimeSeriesLabels:
+			if lim.labelsPerSeries > 0 && len(r.labels)-s.labels.start >= lim.labelsPerSeries {
+				// Counted, not stored: the series is rejected with its
+				// count, the request's other series are not.
+				s.extraLabels++
+				continue
+			}
 			l, err := decodeLabel(msg)
 			if err != nil {
 				return fmt.Errorf("labels[%d]: %w", len(r.labels)-s.labels.start, err)
+			}
+			if r.labels, err = grow(r.labels, res); err != nil {
+				return err
 			}
 			r.labels = append(r.labels, l)
 		case fieldTimeSeriesSamples:
@@ -134,22 +200,107 @@ func (r *writeRequest) decodeSeries(b []byte) error {
 			if err != nil {
 				return fmt.Errorf("samples[%d]: %w", len(r.samples)-s.samples.start, err)
 			}
+			if r.samples, err = grow(r.samples, res); err != nil {
+				return err
+			}
 			r.samples = append(r.samples, smp)
 		case fieldTimeSeriesExemplars:
 			// Exemplar storage is off in the embedded TSDB, as it is by
 			// default in Prometheus: exemplars are counted and dropped.
 			r.exemplars++
 		case fieldTimeSeriesHistograms:
+			i := len(r.histograms) - s.histograms.start
+			buckets, cost, err := scanHistogram(msg)
+			if err != nil {
+				return fmt.Errorf("histograms[%d]: %w", i, err)
+			}
+			r.buckets += buckets
+			if lim.buckets > 0 && r.buckets > lim.buckets {
+				return &limitError{what: "native histogram spans and buckets", limit: lim.buckets}
+			}
+			if err := res.Take(cost); err != nil {
+				return err
+			}
+			if r.histograms, err = grow(r.histograms, res); err != nil {
+				return err
+			}
 			r.histograms = append(r.histograms, prompb.Histogram{})
 			h := &r.histograms[len(r.histograms)-1]
 			if err := h.Unmarshal(msg); err != nil {
-				return fmt.Errorf("histograms[%d]: %w", len(r.histograms)-1-s.histograms.start, err)
+				return fmt.Errorf("histograms[%d]: %w", i, err)
 			}
 		}
 	}
 	s.labels.end, s.samples.end, s.histograms.end = len(r.labels), len(r.samples), len(r.histograms)
+	if r.series, err = grow(r.series, res); err != nil {
+		return err
+	}
 	r.series = append(r.series, s)
 	return nil
+}
+
+// Field numbers of the repeated fields of prompb.Histogram.
+const (
+	fieldHistogramNegativeSpans  = 8
+	fieldHistogramNegativeDeltas = 9
+	fieldHistogramNegativeCounts = 10
+	fieldHistogramPositiveSpans  = 11
+	fieldHistogramPositiveDeltas = 12
+	fieldHistogramPositiveCounts = 13
+	fieldHistogramCustomValues   = 16
+)
+
+// scanHistogram counts the spans and buckets of a serialized Histogram
+// without decoding it, and returns them with the bytes Unmarshal will
+// allocate for them: a 40-byte BucketSpan per span, 8 bytes per number
+// (twice that for unpacked numbers, which Unmarshal appends one by one).
+func scanHistogram(b []byte) (buckets int, cost int64, err error) {
+	const spanSize = int64(unsafe.Sizeof(prompb.BucketSpan{}))
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, 0, protowire.ParseError(n)
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return 0, 0, fmt.Errorf("field %d: %w", num, protowire.ParseError(m))
+		}
+		v := b[:m]
+		b = b[m:]
+		switch num {
+		case fieldHistogramNegativeSpans, fieldHistogramPositiveSpans:
+			buckets++
+			cost += 2 * spanSize
+		case fieldHistogramNegativeDeltas, fieldHistogramPositiveDeltas:
+			if typ == protowire.BytesType {
+				// Packed varints: one number per byte without the
+				// continuation bit.
+				p, _ := protowire.ConsumeBytes(v)
+				k := 0
+				for _, c := range p {
+					if c < 0x80 {
+						k++
+					}
+				}
+				buckets += k
+				cost += 8 * int64(k)
+			} else {
+				buckets++
+				cost += 16
+			}
+		case fieldHistogramNegativeCounts, fieldHistogramPositiveCounts, fieldHistogramCustomValues:
+			if typ == protowire.BytesType {
+				p, _ := protowire.ConsumeBytes(v)
+				buckets += len(p) / 8
+				cost += int64(len(p))
+			} else {
+				buckets++
+				cost += 16
+			}
+		}
+	}
+	return buckets, cost, nil
 }
 
 func decodeLabel(b []byte) (wireLabel, error) {

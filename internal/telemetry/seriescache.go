@@ -74,6 +74,12 @@ func (c *seriesCache) lookup(req *writeRequest, hits []cacheHit, keyBuf *[]byte)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	for i := range req.series {
+		if req.series[i].extraLabels > 0 {
+			// Its labels were cut at the limit: it must not match the
+			// series of its first labels. buildLabels rejects it.
+			hits = append(hits, cacheHit{})
+			continue
+		}
 		b := seriesKey((*keyBuf)[:0], req, &req.series[i])
 		*keyBuf = b
 		key := cacheKey{maphash.Bytes(c.seed1, b), maphash.Bytes(c.seed2, b)}

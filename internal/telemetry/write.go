@@ -100,9 +100,13 @@ func NewWriteHandler(opts ReceiverOptions) (*WriteHandler, error) {
 // ServeHTTP implements http.Handler.
 func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	buf := h.pool.Get().(*writeBuffers)
-	stats, err := h.serve(r, buf)
-	if cap(buf.body) <= maxPooledBuffer && cap(buf.decoded) <= maxPooledBuffer {
-		buf.req.reset()
+	res := h.opts.Budget.Reserve("remote_write")
+	stats, err := h.serve(r, buf, &res)
+	res.Release()
+	// Only buffers of ordinary requests go back to the pool, so one huge
+	// request does not pin its memory.
+	buf.req.reset()
+	if buf.size() <= maxPooledBuffer {
 		h.pool.Put(buf)
 	}
 	h.metrics.samples.Add(float64(stats.stored))
@@ -126,10 +130,20 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"status", status, "remote", r.RemoteAddr, "stored", stats.stored, "rejected", stats.rejected, "err", err)
 }
 
+// size is the memory b holds, in bytes.
+func (b *writeBuffers) size() int64 {
+	return int64(cap(b.body)) + int64(cap(b.decoded)) + b.req.size() +
+		int64(cap(b.hits))*int64(unsafe.Sizeof(cacheHit{})) + int64(cap(b.misses))*int64(unsafe.Sizeof(cacheEntry{}))
+}
+
+// maxSnappyRatio bounds how much a snappy block can expand: its densest
+// element, a 3-byte copy, yields 64 bytes (21.3×).
+const maxSnappyRatio = 22
+
 // statusLabel is the code label of the request counters.
 func statusLabel(code int) string { return strconv.Itoa(code) }
 
-func (h *WriteHandler) serve(r *http.Request, buf *writeBuffers) (writeStats, error) {
+func (h *WriteHandler) serve(r *http.Request, buf *writeBuffers, res *Reservation) (writeStats, error) {
 	var stats writeStats
 	if r.Method != http.MethodPost {
 		return stats, errorf(http.StatusMethodNotAllowed, "method %s not allowed, use POST", r.Method)
@@ -146,12 +160,20 @@ func (h *WriteHandler) serve(r *http.Request, buf *writeBuffers) (writeStats, er
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
 		return stats, errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q not supported, want snappy", enc)
 	}
+	// The pooled buffers this request uses count against the budget as
+	// much as new ones.
+	if err := res.Take(buf.size()); err != nil {
+		return stats, err
+	}
 	lim := h.opts.Limits
 	var err error
-	buf.body, err = readBody(r, buf.body, lim.MaxBodyBytes)
+	buf.body, err = readBody(r, buf.body, lim.MaxBodyBytes, res)
 	if err != nil {
 		return stats, err
 	}
+	// The decoded length is the block's header: check it against the
+	// limit and against what a block of this size can hold before
+	// allocating it (a 7-byte body may claim 64 MiB).
 	n, err := snappy.DecodedLen(buf.body)
 	if err != nil {
 		return stats, errorf(http.StatusBadRequest, "malformed snappy block: %v", err)
@@ -159,16 +181,28 @@ func (h *WriteHandler) serve(r *http.Request, buf *writeBuffers) (writeStats, er
 	if int64(n) > lim.MaxDecompressedBytes {
 		return stats, errorf(http.StatusRequestEntityTooLarge, "decompressed body of %d bytes exceeds the limit of %d bytes", n, lim.MaxDecompressedBytes)
 	}
+	if int64(n) > maxSnappyRatio*int64(len(buf.body)) {
+		return stats, errorf(http.StatusBadRequest, "malformed snappy block: header claims %d decoded bytes, more than a %d-byte block can hold", n, len(buf.body))
+	}
 	if cap(buf.decoded) < n {
+		if err := res.Take(int64(n)); err != nil {
+			return stats, err
+		}
 		buf.decoded = make([]byte, n)
 	}
 	decoded, err := snappy.Decode(buf.decoded[:cap(buf.decoded)], buf.body)
 	if err != nil {
 		return stats, errorf(http.StatusBadRequest, "malformed snappy block: %v", err)
 	}
-	if err := buf.req.decode(decoded, lim.MaxSeriesPerRequest); err != nil {
-		if errors.Is(err, errTooManySeries) {
-			return stats, errorf(http.StatusRequestEntityTooLarge, "request has more than %d series; send smaller batches (max_samples_per_send)", lim.MaxSeriesPerRequest)
+	dl := decodeLimits{series: lim.MaxSeriesPerRequest, labelsPerSeries: lim.MaxLabelsPerSeries, samples: lim.MaxSamplesPerRequest, buckets: lim.MaxBucketsPerRequest}
+	if err := buf.req.decode(decoded, dl, res); err != nil {
+		var le *limitError
+		var he *httpError
+		switch {
+		case errors.As(err, &le):
+			return stats, errorf(http.StatusRequestEntityTooLarge, "%v; send smaller batches (max_samples_per_send)", err)
+		case errors.As(err, &he):
+			return stats, err
 		}
 		return stats, errorf(http.StatusBadRequest, "malformed protobuf: %v", err)
 	}
@@ -179,7 +213,9 @@ func (h *WriteHandler) serve(r *http.Request, buf *writeBuffers) (writeStats, er
 func (h *WriteHandler) append(r *http.Request, buf *writeBuffers) (writeStats, error) {
 	var stats writeStats
 	req := &buf.req
-	maxT := timestamp.FromTime(h.opts.Now().Add(maxAheadTime))
+	now := h.opts.Now()
+	maxT := timestamp.FromTime(now.Add(maxAheadTime))
+	minT := h.opts.minTimestamp(now)
 	// Look every series up in the cache with one lock, before appending.
 	buf.hits = h.cache.lookup(req, buf.hits[:0], &buf.key)
 	buf.misses = buf.misses[:0]
@@ -203,7 +239,7 @@ func (h *WriteHandler) append(r *http.Request, buf *writeBuffers) (writeStats, e
 		}
 		ref0 := ref
 		for _, smp := range req.samples[s.samples.start:s.samples.end] {
-			if reason, msg := h.checkSample(smp.Timestamp, smp.Value, maxT); reason != reasonNone {
+			if reason, msg := h.checkSample(smp.Timestamp, smp.Value, minT, maxT); reason != reasonNone {
 				stats.reject(reason, 1, func() string { return sampleMsg(ls, smp.Timestamp, msg) })
 				continue
 			}
@@ -233,7 +269,7 @@ func (h *WriteHandler) append(r *http.Request, buf *writeBuffers) (writeStats, e
 				ih = hp.ToIntHistogram()
 				v = ih.Sum
 			}
-			if reason, msg := h.checkSample(hp.Timestamp, v, maxT); reason == reasonFuture {
+			if reason, msg := h.checkSample(hp.Timestamp, v, minT, maxT); reason == reasonFuture || reason == reasonTooOld {
 				stats.reject(reason, 1, func() string { return sampleMsg(ls, hp.Timestamp, msg) })
 				continue
 			}
@@ -266,14 +302,28 @@ func (h *WriteHandler) append(r *http.Request, buf *writeBuffers) (writeStats, e
 }
 
 // checkSample applies the receiver's own rules (the TSDB applies the rest).
-func (h *WriteHandler) checkSample(t int64, v float64, maxT int64) (rejectReason, string) {
+func (h *WriteHandler) checkSample(t int64, v float64, minT, maxT int64) (rejectReason, string) {
 	if t > maxT {
-		return reasonFuture, fmt.Sprintf("timestamp %s is more than %s in the future", timestamp.Time(t).UTC().Format(time.RFC3339Nano), maxAheadTime)
+		return reasonFuture, fmt.Sprintf("timestamp %s is more than %s in the future", sampleTime(t), maxAheadTime)
+	}
+	if t < minT {
+		return reasonTooOld, fmt.Sprintf("timestamp %s is older than the retention of %s", sampleTime(t), model.Duration(h.opts.MaxSampleAge))
 	}
 	if !h.opts.AcceptNonFiniteValues && (math.IsNaN(v) || math.IsInf(v, 0)) && !value.IsStaleNaN(v) {
 		return reasonNonFinite, fmt.Sprintf("value %v is not finite (only staleness markers may be NaN)", v)
 	}
 	return reasonNone, ""
+}
+
+// sampleTime prints a millisecond timestamp as RFC 3339 when it is a
+// sane date (years 0–9999), else as the raw number, so an overflowed value
+// never prints as a wrapped-around date.
+func sampleTime(t int64) string {
+	const minMs, maxMs = -62167219200000, 253402300799999 // 0000-01-01, 9999-12-31
+	if t < minMs || t > maxMs {
+		return strconv.FormatInt(t, 10) + "ms since the epoch"
+	}
+	return timestamp.Time(t).UTC().Format(time.RFC3339Nano)
 }
 
 func sampleMsg(ls labels.Labels, t int64, msg string) string {
@@ -302,8 +352,8 @@ func appendReason(err error) rejectReason {
 // dropped: in Prometheus an empty value means the label is absent.
 func buildLabels(req *writeRequest, s *wireSeries, sb *labels.ScratchBuilder, lim Limits) (labels.Labels, error) {
 	wls := req.labels[s.labels.start:s.labels.end]
-	if len(wls) > lim.MaxLabelsPerSeries {
-		return labels.EmptyLabels(), fmt.Errorf("%d labels exceed the limit of %d", len(wls), lim.MaxLabelsPerSeries)
+	if n := len(wls) + s.extraLabels; n > lim.MaxLabelsPerSeries {
+		return labels.EmptyLabels(), fmt.Errorf("%d labels exceed the limit of %d", n, lim.MaxLabelsPerSeries)
 	}
 	sb.Reset()
 	hasName := false

@@ -1,0 +1,6 @@
+//go:build !race
+
+package main
+
+// raceMemoryFactor scales memory bounds under the race detector.
+const raceMemoryFactor = 1
