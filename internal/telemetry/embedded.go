@@ -173,6 +173,7 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 // gives when none is configured. The query limits size subquery grids
 // with the same function.
 func defaultSubqueryStep(int64) int64 { return time.Minute.Milliseconds() }
+
 // Retention returns how long samples are kept. The receivers refuse
 // samples older than this: the TSDB would delete them at the next
 // compaction, and accepts any timestamp while its head is empty.
