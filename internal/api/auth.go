@@ -416,9 +416,10 @@ func (a *Auth) RequireRule(rule Rule, deny Denier, h http.Handler) http.Handler 
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody && bodyTimeout > 0 {
-			// Not supported only on writers that are not connections
-			// (tests with a recorder); there is nothing to cut then.
-			_ = http.NewResponseController(w).SetReadDeadline(a.now().Add(bodyTimeout))
+			// A deadline of the connection: wall-clock time, not the
+			// injected clock. Not supported only on writers that are not
+			// connections (tests with a recorder): nothing to cut then.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 		}
 		p, err := a.Authenticate(r)
 		if err != nil && need != RolePublic {
