@@ -140,6 +140,7 @@ store: {driver: postgres, dsnFile: %[5]s}
 cluster: {replicaID: %[6]s, leaseTTL: 5s}
 alerting: {webhooks: [{name: hook, url: "%[7]s/alerts"}]}
 playbooks: {allowlist: ["%[7]s/"]}
+auth: {insecureAnonymousAdmin: true}
 `, addr, filepath.Join(dir, id), specs, promAddr, filepath.Join(dir, "dsn"), id, recSrv.URL)
 		cfgFile := filepath.Join(dir, id+".yaml")
 		os.WriteFile(cfgFile, []byte(cfg), 0o644)

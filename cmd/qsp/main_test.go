@@ -117,7 +117,7 @@ func setup(t *testing.T, n int) (dir string, end time.Time) {
 }
 
 func serveArgs(dir, addr string) []string {
-	return []string{"serve", "--specs", filepath.Join(dir, "specs"), "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--log-format", "json"}
+	return []string{"serve", "--specs", filepath.Join(dir, "specs"), "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--log-format", "json", "--insecure-anonymous-admin"}
 }
 
 func budgets(t *testing.T, url string) map[string]float64 {
@@ -215,7 +215,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	addr := externaltest.FreeAddr(t)
 	url := "http://" + addr
-	p := qsp(t, "serve", "--specs", specs, "--data-dir", mnt, "--listen", addr)
+	p := qsp(t, "serve", "--specs", specs, "--data-dir", mnt, "--listen", addr, "--insecure-anonymous-admin")
 	externaltest.WaitHTTP(t, p, url+"/readyz", 60*time.Second)
 
 	// acked records every sample value a 2xx acknowledged.

@@ -31,6 +31,7 @@ func TestApp(t *testing.T) {
 		t.Fatal(diags.Error())
 	}
 	cfg := &app.Config{
+		Auth:        app.AuthConfig{InsecureAnonymousAdmin: true},
 		ExternalURL: "http://qsp.test",
 		DataDir:     t.TempDir(),
 		Evaluation:  app.EvaluationConfig{Interval: spec.Duration(3 * time.Millisecond)},

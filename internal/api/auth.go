@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -163,6 +165,21 @@ type AuthOptions struct {
 	Anonymous Role
 	// AnonymousSet says Anonymous was given explicitly ("none" included).
 	AnonymousSet bool
+	// InsecureAnonymousAdmin makes requests without a token admins when
+	// no tokens are configured and Anonymous is unset: the demo's mode.
+	// Without it such requests are viewers: read-only.
+	InsecureAnonymousAdmin bool
+	// Sessions records revoked UI sessions, so a cookie stops working
+	// after sign-out on every replica sharing it; nil keeps revocations in
+	// this process only.
+	Sessions SessionStore
+	// LoginLimit bounds failed sign-ins per client address; zero uses
+	// DefaultLoginLimit.
+	LoginLimit Limit
+	// BodyTimeout is how long a request may take to send its body on the
+	// API and UI (default DefaultBodyTimeout), IngestBodyTimeout on the
+	// receivers (default DefaultIngestBodyTimeout).
+	BodyTimeout, IngestBodyTimeout time.Duration
 	// SessionKey signs UI session and CSRF cookies; default random, so
 	// sessions end when the process restarts.
 	SessionKey []byte
@@ -184,6 +201,10 @@ type Auth struct {
 	tokens      []token
 	anonymous   Role
 	open        bool
+	sessions    SessionStore
+	revoked     *revokedSessions
+	login       *limiters
+	bodyTimeout struct{ api, ingest time.Duration }
 	key         []byte
 	ttl         time.Duration
 	secure      bool
@@ -246,17 +267,26 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 		return nil, errors.New("auth: anonymous: ingest cannot be anonymous; give the senders a token")
 	}
 	if len(a.tokens) == 0 && !opts.AnonymousSet && anon == RoleNone {
-		// No tokens at all: the local, single-user default.
-		anon, a.open = RoleAdmin, true
+		// No tokens at all: anyone may look; only an explicit, insecure
+		// setting lets anyone act (the demo, a laptop).
+		anon = RoleViewer
+		if opts.InsecureAnonymousAdmin {
+			anon, a.open = RoleAdmin, true
+		}
 	}
 	a.anonymous = anon
+	a.sessions = opts.Sessions
+	a.revoked = &revokedSessions{m: map[string]time.Time{}}
+	a.login = newLimiters(opts.LoginLimit, DefaultLoginLimit)
+	a.bodyTimeout.api = cmp.Or(opts.BodyTimeout, DefaultBodyTimeout)
+	a.bodyTimeout.ingest = cmp.Or(opts.IngestBodyTimeout, DefaultIngestBodyTimeout)
 	a.api = newLimiters(opts.RateLimit, DefaultRateLimit)
 	a.ingest = newLimiters(opts.IngestRateLimit, DefaultIngestRateLimit)
 	return a, nil
 }
 
 // Open reports whether no tokens are configured and every request is
-// allowed.
+// allowed (auth.insecureAnonymousAdmin).
 func (a *Auth) Open() bool { return a.open }
 
 // Anonymous returns the role of requests without credentials.
@@ -336,7 +366,7 @@ func (a *Auth) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{Name: t.name, Role: t.role, Via: ViaToken}, nil
 	}
 	if c, err := r.Cookie(SessionCookie); err == nil {
-		if p, ok := a.session(c.Value); ok {
+		if p, ok := a.session(r.Context(), c.Value); ok {
 			return p, nil
 		}
 	}
@@ -358,17 +388,39 @@ func DenyJSON(w http.ResponseWriter, _ *http.Request, status int, msg string) {
 // to deny (nil: DenyJSON). The principal is in the request's context
 // (PrincipalFrom).
 func (a *Auth) Require(need Role, maxBody int64, deny Denier, h http.Handler) http.Handler {
+	return a.RequireRule(Rule{Role: need, MaxBody: maxBody}, deny, h)
+}
+
+// RequireRule is Require with every field of a route's rule: its role,
+// its body bound, and whether it stays outside the rate limits (health
+// probes). Besides the role it enforces, on every request:
+//   - a deadline for the body (ingest routes get a longer one), so a
+//     client dribbling bytes cannot hold a connection;
+//   - on state-changing JSON routes (not the UI's forms, which check
+//     their own field) reached with the UI session cookie and no token,
+//     the CSRF token in the X-CSRF-Token header;
+//   - on state-changing JSON routes without a token, a JSON
+//     Content-Type for a body: a browser cannot send one cross-origin
+//     without a CORS preflight.
+func (a *Auth) RequireRule(rule Rule, deny Denier, h http.Handler) http.Handler {
+	need, maxBody := rule.Role, rule.MaxBody
 	if deny == nil {
 		deny = DenyJSON
 	}
 	if maxBody == 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
-	lims := a.api
+	lims, bodyTimeout := a.api, a.bodyTimeout.api
 	if need == RoleIngest {
-		lims = a.ingest
+		lims, bodyTimeout = a.ingest, a.bodyTimeout.ingest
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody && bodyTimeout > 0 {
+			// A deadline of the connection: wall-clock time, not the
+			// injected clock. Not supported only on writers that are not
+			// connections (tests with a recorder): nothing to cut then.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+		}
 		p, err := a.Authenticate(r)
 		if err != nil && need != RolePublic {
 			// Wrong guesses count against the client's address, so
@@ -392,12 +444,28 @@ func (a *Auth) Require(need Role, maxBody int64, deny Denier, h http.Handler) ht
 				return
 			}
 			a.log.Debug("request refused", "principal", p.Name, "role", p.Role, "need", need, "method", r.Method, "path", r.URL.Path)
-			deny(w, r, http.StatusForbidden, fmt.Sprintf("forbidden: %s %q has role %s; this needs %s", p.Via, p.Name, roleName(p.Role), need))
+			msg := fmt.Sprintf("forbidden: %s %q has role %s; this needs %s", p.Via, p.Name, roleName(p.Role), need)
+			if p.Via == ViaAnonymous && len(a.tokens) == 0 {
+				msg += "; without auth.tokens anonymous requests are read-only unless auth.insecureAnonymousAdmin is true"
+			}
+			deny(w, r, http.StatusForbidden, msg)
 			return
 		}
-		if wait, ok := lims.allow(limitKey(p, r), a.now()); !ok {
-			tooMany(w, r, deny, p.Name, wait)
-			return
+		if !rule.Unlimited {
+			if wait, ok := lims.allow(limitKey(p, r), a.now()); !ok {
+				tooMany(w, r, deny, p.Name, wait)
+				return
+			}
+		}
+		if unsafeMethod(r.Method) && jsonRoute(r.URL.Path) && need != RoleIngest && p.Via != ViaToken {
+			if p.Via == ViaSession && !a.validCSRF(r, p.session, r.Header.Get(CSRFHeader)) {
+				deny(w, r, http.StatusForbidden, "forbidden: a state-changing API request with the UI session cookie needs the "+CSRFHeader+" header of that session, or an Authorization header")
+				return
+			}
+			if hasBody(r) && !jsonContentType(r.Header.Get("Content-Type")) {
+				deny(w, r, http.StatusUnsupportedMediaType, "unsupported media type: send the body with Content-Type: application/json")
+				return
+			}
 		}
 		if maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
 			if r.ContentLength > maxBody {
@@ -408,6 +476,33 @@ func (a *Auth) Require(need Role, maxBody int64, deny Denier, h http.Handler) ht
 		}
 		h.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
+}
+
+// unsafeMethod reports whether a method changes state.
+func unsafeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return true
+}
+
+// jsonRoute reports whether a path belongs to the JSON API or the
+// server's own endpoints rather than to the UI, whose forms carry their
+// CSRF token in a field.
+func jsonRoute(path string) bool {
+	// The Prometheus query API's POSTs are reads (Grafana sends them
+	// form-encoded); the receivers need the ingest role, never a session.
+	return (strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/-/")) && !strings.HasPrefix(path, "/api/v1/write") && path != "/api/v1/events"
+}
+
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
+}
+
+func jsonContentType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
 func tooMany(w http.ResponseWriter, r *http.Request, deny Denier, who string, wait time.Duration) {
@@ -532,8 +627,9 @@ func (a *Auth) tokenByName(name string) (token, bool) {
 	return token{}, false
 }
 
-// session checks a session cookie's value.
-func (a *Auth) session(v string) (Principal, bool) {
+// session checks a session cookie's value: its signature, its expiry,
+// and that it was not revoked.
+func (a *Auth) session(ctx context.Context, v string) (Principal, bool) {
 	if len(v) > 1024 {
 		return Principal{}, false
 	}
@@ -563,26 +659,34 @@ func (a *Auth) session(v string) (Principal, bool) {
 	if !a.now().Before(time.Unix(d.Expires, 0)) {
 		return Principal{}, false
 	}
+	if a.isRevoked(ctx, d.ID) {
+		return Principal{}, false
+	}
 	return Principal{Name: t.name, Role: t.role, Via: ViaSession, session: d.ID}, true
 }
 
 // Login checks a token typed into the UI's login form and, if it is
 // valid, sets a session cookie (HttpOnly, SameSite=Strict, signed, with
-// an expiry) naming the token, not holding it.
-func (a *Auth) Login(w http.ResponseWriter, tok string) (Principal, error) {
-	tok = strings.TrimSpace(tok)
-	if tok == "" || len(tok) > 4096 {
-		return Principal{}, fmt.Errorf("%w: empty or oversized token", ErrBadCredentials)
+// an expiry) naming the token, not holding it. Failed attempts count
+// against the client's address: beyond the login limit every attempt,
+// right or wrong, is a *LoginLimitError until the bucket refills.
+func (a *Auth) Login(w http.ResponseWriter, r *http.Request, tok string) (Principal, error) {
+	key := limitKey(Principal{Via: ViaAnonymous}, r)
+	now := a.now()
+	if wait, ok := a.login.peek(key, now); !ok {
+		return Principal{}, &LoginLimitError{Wait: wait}
 	}
-	t, ok := a.lookup(tok)
-	if !ok {
-		return Principal{}, fmt.Errorf("%w: unknown token", ErrBadCredentials)
+	t, err := a.checkLoginToken(tok)
+	if err != nil {
+		a.login.allow(key, now)
+		a.log.Info("sign-in refused", "client", key)
+		return Principal{}, err
 	}
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return Principal{}, fmt.Errorf("login: %w", err)
 	}
-	exp := a.now().Add(a.ttl)
+	exp := now.Add(a.ttl)
 	d := sessionData{Name: t.name, Expires: exp.Unix(), ID: hex.EncodeToString(id)}
 	raw, _ := json.Marshal(d)
 	payload := base64.RawURLEncoding.EncodeToString(raw)
@@ -593,9 +697,33 @@ func (a *Auth) Login(w http.ResponseWriter, tok string) (Principal, error) {
 	return Principal{Name: t.name, Role: t.role, Via: ViaSession, session: d.ID}, nil
 }
 
-// Logout ends the UI session in this browser.
-func (a *Auth) Logout(w http.ResponseWriter) {
+func (a *Auth) checkLoginToken(tok string) (token, error) {
+	tok = strings.TrimSpace(tok)
+	if tok == "" || len(tok) > 4096 {
+		return token{}, fmt.Errorf("%w: empty or oversized token", ErrBadCredentials)
+	}
+	t, ok := a.lookup(tok)
+	if !ok {
+		return token{}, fmt.Errorf("%w: unknown token", ErrBadCredentials)
+	}
+	return t, nil
+}
+
+// Logout ends the UI session of the request: the cookie is cleared in
+// this browser and the session revoked in the store, so a copy of the
+// cookie stops working too, on every replica.
+func (a *Auth) Logout(w http.ResponseWriter, r *http.Request) error {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteStrictMode})
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return nil
+	}
+	p, ok := a.session(r.Context(), c.Value)
+	if !ok {
+		return nil
+	}
+	a.log.Info("session closed", "principal", p.Name)
+	return a.revoke(r.Context(), p.session, a.now().Add(a.ttl))
 }
 
 // CSRFToken returns the token the UI's forms carry in CSRFField. It is
@@ -647,15 +775,25 @@ func (a *Auth) CheckCSRF(r *http.Request) error {
 	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
 		return ErrCSRF
 	}
-	c, err := r.Cookie(CSRFCookie)
-	if err != nil || !validSeed(c.Value) {
-		return ErrCSRF
+	v := r.Header.Get(CSRFHeader)
+	if v == "" {
+		v = r.PostFormValue(CSRFField)
 	}
-	got, err := base64.RawURLEncoding.DecodeString(r.PostFormValue(CSRFField))
-	if err != nil || !hmac.Equal(got, a.mac("csrf", c.Value, p.session)) {
+	if !a.validCSRF(r, p.session, v) {
 		return ErrCSRF
 	}
 	return nil
+}
+
+// validCSRF checks a CSRF token against this browser's cookie and the
+// request's session.
+func (a *Auth) validCSRF(r *http.Request, session, v string) bool {
+	c, err := r.Cookie(CSRFCookie)
+	if err != nil || !validSeed(c.Value) || v == "" {
+		return false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(v)
+	return err == nil && hmac.Equal(got, a.mac("csrf", c.Value, session))
 }
 
 // sameOrigin compares an Origin header with the host the request was

@@ -13,6 +13,9 @@ type Rule struct {
 	// means the handler bounds it itself (the receivers, by their
 	// configured limits).
 	MaxBody int64
+	// Unlimited keeps the route outside every rate limit: health probes
+	// must answer 200 however many wrong tokens a client guessed.
+	Unlimited bool
 }
 
 // routeRules is the role every route of the server needs, in one place:
@@ -21,8 +24,8 @@ type Rule struct {
 // served to admins only, and the authorization matrix test fails.
 var routeRules = map[string]Rule{
 	// The server.
-	"GET /healthz":   {Role: RolePublic},
-	"GET /readyz":    {Role: RolePublic},
+	"GET /healthz":   {Role: RolePublic, Unlimited: true},
+	"GET /readyz":    {Role: RolePublic, Unlimited: true},
 	"GET /metrics":   {Role: RoleViewer},
 	"POST /-/reload": {Role: RoleAdmin},
 
@@ -149,7 +152,7 @@ func (m *Mux) Handle(pattern string, h http.Handler) {
 		if !ok {
 			m.auth.log.Warn("route has no rule in the role table: admins only", "pattern", pattern)
 		}
-		h = m.auth.Require(rule.Role, rule.MaxBody, m.deny, h)
+		h = m.auth.RequireRule(rule, m.deny, h)
 	}
 	m.ServeMux.Handle(pattern, h)
 }

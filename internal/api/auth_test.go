@@ -122,7 +122,9 @@ func TestAnonymousDefaults(t *testing.T) {
 		open bool
 		anon Role
 	}{
-		{"no tokens: open", AuthOptions{}, true, RoleAdmin},
+		{"no tokens: read-only", AuthOptions{}, false, RoleViewer},
+		{"no tokens, insecure anonymous admin: open", AuthOptions{InsecureAnonymousAdmin: true}, true, RoleAdmin},
+		{"tokens, insecure anonymous admin: closed", AuthOptions{Tokens: []Token{{Name: "a", Role: RoleAdmin, SHA256: HashToken("a")}}, InsecureAnonymousAdmin: true}, false, RoleNone},
 		{"no tokens, anonymous none", AuthOptions{Anonymous: "none", AnonymousSet: true}, false, RoleNone},
 		{"no tokens, anonymous viewer", AuthOptions{Anonymous: RoleViewer, AnonymousSet: true}, false, RoleViewer},
 		{"tokens: closed", AuthOptions{Tokens: []Token{{Name: "a", Role: RoleAdmin, SHA256: HashToken("a")}}}, false, RoleNone},
@@ -331,7 +333,7 @@ func TestSessionAndCSRF(t *testing.T) {
 	mux := http.NewServeMux()
 	var formToken string
 	mux.Handle("POST /login", a.Require(RolePublic, 0, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := a.Login(w, r.PostFormValue("token")); err != nil {
+		if _, err := a.Login(w, r, r.PostFormValue("token")); err != nil {
 			DenyJSON(w, r, 401, err.Error())
 			return
 		}
@@ -439,9 +441,19 @@ func TestSessionAndCSRF(t *testing.T) {
 	}
 	// Logout clears the cookie.
 	rec = httptest.NewRecorder()
-	a.Logout(rec)
+	req = httptest.NewRequest(http.MethodPost, "/logout", nil)
+	req.AddCookie(s)
+	if err := a.Logout(rec, req); err != nil {
+		t.Fatal(err)
+	}
 	if c := rec.Result().Cookies(); len(c) != 1 || c[0].Name != SessionCookie || c[0].MaxAge >= 0 {
 		t.Errorf("logout cookies: %+v", c)
+	}
+	// And revokes the session: the old cookie no longer authenticates.
+	req = httptest.NewRequest(http.MethodGet, "/page", nil)
+	req.AddCookie(s)
+	if p, _ := a.Authenticate(req); p.Via != ViaAnonymous {
+		t.Errorf("session after logout: %+v", p)
 	}
 }
 
@@ -502,7 +514,7 @@ func FuzzAuthenticate(f *testing.F) {
 		f.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	if _, err := a.Login(rec, tok); err != nil {
+	if _, err := a.Login(rec, httptest.NewRequest(http.MethodPost, "/login", nil), tok); err != nil {
 		f.Fatal(err)
 	}
 	session := rec.Result().Cookies()[0].Value

@@ -206,6 +206,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		}
 	}
 	a.closers = append(a.closers, func() error { return a.listener.Close() })
+	a.listener = a.limitListener(a.listener)
 	if a.listener, err = a.tlsListener(a.listener); err != nil {
 		return nil, err
 	}

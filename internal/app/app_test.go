@@ -62,6 +62,7 @@ func startApp(t *testing.T, dir string, now func() time.Time) (*App, string, con
 		t.Fatal(err)
 	}
 	cfg := &Config{DataDir: filepath.Join(dir, "data"), Specs: []string{specs}, Listen: l.Addr().String(),
+		Auth:       AuthConfig{InsecureAnonymousAdmin: true},
 		Evaluation: EvaluationConfig{Interval: 100 * 1e6}}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := New(ctx, Options{Config: cfg, Listener: l, Now: now})

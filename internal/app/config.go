@@ -229,7 +229,30 @@ type AuthConfig struct {
 	// (default 1000/s, burst 2000: Prometheus sends in parallel shards).
 	RateLimit       RateLimitConfig `yaml:"rateLimit"`
 	IngestRateLimit RateLimitConfig `yaml:"ingestRateLimit"`
+	// InsecureAnonymousAdmin lets every request without a token act as
+	// admin when no tokens are configured (the demo; a laptop). Without
+	// it anonymous requests are read-only viewers, and a listen address
+	// beyond loopback without tokens refuses to start.
+	InsecureAnonymousAdmin bool `yaml:"insecureAnonymousAdmin"`
+	// AllowedHosts are the names clients use in the Host header besides
+	// the listen host, externalURL's host, localhost and IP literals
+	// (DNS rebinding guard): "qsp.monitoring.svc", ".example.com" for
+	// every name under it, "*" for any.
+	AllowedHosts []string `yaml:"allowedHosts"`
+	// LoginRateLimit bounds failed UI sign-ins per client address
+	// (default 10, then one per 6s).
+	LoginRateLimit RateLimitConfig `yaml:"loginRateLimit"`
+	// BodyTimeout is how long a client may take to send a request body
+	// (default 30s); IngestBodyTimeout the same on the receivers (2m).
+	BodyTimeout       spec.Duration `yaml:"bodyTimeout"`
+	IngestBodyTimeout spec.Duration `yaml:"ingestBodyTimeout"`
+	// MaxConnsPerClient bounds the connections one client address holds
+	// at once (default 128; -1 for no bound).
+	MaxConnsPerClient int `yaml:"maxConnsPerClient"`
 }
+
+// DefaultMaxConnsPerClient bounds each client address's connections.
+const DefaultMaxConnsPerClient = 128
 
 // RateLimitConfig is a token bucket; zero fields take the default.
 type RateLimitConfig struct {
@@ -360,7 +383,13 @@ func (c *Config) Normalize() error {
 			return fmt.Errorf("config: auth.tokens[%d] (%s): sha256 must be 64 hex digits (qsp token hash prints it)", i, t.Name)
 		}
 	}
-	for name, l := range map[string]RateLimitConfig{"auth.rateLimit": c.Auth.RateLimit, "auth.ingestRateLimit": c.Auth.IngestRateLimit} {
+	if c.Auth.MaxConnsPerClient == 0 {
+		c.Auth.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
+	if c.Auth.BodyTimeout < 0 || c.Auth.IngestBodyTimeout < 0 {
+		return errors.New("config: auth.bodyTimeout and auth.ingestBodyTimeout must not be negative")
+	}
+	for name, l := range map[string]RateLimitConfig{"auth.rateLimit": c.Auth.RateLimit, "auth.ingestRateLimit": c.Auth.IngestRateLimit, "auth.loginRateLimit": c.Auth.LoginRateLimit} {
 		if l.PerSecond < 0 || l.Burst < 0 {
 			return fmt.Errorf("config: %s: perSecond and burst must not be negative", name)
 		}

@@ -44,7 +44,8 @@ func TestCorruptDatabaseIsRefused(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := &Config{DataDir: filepath.Join(dir, "data"), Specs: []string{filepath.Join(dir, "specs")}, Listen: "127.0.0.1:0"}
+	cfg := &Config{DataDir: filepath.Join(dir, "data"), Specs: []string{filepath.Join(dir, "specs")}, Listen: "127.0.0.1:0",
+		Auth: AuthConfig{InsecureAnonymousAdmin: true}}
 	_, err = New(context.Background(), Options{Config: cfg, Now: clk.now})
 	if err == nil {
 		t.Fatal("QSP started on a corrupt database")

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qsp-dev/qsp/internal/api"
@@ -38,15 +41,21 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.handler
 func (rt *router) Routes() []api.Route { return rt.routes }
 
 // newAuth builds the access control from the configuration. Without
-// tokens every request is allowed: the local default of qsp serve and the
-// demo; it is logged as a warning, louder when the server listens beyond
-// loopback. The session key lives in the store, so UI sessions survive a
-// restart and are valid on every replica sharing the database.
+// tokens anonymous requests are read-only viewers, unless
+// auth.insecureAnonymousAdmin makes them admins (the demo); beyond
+// loopback that needs the setting, or an explicit auth.anonymous, to
+// start at all. The session key and the revoked sessions live in the
+// store, so UI sessions survive a restart and are valid, and end, on
+// every replica sharing the database.
 func (a *App) newAuth(ctx context.Context) (*api.Auth, error) {
 	ac := a.cfg.Auth
 	var tokens []api.Token
 	for _, t := range ac.Tokens {
 		tokens = append(tokens, api.Token{Name: t.Name, Role: api.Role(t.Role), SHA256: t.SHA256})
+	}
+	if len(tokens) == 0 && ac.Anonymous == "" && !ac.InsecureAnonymousAdmin && !loopback(a.cfg.Listen) {
+		return nil, fmt.Errorf("config: listen %s is beyond loopback and auth.tokens is empty: add tokens (qsp token new), "+
+			"set auth.anonymous: viewer for a read-only dashboard, or set auth.insecureAnonymousAdmin: true to let anyone who reaches it administer", a.cfg.Listen)
 	}
 	key, err := a.store.Secret(ctx, "ui-session-key", 32)
 	if err != nil {
@@ -54,23 +63,65 @@ func (a *App) newAuth(ctx context.Context) (*api.Auth, error) {
 	}
 	auth, err := api.NewAuth(api.AuthOptions{
 		Tokens: tokens, Anonymous: api.Role(ac.Anonymous), AnonymousSet: ac.Anonymous != "", SessionKey: key,
+		InsecureAnonymousAdmin: ac.InsecureAnonymousAdmin, Sessions: a.store,
 		RateLimit:       api.Limit{PerSecond: ac.RateLimit.PerSecond, Burst: ac.RateLimit.Burst},
 		IngestRateLimit: api.Limit{PerSecond: ac.IngestRateLimit.PerSecond, Burst: ac.IngestRateLimit.Burst},
-		SecureCookies:   ac.TLS.CertFile != "", Logger: a.logger, Now: a.now,
+		LoginLimit:      api.Limit{PerSecond: ac.LoginRateLimit.PerSecond, Burst: ac.LoginRateLimit.Burst},
+		BodyTimeout:     ac.BodyTimeout.D(), IngestBodyTimeout: ac.IngestBodyTimeout.D(),
+		SecureCookies: ac.TLS.CertFile != "", Logger: a.logger, Now: a.now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if auth.Open() {
-		if loopback(a.cfg.Listen) {
-			a.logger.Warn("no auth tokens configured: every request is allowed; add auth.tokens (qsp token new) before sharing this server", "listen", a.cfg.Listen)
-		} else {
-			a.logger.Warn("no auth tokens configured and listening beyond loopback: anyone who reaches this address may reload specs, acknowledge incidents and push telemetry; add auth.tokens (qsp token new)", "listen", a.cfg.Listen)
-		}
-	} else if auth.Anonymous() != api.RoleNone {
+	switch {
+	case auth.Open() && loopback(a.cfg.Listen):
+		a.logger.Warn("auth.insecureAnonymousAdmin: every local request is allowed; add auth.tokens (qsp token new) before sharing this server", "listen", a.cfg.Listen)
+	case auth.Open():
+		a.logger.Warn("auth.insecureAnonymousAdmin beyond loopback: anyone who reaches this address may reload specs, acknowledge incidents and push telemetry; add auth.tokens (qsp token new)", "listen", a.cfg.Listen)
+	case len(tokens) == 0 && ac.Anonymous == "":
+		a.logger.Info("no auth tokens configured: anonymous requests are read-only viewers", "listen", a.cfg.Listen)
+	case auth.Anonymous() != api.RoleNone:
 		a.logger.Warn("anonymous requests are allowed", "role", auth.Anonymous())
 	}
 	return auth, nil
+}
+
+// guardOptions are the names and origins the server answers to: the
+// listen host (and this machine's name when it listens on every
+// address), externalURL's host and origin, and auth.allowedHosts; IP
+// literals and localhost always pass (api.Guard).
+func (a *App) guardOptions() api.GuardOptions {
+	opts := api.GuardOptions{CORSOrigins: a.cfg.Auth.CORSOrigins, Exempt: []string{"/healthz", "/readyz"}}
+	opts.Hosts = append(opts.Hosts, a.cfg.Auth.AllowedHosts...)
+	if host, _, err := net.SplitHostPort(a.cfg.Listen); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			if name, err := os.Hostname(); err == nil {
+				short, _, _ := strings.Cut(name, ".")
+				opts.Hosts = append(opts.Hosts, name, short)
+			}
+		} else {
+			opts.Hosts = append(opts.Hosts, host)
+		}
+	}
+	if u, err := url.Parse(a.cfg.ExternalURL); err == nil && u.Host != "" {
+		opts.Hosts = append(opts.Hosts, u.Hostname())
+		opts.Origins = append(opts.Origins, u.Scheme+"://"+u.Host)
+	}
+	return opts
+}
+
+// limitListener bounds the connections each client address holds
+// (auth.maxConnsPerClient), so one client cannot take every file
+// descriptor with slow requests.
+func (a *App) limitListener(l net.Listener) net.Listener {
+	refused := promauto.With(a.registry).NewCounter(prometheus.CounterOpts{
+		Name: "qsp_http_connections_refused_total",
+		Help: "Connections closed at accept because their client address held auth.maxConnsPerClient already.",
+	})
+	return api.LimitConnsPerClient(l, a.cfg.Auth.MaxConnsPerClient, func(addr string) {
+		refused.Inc()
+		a.logger.Debug("connection refused: too many from one client", "client", addr)
+	})
 }
 
 // loopback reports whether a listen address only accepts local
@@ -186,7 +237,7 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 		for _, m := range a.mounts {
 			m(rt.extra)
 		}
-		rt.extraAuth = auth.Require(api.RoleAdmin, 0, api.DenyJSON, rt.extra)
+		rt.extraAuth = auth.RequireRule(api.Rule{Role: api.RoleAdmin}, api.DenyJSON, rt.extra)
 		a.logger.Warn("components mounted routes outside the role table: admins only")
 		main := h
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +248,7 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 			main.ServeHTTP(w, r)
 		})
 	}
-	rt.handler = api.SecurityHeaders(api.CORS(a.cfg.Auth.CORSOrigins, h), a.cfg.Auth.TLS.CertFile != "")
+	rt.handler = api.SecurityHeaders(api.Guard(a.guardOptions(), api.CORS(a.cfg.Auth.CORSOrigins, h)), a.cfg.Auth.TLS.CertFile != "")
 	return rt, nil
 }
 

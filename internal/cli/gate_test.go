@@ -99,7 +99,7 @@ func gateServer(t *testing.T, dir string) (string, *app.App) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &app.Config{Listen: ln.Addr().String(), DataDir: filepath.Join(dir, "data"), Specs: []string{specs}}
+	cfg := &app.Config{Listen: ln.Addr().String(), Auth: app.AuthConfig{InsecureAnonymousAdmin: true}, DataDir: filepath.Join(dir, "data"), Specs: []string{specs}}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Options{Config: cfg, Listener: ln})
 	if err != nil {

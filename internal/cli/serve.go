@@ -28,6 +28,8 @@ type serveFlags struct {
 	logLevel    string
 	logFormat   string
 	externalURL string
+	// insecureAnonymousAdmin sets auth.insecureAnonymousAdmin.
+	insecureAnonymousAdmin bool
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -42,6 +44,8 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (default text)")
 	fl.StringVar(&f.externalURL, "external-url", "", "URL users reach QSP at, for links in alerts")
+	fl.BoolVar(&f.insecureAnonymousAdmin, "insecure-anonymous-admin", false,
+		"without auth.tokens, let every request act as admin (default: read-only viewer); for a laptop, never a shared server")
 }
 
 // loadConfig reads the configuration file, if any, and applies the flags.
@@ -87,6 +91,9 @@ func (f *serveFlags) loadConfig() (*app.Config, error) {
 	}
 	if f.externalURL != "" {
 		cfg.ExternalURL = f.externalURL
+	}
+	if f.insecureAnonymousAdmin {
+		cfg.Auth.InsecureAnonymousAdmin = true
 	}
 	if len(cfg.Specs) == 0 {
 		return nil, fmt.Errorf("no specs: pass --specs PATH or list specs in the configuration file")

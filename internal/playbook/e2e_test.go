@@ -209,6 +209,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(diags.Error())
 	}
 	cfg := &app.Config{
+		Auth:        app.AuthConfig{InsecureAnonymousAdmin: true},
 		ExternalURL: "http://qsp.test",
 		DataDir:     t.TempDir(),
 		Evaluation:  app.EvaluationConfig{Interval: spec.Duration(3 * time.Millisecond)},

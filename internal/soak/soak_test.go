@@ -120,6 +120,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &app.Config{
+		Auth:   app.AuthConfig{InsecureAnonymousAdmin: true},
 		Listen: l.Addr().String(), DataDir: filepath.Join(dir, "data"), Specs: []string{specFile},
 		Evaluation: app.EvaluationConfig{Interval: spec.Duration(5 * time.Second), Settle: spec.Duration(5 * time.Second)},
 		Alerting:   app.AlertingConfig{Webhooks: []app.WebhookConfig{{Name: "soak", URL: hook.URL}}},

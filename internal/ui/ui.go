@@ -24,6 +24,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -568,7 +569,12 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	if _, err := u.opts.Auth.Login(w, r.PostFormValue("token")); err != nil {
+	if _, err := u.opts.Auth.Login(w, r, r.PostFormValue("token")); err != nil {
+		if le := (*api.LoginLimitError)(nil); errors.As(err, &le) {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(le.Wait.Seconds())))))
+			u.errorPage(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from this address. Wait "+le.Wait.Round(time.Second).String()+" and try again.")
+			return
+		}
 		l := u.layoutOf(w, r, "Sign in", "")
 		l.Data, l.Status = loginData{Next: next, Error: "That token is not valid."}, http.StatusUnauthorized
 		u.execute(w, r, http.StatusUnauthorized, "login", l)
@@ -586,7 +592,12 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u.opts.Auth != nil {
-		u.opts.Auth.Logout(w)
+		if err := u.opts.Auth.Logout(w, r); err != nil {
+			// The cookie is cleared; the revocation could not be
+			// stored, so a copy of the cookie would still work.
+			u.errorPage(w, r, http.StatusServiceUnavailable, "Signed out in this browser, but the session could not be revoked on the server: "+err.Error())
+			return
+		}
 	}
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

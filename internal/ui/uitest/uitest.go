@@ -55,7 +55,8 @@ const History = 3 * time.Hour
 // Options configure Start.
 type Options struct {
 	// Tokens configures one token per role (viewer, operator, admin,
-	// ingest); without, the server runs in open mode.
+	// ingest); without, the server runs in open mode
+	// (auth.insecureAnonymousAdmin; Config may turn it off).
 	Tokens bool
 	// Config changes the configuration before the start.
 	Config func(c *app.Config)
@@ -121,6 +122,7 @@ func Start(t testing.TB, o Options) *Env {
 	// The examples' webhooks point at 127.0.0.1:9099: allowed, so runs
 	// reach their approval and their actions, which then fail to connect.
 	cfg.Playbooks.Allowlist = []string{"http://127.0.0.1:9099/"}
+	cfg.Auth.InsecureAnonymousAdmin = !o.Tokens
 	if o.Tokens {
 		for _, r := range api.Roles {
 			tok, hash, err := api.NewToken()
