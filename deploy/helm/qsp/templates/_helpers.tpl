@@ -64,3 +64,21 @@ chart's own when serviceAccount.create, else serviceAccount.name (or
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/*
+qsp.image is repository:tag, or repository@digest when a digest is set.
+*/}}
+{{- define "qsp.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+qsp.tokensSecret names the Secret of generated tokens.
+*/}}
+{{- define "qsp.tokensSecret" -}}
+{{- printf "%s-tokens" (include "qsp.fullname" .) }}
+{{- end }}
