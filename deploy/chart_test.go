@@ -338,8 +338,8 @@ func TestHelmTemplate(t *testing.T) {
 			if str(volume(d, "data"), "emptyDir", "sizeLimit") != "1Gi" {
 				t.Errorf("data volume: got %v", volume(d, "data"))
 			}
-			if str(volume(d, "specs-team-a-specs"), "configMap", "name") != "team-a-specs" {
-				t.Errorf("spec ConfigMap volume: got %v", volume(d, "specs-team-a-specs"))
+			if str(volume(d, "specs-0"), "configMap", "name") != "team-a.specs" {
+				t.Errorf("spec ConfigMap volume: got %v", volume(d, "specs-0"))
 			}
 			if !strings.Contains(str(find(objs, "ConfigMap", "qsp-specs"), "data", "checkout.yaml"), "name: checkout") {
 				t.Error("inline spec missing from qsp-specs")
