@@ -385,7 +385,7 @@ func TestHelmTemplate(t *testing.T) {
 			if got := get(kube, "kinds"); !reflect.DeepEqual(got, []any{"Service", "SLO", "Policy", "Gate", "Playbook", "Sloth", "Pyrra"}) {
 				t.Errorf("kubernetes.kinds: got %v", got)
 			}
-			if str(kube, "labelSelector") != "qsp.dev/enabled=true" || !reflect.DeepEqual(get(kube, "namespaces"), []any{"team-a", "team-b"}) {
+			if get(kube, "enabled") != true || str(kube, "labelSelector") != "qsp.dev/enabled=true" || !reflect.DeepEqual(get(kube, "namespaces"), []any{"team-a", "team-b"}) {
 				t.Errorf("kubernetes: got %v", kube)
 			}
 		}},
