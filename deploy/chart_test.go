@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -465,5 +467,61 @@ func TestManifestsInSync(t *testing.T) {
 		objs := decode(t, string(got))
 		checkPod(t, objs)
 		serverConfig(t, objs)
+	}
+}
+
+// TestRenderedConfigServes runs qsp serve with the configuration the
+// chart renders by default: the probes' paths answer, and /metrics takes
+// the generated metrics token the monitors send (so the chart's hashes
+// are the ones the server checks) and refuses a request without one.
+// Only the listen address, data directory and specs folder are moved to
+// the test's loopback and temporary directories.
+func TestRenderedConfigServes(t *testing.T) {
+	objs := render(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "qsp.yaml")
+	if err := os.WriteFile(cfgPath, []byte(str(find(objs, "ConfigMap", "qsp-config"), "data", "qsp.yaml")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	specs := filepath.Join(dir, "specs")
+	if err := os.MkdirAll(specs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "qsp")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/qsp-dev/qsp/cmd/qsp").CombinedOutput(); err != nil {
+		t.Fatalf("go build qsp: %v\n%s", err, out)
+	}
+	addr := externaltest.FreeAddr(t)
+	base := "http://" + addr
+	p := externaltest.Start(t, bin, "serve", "--config", cfgPath, "--listen", addr, "--external-url", base,
+		"--data-dir", filepath.Join(dir, "data"), "--specs", specs)
+	externaltest.WaitHTTP(t, p, base+"/readyz", 60*time.Second)
+
+	token, err := base64.StdEncoding.DecodeString(str(find(objs, "Secret", "qsp-tokens"), "data", "metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/healthz", "", http.StatusOK},
+		{"/readyz", "", http.StatusOK},
+		{"/metrics", "", http.StatusUnauthorized},
+		{"/metrics", "qsp_not-a-token", http.StatusUnauthorized},
+		{"/metrics", string(token), http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tc.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s (token %t): got %d, want %d", tc.path, tc.token != "", resp.StatusCode, tc.want)
+		}
 	}
 }
