@@ -8,7 +8,7 @@ FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 2m
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build test deps check unit fuzz-short fuzz bench lint vulncheck soak clean
+.PHONY: all build test deps check unit fuzz-short fuzz bench lint vulncheck soak clean crds
 
 all: build
 
@@ -18,6 +18,11 @@ build:
 ## deps: install the real components integration tests use (Debian packages)
 deps:
 	@./scripts/install-deps.sh
+
+## crds: regenerate deploy/helm/qsp/crds from the qsp/v1 spec types
+## (internal/kube/crd's golden test fails when they are stale)
+crds:
+	$(GO) run ./internal/kube/crd/gen -out deploy/helm/qsp/crds
 
 ## test: check, the whole suite with the race detector, then a short run of every fuzzer
 test: deps check unit fuzz-short
