@@ -35,6 +35,7 @@ type Config struct {
 	Auth       AuthConfig       `yaml:"auth"`
 	Playbooks  PlaybookConfig   `yaml:"playbooks"`
 	Cluster    ClusterConfig    `yaml:"cluster"`
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
 

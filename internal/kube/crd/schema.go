@@ -32,8 +32,8 @@ type Schema struct {
 	// "99.9%", a window written as "30d" or as a mapping): a structural
 	// schema cannot say "number or string", so QSP validates these itself,
 	// with the same messages as for files.
-	PreserveUnknownFields bool   `yaml:"x-kubernetes-preserve-unknown-fields,omitempty"`
-	ListType              string `yaml:"x-kubernetes-list-type,omitempty"`
+	PreserveUnknownFields bool     `yaml:"x-kubernetes-preserve-unknown-fields,omitempty"`
+	ListType              string   `yaml:"x-kubernetes-list-type,omitempty"`
 	ListMapKeys           []string `yaml:"x-kubernetes-list-map-keys,omitempty"`
 }
 
