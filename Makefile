@@ -7,13 +7,34 @@ GOVULNCHECK ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
 FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 2m
 TEST_TIMEOUT ?= 40m
+# The image's version labels and reproducible time come from Git.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+LDFLAGS    := -s -w -X github.com/qsp-dev/qsp/internal/cli.version=$(VERSION)
 
+<<<<<<< HEAD
 .PHONY: all build test deps check unit fuzz-short fuzz bench lint vulncheck soak clean crds
+=======
+.PHONY: all build image manifests test deps check unit fuzz-short fuzz bench lint vulncheck soak clean
+>>>>>>> k8s-deploy
 
 all: build
 
 build:
 	$(GO) build -o bin/qsp ./cmd/qsp
+
+## image: the OCI image as an archive (bin/qsp-image.oci.tar), without a
+## Docker daemon or a registry; load it with skopeo, podman or crane
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/qsp-linux-$(IMAGE_ARCH) ./cmd/qsp
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./internal/tools/mkimage -binary bin/qsp-linux-$(IMAGE_ARCH) -arch $(IMAGE_ARCH) -version $(VERSION) -revision "$(REVISION)" -out bin/qsp-image.oci.tar
+
+## manifests: re-render deploy/kubernetes/ from the Helm chart (a test
+## checks they match)
+manifests:
+	@GO=$(GO) ./scripts/manifests.sh
 
 ## deps: install the real components integration tests use (Debian packages)
 deps:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the real components the integration tests run against, from
 # Debian's packages, when they are missing: prometheus (and promtool),
-# prometheus-alertmanager, chromium, postgresql, and python3-scipy and
-# r-base-core for the statistics references; builds etcd and kube-apiserver
-# from source (scripts/build-etcd.sh, scripts/build-kube-apiserver.sh).
-# Prints what it does.
+# prometheus-alertmanager, chromium, postgresql, skopeo (reads the OCI
+# image `make image` builds), and python3-scipy and r-base-core for the
+# statistics references; builds etcd and kube-apiserver from source
+# (scripts/build-etcd.sh, scripts/build-kube-apiserver.sh). Prints what it
+# does.
 set -euo pipefail
 
 need=()
@@ -13,6 +14,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 # The canary statistics' reference values are checked in; a test re-runs
 # the scripts that produced them with Debian's scipy and R.
 /usr/bin/python3 -c 'import scipy' >/dev/null 2>&1 || need+=(python3-scipy)
