@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/spec"
@@ -175,6 +176,9 @@ func New(opts Options) (*Controller, error) {
 	if len(opts.Kinds) == 0 {
 		opts.Kinds = DefaultKinds
 	}
+	// client-go logs through klog (leader election, reflector errors);
+	// send it to this logger. klog's logger is process-wide.
+	klog.SetSlogLogger(opts.Logger.With("component", "client-go"))
 	c := &Controller{
 		opts: opts, logger: opts.Logger.With("component", "kubernetes"), now: opts.Now,
 		informers: map[string][]cache.SharedIndexInformer{}, changed: make(chan struct{}, 1),
@@ -321,8 +325,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.lead(ctx)
 	}()
 	c.signal() // the first load, now that the caches are complete
-	tick := time.NewTicker(time.Second)
+	// Statuses are checked every second, and every 100ms for a few
+	// seconds after a reload, so an edit's first evaluation shows at once.
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var lastPass, fastUntil time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -346,8 +353,12 @@ func (c *Controller) Run(ctx context.Context) error {
 				c.logger.Warn("reload with the cluster's resources refused", "err", err)
 			}
 			c.writeStatuses(ctx)
-		case <-tick.C:
-			c.writeStatuses(ctx)
+			lastPass, fastUntil = time.Now(), time.Now().Add(freshWait)
+		case now := <-tick.C:
+			if now.Before(fastUntil) || now.Sub(lastPass) >= time.Second {
+				c.writeStatuses(ctx)
+				lastPass = now
+			}
 		}
 	}
 }

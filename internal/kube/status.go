@@ -369,13 +369,20 @@ func round(x float64, digits int) float64 {
 // records.
 func (c *Controller) OnTransitions(_ context.Context, ts []engine.Transition) {
 	c.mu.Lock()
-	leading, applied := c.leading, c.applied
+	leading, applied, pending := c.leading, c.applied, c.pending
 	c.mu.Unlock()
-	if !leading || applied == nil {
+	if !leading {
 		return
 	}
 	for _, t := range ts {
-		or := applied.bySLO[t.SLO]
+		// The engine may evaluate a reloaded set before the app reports
+		// it applied: look in the load on its way too.
+		var or *objectResult
+		for _, r := range []*loadResult{pending, applied} {
+			if or == nil && r != nil {
+				or = r.bySLO[t.SLO]
+			}
+		}
 		if or == nil {
 			continue
 		}
