@@ -427,29 +427,59 @@ func (c *Controller) Load(paths []string) (*spec.Set, spec.Diagnostics) {
 	if !synced {
 		return spec.LoadSources(paths, nil)
 	}
+	var objs []watched
+	for _, r := range c.resources {
+		for _, inf := range c.informers[r.name] {
+			for _, o := range inf.GetStore().List() {
+				if u, ok := o.(*unstructured.Unstructured); ok {
+					objs = append(objs, watched{r, u})
+				}
+			}
+		}
+	}
+	result, set, diags := load(paths, objs, c.now())
+	if result == nil {
+		return set, diags
+	}
+	c.mu.Lock()
+	c.pending = result
+	c.mu.Unlock()
+	c.metrics.objects.Set(float64(len(result.objects)))
+	invalid := 0
+	for _, or := range result.objects {
+		if !or.valid {
+			invalid++
+		}
+	}
+	c.metrics.invalid.Set(float64(invalid))
+	return set, diags
+}
+
+// watched is one object of a watched kind.
+type watched struct {
+	res resource
+	u   *unstructured.Unstructured
+}
+
+// load is Load over given objects. result is nil when the files are
+// invalid; diags are then the files' errors, else the files' warnings.
+func load(paths []string, objs []watched, now time.Time) (*loadResult, *spec.Set, spec.Diagnostics) {
 	type entry struct {
 		src spec.Source
 		res *objectResult
 	}
-	result := &loadResult{at: c.now(), objects: map[types.UID]*objectResult{}, bySLO: map[string]*objectResult{}}
+	result := &loadResult{at: now, objects: map[types.UID]*objectResult{}, bySLO: map[string]*objectResult{}}
 	var entries []entry
-	for _, r := range c.resources {
-		for _, inf := range c.informers[r.name] {
-			for _, o := range inf.GetStore().List() {
-				u, ok := o.(*unstructured.Unstructured)
-				if !ok {
-					continue
-				}
-				or := &objectResult{res: r, namespace: u.GetNamespace(), name: u.GetName(), uid: u.GetUID(), generation: u.GetGeneration(), valid: true}
-				result.objects[or.uid] = or
-				data, err := r.document(u)
-				if err != nil {
-					or.valid, or.message = false, err.Error()
-					continue
-				}
-				entries = append(entries, entry{spec.Source{Name: r.sourceName(or.namespace, or.name), Data: data}, or})
-			}
+	for _, w := range objs {
+		r, u := w.res, w.u
+		or := &objectResult{res: r, namespace: u.GetNamespace(), name: u.GetName(), uid: u.GetUID(), generation: u.GetGeneration(), valid: true}
+		result.objects[or.uid] = or
+		data, err := r.document(u)
+		if err != nil {
+			or.valid, or.message = false, err.Error()
+			continue
 		}
+		entries = append(entries, entry{spec.Source{Name: r.sourceName(or.namespace, or.name), Data: data}, or})
 	}
 	// Stable order: diagnostics and duplicate-name conflicts do not depend
 	// on the informers' map order (the older object keeps the name).
@@ -484,7 +514,7 @@ func (c *Controller) Load(paths []string) (*spec.Set, spec.Diagnostics) {
 			bad[or] = append(bad[or], message(d))
 		}
 		if len(fileErrs) > 0 {
-			return set, fileErrs
+			return nil, set, fileErrs
 		}
 		if len(bad) == 0 {
 			break
@@ -507,19 +537,8 @@ func (c *Controller) Load(paths []string) (*spec.Set, spec.Diagnostics) {
 		}
 	}
 	result.set = set
-	c.mu.Lock()
-	c.pending = result
-	c.mu.Unlock()
-	c.metrics.objects.Set(float64(len(result.objects)))
-	invalid := 0
-	for _, or := range result.objects {
-		if !or.valid {
-			invalid++
-		}
-	}
-	c.metrics.invalid.Set(float64(invalid))
-	// Warnings only: the set loads.
-	return set, slices.DeleteFunc(diags, func(d spec.Diagnostic) bool { return byName[d.File] != nil || !d.Warning })
+	// The files' warnings only: the objects' are in their status.
+	return result, set, slices.DeleteFunc(diags, func(d spec.Diagnostic) bool { return byName[d.File] != nil || !d.Warning })
 }
 
 // message is a diagnostic as `qsp validate` prints it, without the

@@ -187,14 +187,14 @@ current-context: test
 func ptr[T any](v T) *T { return &v }
 
 // startQSP runs the real app in controller mode with kubeconfig.
-func startQSP(t testing.TB, dir, kubeconfig string, kinds []string) (*app.App, func()) {
+func startQSP(t testing.TB, dir, kubeconfig string, kinds []string, interval time.Duration) (*app.App, func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := &app.Config{DataDir: filepath.Join(dir, "data"), Listen: l.Addr().String(),
-		Evaluation: app.EvaluationConfig{Interval: spec.Duration(500 * time.Millisecond), Settle: spec.Duration(time.Second)},
+		Evaluation: app.EvaluationConfig{Interval: spec.Duration(interval), Settle: spec.Duration(time.Second)},
 		Kubernetes: app.KubernetesConfig{Enabled: true, Kubeconfig: kubeconfig, Kinds: kinds, LeaseNamespace: namespace, QPS: 100, Burst: 200}}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Options{Config: cfg, Listener: l})
@@ -339,7 +339,7 @@ func TestController(t *testing.T) {
 	saCfg, kubeconfig := c.saConfig(t, dir)
 	ctx := context.Background()
 
-	a, stopQSP := startQSP(t, dir, kubeconfig, []string{"Service", "SLO", "Policy", "Gate", "Playbook", "Sloth"})
+	a, stopQSP := startQSP(t, dir, kubeconfig, []string{"Service", "SLO", "Policy", "Gate", "Playbook", "Sloth"}, 500*time.Millisecond)
 	defer stopQSP()
 	stopPush := push(t, a, []series{{"checkout", 99, 1}, {"search", 50, 50}, {"catalog", 199, 1}})
 	defer stopPush()

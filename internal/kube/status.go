@@ -505,3 +505,26 @@ func (c *Controller) Requests() float64 {
 	}
 	return n
 }
+
+// RequestsByMethod returns the requests made so far by "METHOD code".
+func (c *Controller) RequestsByMethod() map[string]float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { c.metrics.requests.Collect(ch); close(ch) }()
+	out := map[string]float64{}
+	for m := range ch {
+		pb := &dto.Metric{}
+		if err := m.Write(pb); err == nil && pb.Counter != nil {
+			var method, code string
+			for _, l := range pb.Label {
+				switch l.GetName() {
+				case "method":
+					method = l.GetValue()
+				case "code":
+					code = l.GetValue()
+				}
+			}
+			out[method+" "+code] += pb.Counter.GetValue()
+		}
+	}
+	return out
+}
