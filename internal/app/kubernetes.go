@@ -46,7 +46,7 @@ type KubernetesConfig struct {
 	// LeaseName names the Lease; default qsp-status-writer.
 	LeaseName string `yaml:"leaseName"`
 	// QPS and Burst bound the client's requests; default 20 and 40.
-	QPS   float32 `yaml:"qps"`
+	QPS   float64 `yaml:"qps"`
 	Burst int     `yaml:"burst"`
 }
 
@@ -88,7 +88,7 @@ func buildKubernetes(_ context.Context, a *App) error {
 		Snapshot:       func() *engine.Snapshot { return a.snapshots.Snapshot() },
 		StatusInterval: kc.StatusInterval.D(),
 		LeaderElection: elect, LeaseName: kc.LeaseName, LeaseNamespace: ns, Identity: id,
-		QPS: qps, Burst: burst,
+		QPS: float32(qps), Burst: burst,
 		Logger: a.logger, Registerer: a.registry, Now: a.now,
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ var (
 	kubeBench  = flag.Bool("kube.bench", false, "run the 1,000-resource controller measurement (TestKubeBench)")
 	kubeN      = flag.Int("kube.n", 1000, "SLO resources for -kube.bench")
 	kubeReport = flag.String("kube.report", "", "write TestKubeBench's figures to this file")
+	kubeQPS    = flag.Float64("kube.qps", 0, "QSP's client QPS for -kube.bench (0: the default, 20)")
 )
 
 // TestKubeBench measures controller mode with many resources against the
@@ -35,6 +36,8 @@ func TestKubeBench(t *testing.T) {
 	c := startCluster(t)
 	dir := t.TempDir()
 	_, kubeconfig := c.saConfig(t, dir)
+	qps = *kubeQPS
+	defer func() { qps = 100 }()
 	a, stopQSP := startQSP(t, dir, kubeconfig, nil, 5*time.Second)
 	defer stopQSP()
 	stopPush := push(t, a, []series{{"checkout", 99, 1}})
@@ -128,13 +131,13 @@ func TestKubeBench(t *testing.T) {
 	slices.Sort(methods)
 	report := fmt.Sprintf(`| figure | value |
 | --- | --- |
-| SLO resources | %d (+1 Service) |
+| SLO resources | %d (+1 Service), QSP client QPS %s |
 | creating them (8 clients) | %s |
 | until every one has status Ready=True | %s |
 | create → status, per resource: p50 / p90 / p99 / max | %s / %s / %s / %s |
 | reload with all of them (a.Reload, median of 5; min–max) | %s (%s–%s) |
 | API requests per minute at steady state | %.0f (%s) |
-`, n, applied.Round(time.Millisecond), allStatus.Round(time.Millisecond),
+`, n, qpsText(), applied.Round(time.Millisecond), allStatus.Round(time.Millisecond),
 		pct(0.5), pct(0.9), pct(0.99), pct(1), reloads[2].Round(time.Millisecond), reloads[0].Round(time.Millisecond), reloads[4].Round(time.Millisecond),
 		r1-r0, strings.Join(methods, ", "))
 	t.Log("\n" + report)
@@ -143,4 +146,11 @@ func TestKubeBench(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func qpsText() string {
+	if *kubeQPS == 0 {
+		return "20 (default)"
+	}
+	return fmt.Sprint(*kubeQPS)
 }

@@ -186,6 +186,9 @@ current-context: test
 
 func ptr[T any](v T) *T { return &v }
 
+// qps is QSP's client QPS in the tests (the API server is local).
+var qps = 100.0
+
 // startQSP runs the real app in controller mode with kubeconfig.
 func startQSP(t testing.TB, dir, kubeconfig string, kinds []string, interval time.Duration) (*app.App, func()) {
 	t.Helper()
@@ -195,7 +198,7 @@ func startQSP(t testing.TB, dir, kubeconfig string, kinds []string, interval tim
 	}
 	cfg := &app.Config{DataDir: filepath.Join(dir, "data"), Listen: l.Addr().String(),
 		Evaluation: app.EvaluationConfig{Interval: spec.Duration(interval), Settle: spec.Duration(time.Second)},
-		Kubernetes: app.KubernetesConfig{Enabled: true, Kubeconfig: kubeconfig, Kinds: kinds, LeaseNamespace: namespace, QPS: 100, Burst: 200}}
+		Kubernetes: app.KubernetesConfig{Enabled: true, Kubeconfig: kubeconfig, Kinds: kinds, LeaseNamespace: namespace, QPS: qps, Burst: 2 * int(qps)}}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Options{Config: cfg, Listener: l})
 	if err != nil {
