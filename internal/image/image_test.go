@@ -240,3 +240,46 @@ func TestBuildRefusesMissingInputs(t *testing.T) {
 		})
 	}
 }
+
+// TestDockerfileMatchesImage keeps the Dockerfile for users' pipelines
+// and the image `make image` builds alike: same user, entrypoint,
+// command, working directory, environment and port.
+func TestDockerfileMatchesImage(t *testing.T) {
+	data, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The final stage: everything after the last FROM.
+	df := string(data)
+	final := df[strings.LastIndex(df, "\nFROM "):]
+	if !strings.HasPrefix(final, "\nFROM scratch") {
+		t.Errorf("final stage: got %q, want FROM scratch", strings.SplitN(final, "\n", 3)[1])
+	}
+	cfg := image.ImageConfig(image.Options{Version: "v1"})
+	quote := func(ss []string) string {
+		b, _ := json.Marshal(ss)
+		return strings.ReplaceAll(string(b), ",", ", ")
+	}
+	for _, want := range []string{
+		"USER " + cfg.User,
+		"WORKDIR " + cfg.WorkingDir,
+		"VOLUME " + image.DataDir,
+		"EXPOSE " + image.Port,
+		"ENTRYPOINT " + quote(cfg.Entrypoint),
+		"CMD " + quote(cfg.Cmd),
+		"ENV " + strings.Join(cfg.Env, " "),
+	} {
+		if !strings.Contains(final, "\n"+want+"\n") {
+			t.Errorf("Dockerfile's final stage has no line %q", want)
+		}
+	}
+	// The build stage writes the same passwd entry as the image's base layer.
+	if !strings.Contains(df, "nonroot:x:65532:65532:nonroot:"+image.DataDir+":/sbin/nologin") {
+		t.Error("Dockerfile: no passwd entry nonroot:x:65532:65532 with home " + image.DataDir)
+	}
+	for k := range image.Labels(image.Options{Version: "v1", Revision: "r", Source: "s"}) {
+		if !strings.Contains(final, k+"=") {
+			t.Errorf("Dockerfile has no label %s", k)
+		}
+	}
+}
