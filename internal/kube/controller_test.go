@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,8 @@ type cluster struct {
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 	// sa is the chart's ServiceAccount.
 	sa string
+	// config is the chart's rendered qsp.yaml.
+	config string
 }
 
 var (
@@ -154,6 +157,10 @@ func (c *cluster) apply(t testing.TB, data []byte) {
 			opts.DryRun = []string{metav1.DryRunAll}
 		case "ServiceAccount":
 			c.sa = u.GetName()
+		case "ConfigMap":
+			if q, ok, _ := unstructured.NestedString(u.Object, "data", "qsp.yaml"); ok {
+				c.config = q
+			}
 		}
 		if _, err := ri.Apply(ctx, u.GetName(), u, opts); err != nil {
 			t.Fatalf("apply %s %s: %v", gvk.Kind, u.GetName(), err)
@@ -341,6 +348,19 @@ func TestController(t *testing.T) {
 	dir := t.TempDir()
 	saCfg, kubeconfig := c.saConfig(t, dir)
 	ctx := context.Background()
+
+	// The chart's configuration turns controller mode on with the kinds
+	// its RBAC grants: the same section this test configures below.
+	if err := os.WriteFile(filepath.Join(dir, "chart-qsp.yaml"), []byte(c.config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chartCfg, err := app.LoadConfig(filepath.Join(dir, "chart-qsp.yaml"))
+	if err != nil {
+		t.Fatalf("the chart's qsp.yaml: %v", err)
+	}
+	if k := chartCfg.Kubernetes; !k.Enabled || !slices.Contains(k.Kinds, "SLO") || !slices.Contains(k.Kinds, "Sloth") {
+		t.Errorf("the chart's kubernetes section: got %+v, want enabled with SLO and Sloth", k)
+	}
 
 	a, stopQSP := startQSP(t, dir, kubeconfig, []string{"Service", "SLO", "Policy", "Gate", "Playbook", "Sloth"}, 500*time.Millisecond)
 	defer stopQSP()
