@@ -14,7 +14,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
 LDFLAGS    := -s -w -X github.com/qsp-dev/qsp/internal/cli.version=$(VERSION)
 
-.PHONY: all build image manifests test deps check unit fuzz-short fuzz bench lint vulncheck soak clean
+.PHONY: all build image manifests test deps check unit fuzz-short fuzz bench lint vulncheck soak clean crds
 
 all: build
 
@@ -35,6 +35,11 @@ manifests:
 ## deps: install the real components integration tests use (Debian packages)
 deps:
 	@./scripts/install-deps.sh
+
+## crds: regenerate deploy/helm/qsp/crds from the qsp/v1 spec types
+## (internal/kube/crd's golden test fails when they are stale)
+crds:
+	$(GO) run ./internal/kube/crd/gen -out deploy/helm/qsp/crds
 
 ## test: check, the whole suite with the race detector, then a short run of every fuzzer
 test: deps check unit fuzz-short

@@ -3,7 +3,9 @@
 # Debian's packages, when they are missing: prometheus (and promtool),
 # prometheus-alertmanager, chromium, postgresql, skopeo (reads the OCI
 # image `make image` builds), and python3-scipy and r-base-core for the
-# statistics references. Prints what it does.
+# statistics references; builds etcd and kube-apiserver from source
+# (scripts/build-etcd.sh, scripts/build-kube-apiserver.sh). Prints what it
+# does.
 set -euo pipefail
 
 need=()
@@ -17,6 +19,13 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 # the scripts that produced them with Debian's scipy and R.
 /usr/bin/python3 -c 'import scipy' >/dev/null 2>&1 || need+=(python3-scipy)
 command -v Rscript >/dev/null 2>&1 || need+=(r-base-core)
+
+# kube-apiserver and etcd for the controller's integration test are built
+# from their Go modules (no prebuilt binaries) and cached under
+# ${QSP_CACHE:-$HOME/.cache/qsp}; the first build takes many minutes.
+here=$(dirname "$0")
+"$here/build-etcd.sh" >/dev/null
+"$here/build-kube-apiserver.sh" >/dev/null
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

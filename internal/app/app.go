@@ -22,6 +22,7 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/cluster"
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/kube"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
 	"github.com/qsp-dev/qsp/internal/telemetry"
@@ -78,9 +79,13 @@ type App struct {
 	onReload []func(set *spec.Set)
 	// policy is the policy engine gates and playbooks decide with; Reload
 	// replaces it with the new specs' policies.
-	policy  *livePolicy
-	specsMu sync.Mutex
-	specs   *spec.Set
+	policy *livePolicy
+	// loadSpecs loads the spec set for Reload: the spec files, and in
+	// controller mode the cluster's resources with them (kubernetes.go).
+	loadSpecs func() (*spec.Set, spec.Diagnostics)
+	kube      *kube.Controller
+	specsMu   sync.Mutex
+	specs     *spec.Set
 }
 
 // runner is a component loop owned by the App.
@@ -313,7 +318,11 @@ func (a *App) openSource() error {
 // Reload reads the spec files again and hands them to the engine. An
 // invalid set is refused and the running one kept.
 func (a *App) Reload(ctx context.Context) error {
-	set, diags := spec.Load(a.cfg.Specs...)
+	load := a.loadSpecs
+	if load == nil {
+		load = func() (*spec.Set, spec.Diagnostics) { return spec.Load(a.cfg.Specs...) }
+	}
+	set, diags := load()
 	if diags.HasErrors() {
 		a.logger.Warn("reload refused: specs are invalid", "errors", len(diags.Errors()))
 		return fmt.Errorf("specs are invalid:\n%w", diags)
@@ -367,6 +376,9 @@ func (a *App) Snapshots() interface{ Snapshot() *engine.Snapshot } { return a.sn
 
 // Members returns the cluster membership, or nil for a single replica.
 func (a *App) Members() *cluster.Membership { return a.members }
+
+// Kube returns the Kubernetes controller, or nil outside controller mode.
+func (a *App) Kube() *kube.Controller { return a.kube }
 
 // Engine returns the engine, for tests and the demo.
 func (a *App) Engine() *engine.Engine { return a.engine }

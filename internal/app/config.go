@@ -37,6 +37,7 @@ type Config struct {
 	Playbooks  PlaybookConfig   `yaml:"playbooks"`
 	Cluster    ClusterConfig    `yaml:"cluster"`
 	Query      QueryConfig      `yaml:"query"`
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
 
