@@ -226,6 +226,17 @@ func (v *validator) indicator(s *SLO) {
 	switch {
 	case ind.Ratio != nil:
 		r := ind.Ratio
+		if r.ErrorRatio != "" {
+			if r.Good != "" || r.Bad != "" || r.Total != "" {
+				v.errorf(s, "spec.indicator.ratio.errorRatio", "set errorRatio alone, or good or bad with total")
+			}
+			q := r.ErrorRatio
+			if HasWindowPlaceholder(q) {
+				q = ExpandWindow(q, time.Minute)
+			}
+			v.promql(s, "spec.indicator.ratio.errorRatio", q)
+			break
+		}
 		switch {
 		case r.Good == "" && r.Bad == "":
 			v.errorf(s, "spec.indicator.ratio", "set good or bad")
