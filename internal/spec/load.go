@@ -141,6 +141,18 @@ func (p *loader) parse(file string, data []byte) {
 		if isNull(n) {
 			continue
 		}
+		if n.Kind == yaml.SequenceNode {
+			// OpenSLO's list form: one YAML document holding a sequence of
+			// objects, as OpenSLO's own SDK decodes it.
+			for j, item := range n.Content {
+				if item.Kind != yaml.MappingNode {
+					p.diags.add(Diagnostic{File: file, Line: item.Line, Column: item.Column, Message: fmt.Sprintf("document %d, item %d: expected a mapping with apiVersion and kind, got %s", i+1, j+1, describe(item))})
+					continue
+				}
+				p.parseDocument(document{file: file, node: item})
+			}
+			continue
+		}
 		if n.Kind != yaml.MappingNode {
 			p.diags.add(Diagnostic{File: file, Line: n.Line, Column: n.Column, Message: fmt.Sprintf("document %d: expected a mapping with apiVersion and kind, got %s", i+1, describe(n))})
 			continue
