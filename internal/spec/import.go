@@ -43,6 +43,16 @@ func Import(format Format, files ...string) ([]byte, Diagnostics, error) {
 		p.diags.add(Diagnostic{File: files[0], Message: fmt.Sprintf("no %s documents found", format)})
 	}
 	p.convertOpenSLO()
+	// Marshal before validating: validation fills in defaults, and the
+	// output is the spec as converted, not as defaulted.
+	docs := make([][]byte, len(p.objects))
+	for i, o := range p.objects {
+		b, err := Marshal(o)
+		if err != nil {
+			return nil, nil, err
+		}
+		docs[i] = b
+	}
 	_, diags := p.validate()
 	// Leave out what does not validate, so the output loads on its own.
 	invalid := map[string]bool{}
@@ -51,8 +61,8 @@ func Import(format Format, files ...string) ([]byte, Diagnostics, error) {
 			invalid[d.Object] = true
 		}
 	}
-	var keep []Object
-	for _, o := range p.objects {
+	var out []byte
+	for i, o := range p.objects {
 		ref := o.GetKind() + "/" + o.Meta().Name
 		if invalid[ref] {
 			w := o.Where()
@@ -60,11 +70,10 @@ func Import(format Format, files ...string) ([]byte, Diagnostics, error) {
 				Message: "not emitted: the converted object does not validate (see the errors above)"})
 			continue
 		}
-		keep = append(keep, o)
-	}
-	out, err := Marshal(keep...)
-	if err != nil {
-		return nil, nil, err
+		if len(out) > 0 {
+			out = append(out, "---\n"...)
+		}
+		out = append(out, docs[i]...)
 	}
 	if len(out) > 0 {
 		// The result must stand on its own: read it back as a user would.

@@ -211,16 +211,19 @@ func (p *loader) parseDocument(doc document) {
 	case apiVersion == "sloth.slok.dev/v1" && kind == "PrometheusServiceLevel":
 		record(FormatSloth)
 		p.parseSloth(doc, field(doc.node, "spec"), true)
+	case apiVersion == "pyrra.dev/v1alpha1" && kind == "ServiceLevelObjective":
+		record(FormatPyrra)
+		p.parsePyrra(doc)
 	case scalar(doc.node, "version") == "prometheus/v1":
 		record(FormatSloth)
 		p.parseSloth(doc, doc.node, false)
 	case apiVersion == "":
 		p.diags.add(Diagnostic{File: doc.file, Line: doc.node.Line, Column: doc.node.Column, Field: "apiVersion",
-			Message: "missing; want qsp/v1 (or openslo/v1, or a Sloth document with version: prometheus/v1)"})
+			Message: "missing; want qsp/v1 (or openslo/v1, pyrra.dev/v1alpha1, or a Sloth document with version: prometheus/v1)"})
 	default:
 		v := field(doc.node, "apiVersion")
 		p.diags.add(Diagnostic{File: doc.file, Line: v.Line, Column: v.Column, Field: "apiVersion",
-			Message: fmt.Sprintf("unknown apiVersion %q; want qsp/v1, openslo/v1 or Sloth prometheus/v1", apiVersion)})
+			Message: fmt.Sprintf("unknown apiVersion %q; want qsp/v1, openslo/v1, sloth.slok.dev/v1, pyrra.dev/v1alpha1 or Sloth prometheus/v1", apiVersion)})
 	}
 }
 

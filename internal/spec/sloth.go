@@ -232,7 +232,12 @@ func (p *loader) parseSloth(doc document, n *yaml.Node, k8s bool) {
 		a := s.Alerting
 		// Sloth puts the SLO's labels on its alerts too.
 		alertLabels := map[string]string{}
-		maps.Copy(alertLabels, s.Labels)
+		for k, v := range s.Labels {
+			if k == "category" && Category(v) == spec.Category {
+				continue // carried over as the SLO's category, which QSP's alerts carry
+			}
+			alertLabels[k] = v
+		}
 		maps.Copy(alertLabels, a.Labels)
 		if len(alertLabels) == 0 {
 			alertLabels = nil
