@@ -2,11 +2,11 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"path/filepath"
 	"regexp"
-	"maps"
 	"slices"
 	"strings"
 	"text/template"
