@@ -26,7 +26,7 @@ const (
 // unconvertible SLO does not hide the rest of its file. Objects that
 // converted but do not validate are left out, with a diagnostic saying so.
 func Import(format Format, files ...string) ([]byte, Diagnostics, error) {
-	var p loader
+	p := loader{only: format}
 	for _, f := range files {
 		data, err := readFile(f)
 		if err != nil {
