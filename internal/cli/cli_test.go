@@ -30,9 +30,13 @@ func TestExitCodes(t *testing.T) {
 		{"no args", []string{"validate"}, 2, "", "requires at least 1 arg", true},
 		{"unknown command", []string{"frobnicate"}, 2, "", "unknown command", true},
 		{"import openslo", []string{"import", "openslo", "../spec/testdata/import/openslo/shop.yaml"}, 0, "kind: SLO", "warning:", false},
-		{"import what cannot be converted", []string{"import", "openslo", "../spec/testdata/import/openslo/unconvertible.yaml"}, 1, "", "cannot be converted", true},
+		{"import what cannot be converted", []string{"import", "openslo", "../spec/testdata/import/openslo/unconvertible.yaml"}, 1, "", "cannot be converted", false},
 		{"import wrong format", []string{"import", "sloth", "../spec/testdata/import/openslo/shop.yaml"}, 1, "", "not Sloth prometheus/v1", true},
-		{"import unknown format", []string{"import", "pyrra", "x.yaml"}, 2, "", "unknown format", true},
+		{"import unknown format", []string{"import", "nagios", "x.yaml"}, 2, "", "unknown format", true},
+		{"import pyrra", []string{"import", "pyrra", "../spec/testdata/import/pyrra/kinds.yaml"}, 1, "name: api-errors", "want a percentage", false},
+		{"import with nothing convertible", []string{"import", "openslo", "../spec/testdata/import/openslo/empty-conversion.yaml"}, 1, "", "cannot be converted", false},
+		{"import emits what converts beside a loss", []string{"import", "sloth", "../spec/testdata/import/sloth/camelcase-plugins.yaml"}, 1, "name: myservice-requests-availability", "SLI plugin", false},
+		{"validate pyrra", []string{"validate", "../spec/testdata/anchors/pyrra/prometheus-http.yaml"}, 0, "valid:", "", false},
 		{"status without server", []string{"status", "--url", "http://127.0.0.1:1"}, 2, "", "connection refused", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

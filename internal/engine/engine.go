@@ -1100,7 +1100,7 @@ func (e *Engine) foldUntil(rt *sloRuntime, groups map[string]*groupMinutes, from
 // feeders that keep time-slice state across calls may not.
 func splittable(f feeder) bool {
 	switch f.(type) {
-	case *ratioFeeder, *sampleFeeder, *rangeRatioFeeder:
+	case *ratioFeeder, *sampleFeeder, *rangeRatioFeeder, *errorRatioFeeder:
 		return true
 	}
 	return false

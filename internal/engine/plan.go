@@ -175,6 +175,14 @@ func (p *plan) wrapSlices(f func() feeder) func() feeder {
 
 func (p *plan) ratio(r *spec.RatioIndicator) error {
 	by := p.slo.Spec.GroupBy
+	if r.ErrorRatio != "" {
+		q := spec.ExpandWindow(r.ErrorRatio, time.Minute)
+		if _, err := spec.ParseExpr(q); err != nil {
+			return fmt.Errorf("SLO %s: %w", p.slo.Name(), err)
+		}
+		p.newFeeder = p.wrapSlices(func() feeder { return &errorRatioFeeder{query: q, groupBy: by} })
+		return nil
+	}
 	total, totalOK := counterSelector(r.Total)
 	num := r.Good
 	if num == "" {

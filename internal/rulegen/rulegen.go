@@ -104,6 +104,20 @@ func indicator(s *spec.SLO) (*errorRatio, string) {
 		return nil, "latency percentile indicator: a percentile per time slice is not a ratio of counters"
 	case (ind.Ratio != nil || ind.Latency != nil) && sp.Budgeting.IsTimeslices():
 		return nil, fmt.Sprintf("budgeting %s: its burn rates count time slices, which recording rules over event counters cannot reproduce", sp.Budgeting.Method)
+	case ind.Ratio != nil && ind.Ratio.ErrorRatio != "":
+		q := ind.Ratio.ErrorRatio
+		return &errorRatio{
+			expr: func(w time.Duration) string {
+				if spec.HasWindowPlaceholder(q) {
+					// As Sloth records a raw SLI: the query over the window.
+					return spec.ExpandWindow(q, w)
+				}
+				// A ratio without a range: its average over the window at
+				// the minute steps QSP evaluates it at.
+				return fmt.Sprintf("avg_over_time((%s)[%s:1m])", q, spec.Duration(w))
+			},
+			events: func(time.Duration) (string, bool) { return "", false },
+		}, ""
 	case ind.Ratio != nil:
 		r := ind.Ratio
 		return &errorRatio{
@@ -239,6 +253,10 @@ func forSLO(s *spec.SLO, set *spec.Set, opts Options) (groups []rulefmt.RuleGrou
 	}
 	name := s.Name()
 	groups = append(groups, rulefmt.RuleGroup{Name: "qsp-slo-" + name, Rules: recording})
+	if sp.Indicator.Ratio != nil && sp.Indicator.Ratio.ErrorRatio != "" && spec.HasWindowPlaceholder(sp.Indicator.Ratio.ErrorRatio) {
+		notes = append(notes, fmt.Sprintf("%s: the error-ratio query is recorded over each window, as Sloth does; QSP itself averages it minute by minute, so their burn rates may differ when traffic is uneven", name))
+	}
+	notes = append(notes, reservedNotes(s, set)...)
 
 	groupMatch := "on(" + strings.Join(sp.GroupBy, ", ") + ")"
 	minEvents := float64(sp.Alerting.MinEvents)
@@ -445,4 +463,31 @@ func yamlOf(groups rulefmt.RuleGroups) ([]byte, error) {
 func Validate(content []byte) []error {
 	_, errs := rulefmt.Parse(content, false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler))
 	return errs
+}
+
+// reservedNotes names the spec labels the rules' alerts carry with QSP's
+// value instead of the one written, so nothing is overwritten silently.
+func reservedNotes(s *spec.SLO, set *spec.Set) []string {
+	var notes []string
+	check := func(where string, m map[string]string) {
+		for _, k := range spec.ReservedAlertLabels {
+			if v, ok := m[k]; ok {
+				notes = append(notes, fmt.Sprintf("%s: label %s=%q of %s is replaced by QSP's own %s label", s.Name(), k, v, where, k))
+			}
+		}
+	}
+	if svc := set.Service(s.Spec.Service); svc != nil {
+		check("the service", svc.Spec.Labels)
+	}
+	a := s.Spec.Alerting
+	check("alerting.labels", a.Labels)
+	for _, t := range []struct {
+		name string
+		tier *spec.AlertTier
+	}{{"page", a.Page}, {"ticket", a.Ticket}} {
+		if t.tier != nil {
+			check("alerting."+t.name+".labels", t.tier.Labels)
+		}
+	}
+	return notes
 }

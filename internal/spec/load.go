@@ -107,6 +107,7 @@ type loader struct {
 	objects []Object
 	openslo []*openSLODoc
 	formats []docFormat // the format of every document read
+	only    Format      // when set, documents of other formats are not read
 }
 
 // docFormat records which language a document was written in.
@@ -139,6 +140,18 @@ func (p *loader) parse(file string, data []byte) {
 		}
 		n := root.Content[0]
 		if isNull(n) {
+			continue
+		}
+		if n.Kind == yaml.SequenceNode {
+			// OpenSLO's list form: one YAML document holding a sequence of
+			// objects, as OpenSLO's own SDK decodes it.
+			for j, item := range n.Content {
+				if item.Kind != yaml.MappingNode {
+					p.diags.add(Diagnostic{File: file, Line: item.Line, Column: item.Column, Message: fmt.Sprintf("document %d, item %d: expected a mapping with apiVersion and kind, got %s", i+1, j+1, describe(item))})
+					continue
+				}
+				p.parseDocument(document{file: file, node: item})
+			}
 			continue
 		}
 		if n.Kind != yaml.MappingNode {
@@ -188,27 +201,40 @@ func scalar(n *yaml.Node, key string) string {
 func (p *loader) parseDocument(doc document) {
 	apiVersion := scalar(doc.node, "apiVersion")
 	kind := scalar(doc.node, "kind")
-	record := func(f Format) { p.formats = append(p.formats, docFormat{doc.file, doc.node.Line, f}) }
+	// record notes the document's format and says whether to read it:
+	// an import reads only the format it was asked for.
+	record := func(f Format) bool {
+		p.formats = append(p.formats, docFormat{doc.file, doc.node.Line, f})
+		return p.only == "" || p.only == f
+	}
 	switch {
 	case apiVersion == APIVersion:
-		record(FormatQSP)
-		p.parseQSP(doc, kind)
+		if record(FormatQSP) {
+			p.parseQSP(doc, kind)
+		}
 	case apiVersion == "openslo/v1":
-		record(FormatOpenSLO)
-		p.parseOpenSLO(doc, kind)
+		if record(FormatOpenSLO) {
+			p.parseOpenSLO(doc, kind)
+		}
 	case apiVersion == "sloth.slok.dev/v1" && kind == "PrometheusServiceLevel":
-		record(FormatSloth)
-		p.parseSloth(doc, field(doc.node, "spec"), true)
+		if record(FormatSloth) {
+			p.parseSloth(doc, field(doc.node, "spec"), true)
+		}
+	case apiVersion == "pyrra.dev/v1alpha1" && kind == "ServiceLevelObjective":
+		if record(FormatPyrra) {
+			p.parsePyrra(doc)
+		}
 	case scalar(doc.node, "version") == "prometheus/v1":
-		record(FormatSloth)
-		p.parseSloth(doc, doc.node, false)
+		if record(FormatSloth) {
+			p.parseSloth(doc, doc.node, false)
+		}
 	case apiVersion == "":
 		p.diags.add(Diagnostic{File: doc.file, Line: doc.node.Line, Column: doc.node.Column, Field: "apiVersion",
-			Message: "missing; want qsp/v1 (or openslo/v1, or a Sloth document with version: prometheus/v1)"})
+			Message: "missing; want qsp/v1 (or openslo/v1, pyrra.dev/v1alpha1, or a Sloth document with version: prometheus/v1)"})
 	default:
 		v := field(doc.node, "apiVersion")
 		p.diags.add(Diagnostic{File: doc.file, Line: v.Line, Column: v.Column, Field: "apiVersion",
-			Message: fmt.Sprintf("unknown apiVersion %q; want qsp/v1, openslo/v1 or Sloth prometheus/v1", apiVersion)})
+			Message: fmt.Sprintf("unknown apiVersion %q; want qsp/v1, openslo/v1, sloth.slok.dev/v1, pyrra.dev/v1alpha1 or Sloth prometheus/v1", apiVersion)})
 	}
 }
 

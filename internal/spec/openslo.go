@@ -256,9 +256,24 @@ func (p *loader) parseOpenSLO(doc document, kind string) {
 		header.Content = append(header.Content, doc.node.Content[i], doc.node.Content[i+1])
 	}
 	d.decode(header, reflectValueOf(&whole), "")
+	if specNode == nil && kind == "Service" {
+		specNode = &yaml.Node{Kind: yaml.MappingNode, Line: doc.node.Line, Column: doc.node.Column} // a Service's spec is optional
+	}
 	if specNode == nil {
 		p.diags.add(Diagnostic{File: doc.file, Line: doc.node.Line, Column: doc.node.Column, Object: d.object, Field: "spec", Message: "required"})
 		return
+	}
+	if kind == "SLO" && specNode.Kind == yaml.MappingNode {
+		// alertPolicies may name policies: "- fast-burn" is
+		// "- alertPolicyRef: fast-burn".
+		if ap := field(specNode, "alertPolicies"); ap != nil && ap.Kind == yaml.SequenceNode {
+			for i, e := range ap.Content {
+				if e.Kind == yaml.ScalarNode {
+					key := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "alertPolicyRef", Line: e.Line, Column: e.Column}
+					ap.Content[i] = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: e.Line, Column: e.Column, Content: []*yaml.Node{key, e}}
+				}
+			}
+		}
 	}
 	d.decode(specNode, reflectValueOf(spec), "spec")
 	p.openslo = append(p.openslo, &openSLODoc{
@@ -660,8 +675,24 @@ func (c *osloConverter) ratio(sli resolvedSLI) (*RatioIndicator, bool) {
 	rm := sli.sli.RatioMetric
 	p := sli.path + ".ratioMetric"
 	if rm.Raw != nil || rm.RawType != "" {
-		c.errorf(sli.doc, p+".raw", "a raw ratio metric (a precomputed ratio) cannot be converted: qsp counts good and total events; give good/bad and total queries")
-		return nil, false
+		if rm.Raw == nil || rm.Good != nil || rm.Bad != nil || rm.Total != nil {
+			c.errorf(sli.doc, p+".raw", "raw is used alone, with rawType")
+			return nil, false
+		}
+		q, ok := c.query(sli.doc, p+".raw", rm.Raw)
+		if !ok {
+			return nil, false
+		}
+		switch rm.RawType {
+		case "failure":
+		case "success":
+			q = "1 - (" + q + ")"
+		default:
+			c.errorf(sli.doc, p+".rawType", "want success or failure, got %q", rm.RawType)
+			return nil, false
+		}
+		c.warnf(sli.doc, p+".raw", "a precomputed ratio becomes ratio.errorRatio: QSP evaluates it every minute and weighs each minute the same (approximate)")
+		return &RatioIndicator{ErrorRatio: q}, true
 	}
 	if rm.Total == nil {
 		c.errorf(sli.doc, p+".total", "required")

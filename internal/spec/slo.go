@@ -225,10 +225,18 @@ func HasWindowPlaceholder(q string) bool {
 // RatioIndicator counts good (or bad) events against all events. Queries
 // are PromQL with the window placeholder, e.g.
 // sum(rate(http_requests_total{code!~"5.."}[{{.window}}])).
+//
+// ErrorRatio instead of good/bad and total is a query that returns the
+// error ratio itself (0 = no errors, 1 = all bad), as Sloth's
+// sli.raw.error_ratio_query does. QSP cannot count events from a ratio: it
+// evaluates the query at every minute (window placeholder set to 1m) and
+// counts each minute as one event, bad in proportion to the ratio, so every
+// minute weighs the same whatever its traffic. Such SLOs are approximate.
 type RatioIndicator struct {
-	Good  string `yaml:"good,omitempty"`
-	Bad   string `yaml:"bad,omitempty"`
-	Total string `yaml:"total"`
+	Good       string `yaml:"good,omitempty"`
+	Bad        string `yaml:"bad,omitempty"`
+	Total      string `yaml:"total,omitempty"`
+	ErrorRatio string `yaml:"errorRatio,omitempty"`
 }
 
 // LatencyIndicator judges request latency from a Prometheus histogram:

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 
@@ -17,7 +18,18 @@ type slothSpec struct {
 	Version string            `yaml:"version"`
 	Service string            `yaml:"service"`
 	Labels  map[string]string `yaml:"labels"`
+	Plugins *slothPlugins     `yaml:"slo_plugins"`
 	SLOs    []slothSLO        `yaml:"slos"`
+}
+
+// slothPlugins is a chain of Sloth SLO plugins (Sloth v0.12+).
+type slothPlugins struct {
+	OverridePrevious bool `yaml:"overridePrevious"`
+	Chain            []struct {
+		ID       string `yaml:"id"`
+		Config   any    `yaml:"config"`
+		Priority int    `yaml:"priority"`
+	} `yaml:"chain"`
 }
 
 type slothSLO struct {
@@ -25,6 +37,7 @@ type slothSLO struct {
 	Description string            `yaml:"description"`
 	Objective   Objective         `yaml:"objective"`
 	Labels      map[string]string `yaml:"labels"`
+	Plugins     *slothPlugins     `yaml:"plugins"`
 	SLI         slothSLI          `yaml:"sli"`
 	Alerting    slothAlerting     `yaml:"alerting"`
 }
@@ -38,8 +51,8 @@ type slothSLI struct {
 		TotalQuery string `yaml:"total_query"`
 	} `yaml:"events"`
 	Plugin *struct {
-		ID      string         `yaml:"id"`
-		Options map[string]any `yaml:"options"`
+		ID      string            `yaml:"id"`
+		Options map[string]string `yaml:"options"`
 	} `yaml:"plugin"`
 }
 
@@ -58,8 +71,10 @@ type slothAlert struct {
 }
 
 // slothCamel maps the Kubernetes resource's field names to the file
-// format's.
+// format's. Both spellings are read in both forms, as Sloth's own example
+// files mix them.
 var slothCamel = map[string]string{
+	"sloPlugins":      "slo_plugins",
 	"errorQuery":      "error_query",
 	"totalQuery":      "total_query",
 	"errorRatioQuery": "error_ratio_query",
@@ -91,8 +106,8 @@ func (p *loader) parseSloth(doc document, n *yaml.Node, k8s bool) {
 	prefix := ""
 	var sp slothSpec
 	d := &decoder{diags: &p.diags, file: doc.file, pos: map[string]*yaml.Node{}}
+	renameKeys(n, slothCamel, 0)
 	if k8s {
-		renameKeys(n, slothCamel, 0)
 		prefix = "spec"
 		meta := orEmpty(field(doc.node, "metadata"))
 		d.object = "PrometheusServiceLevel/" + scalar(meta, "name")
@@ -162,6 +177,7 @@ func (p *loader) parseSloth(doc document, n *yaml.Node, k8s bool) {
 		p.objects = append(p.objects, svc)
 	}
 
+	p.slothPlugins(report, path("slo_plugins"), sp.Plugins, nil)
 	for i, s := range sp.SLOs {
 		sp := path(fmt.Sprintf("slos[%d]", i))
 		if s.Name == "" {
@@ -197,21 +213,38 @@ func (p *loader) parseSloth(doc document, n *yaml.Node, k8s bool) {
 		}
 		switch {
 		case s.SLI.Plugin != nil:
-			report(false, sp+".sli.plugin", "SLI plugin %q cannot be converted: write its error and total queries as sli.events", s.SLI.Plugin.ID)
+			report(false, sp+".sli.plugin", "SLI plugin %q cannot be converted: its queries live in Sloth's plugin code; write them as sli.events (error_query and total_query)", s.SLI.Plugin.ID)
 			continue
 		case s.SLI.Raw != nil:
-			report(false, sp+".sli.raw", "a raw error-ratio SLI cannot be converted: qsp counts bad and total events; write it as sli.events with error_query and total_query")
-			continue
+			spec.Indicator = Indicator{Ratio: &RatioIndicator{ErrorRatio: s.SLI.Raw.ErrorRatioQuery}}
+			slo.origin.pos["spec.indicator.ratio.errorRatio"] = d.pos[sp+".sli.raw.error_ratio_query"]
+			report(true, sp+".sli.raw", "a raw error ratio is converted to ratio.errorRatio: QSP evaluates it every minute and weighs each minute the same (approximate); the generated Prometheus rules use the query as Sloth does")
 		case s.SLI.Events != nil:
 			spec.Indicator = Indicator{Ratio: &RatioIndicator{Bad: s.SLI.Events.ErrorQuery, Total: s.SLI.Events.TotalQuery}}
 		default:
-			report(false, sp+".sli", "required: events (error_query and total_query)")
+			report(false, sp+".sli", "required: events (error_query and total_query) or raw (error_ratio_query)")
 			continue
 		}
+		if slo.origin.pos["spec.indicator.ratio.errorRatio"] == nil {
+			delete(slo.origin.pos, "spec.indicator.ratio.errorRatio")
+		}
+		p.slothPlugins(report, sp+".plugins", s.Plugins, spec)
 		a := s.Alerting
+		// Sloth puts the SLO's labels on its alerts too.
+		alertLabels := map[string]string{}
+		for k, v := range s.Labels {
+			if k == "category" && Category(v) == spec.Category {
+				continue // carried over as the SLO's category, which QSP's alerts carry
+			}
+			alertLabels[k] = v
+		}
+		maps.Copy(alertLabels, a.Labels)
+		if len(alertLabels) == 0 {
+			alertLabels = nil
+		}
 		spec.Alerting = Alerting{
 			Name:        a.Name,
-			Labels:      a.Labels,
+			Labels:      alertLabels,
 			Annotations: a.Annotations,
 			Page:        &AlertTier{Disabled: a.PageAlert.Disable, Labels: a.PageAlert.Labels, Annotations: a.PageAlert.Annotations},
 			Ticket:      &AlertTier{Disabled: a.TicketAlert.Disable, Labels: a.TicketAlert.Labels, Annotations: a.TicketAlert.Annotations},
@@ -224,5 +257,44 @@ func (p *loader) parseSloth(doc document, n *yaml.Node, k8s bool) {
 			}
 		}
 		p.objects = append(p.objects, slo)
+	}
+}
+
+// slothPlugin says what becomes of each Sloth SLO plugin: lost plugins
+// change what Sloth measures or alerts on, the others only how its rules
+// are written, which QSP does its own way.
+var slothPluginFate = map[string]struct {
+	lost bool
+	why  string
+}{
+	"sloth.dev/core/debug/v1":                           {false, "it only logs"},
+	"sloth.dev/core/noop/v1":                            {false, "it does nothing"},
+	"sloth.dev/core/validate/v1":                        {false, "QSP validates the SLO itself"},
+	"sloth.dev/core/sli_rules/v1":                       {false, "QSP computes the SLI itself (qsp generate prometheus-rules writes recording rules)"},
+	"sloth.dev/core/metadata_rules/v1":                  {false, "QSP exposes SLO metadata on /metrics"},
+	"sloth.dev/core/alert_rules/v1":                     {false, "QSP alerts itself (qsp generate prometheus-rules writes the alerting rules)"},
+	"sloth.dev/contrib/rule_intervals/v1":               {false, "QSP evaluates every minute; rule intervals are not kept"},
+	"sloth.dev/contrib/validate_victoria_metrics/v1":    {false, "QSP validates PromQL itself"},
+	"sloth.dev/contrib/info_labels/v1":                  {false, "its labels go on Sloth's info metric only, which QSP does not write"},
+	"sloth.dev/contrib/denominator_corrected_rules/v1":  {true, "it changes how the error ratio is computed"},
+	"sloth.dev/contrib/error_budget_exhausted_alert/v1": {true, "it adds an alert when the budget is exhausted (a budgetPolicy step with action notify is the qsp equivalent)"},
+	"sloth.dev/contrib/remove_labels/v1":                {true, "it removes labels from the generated rules"},
+}
+
+func (p *loader) slothPlugins(report func(bool, string, string, ...any), path string, pl *slothPlugins, _ *SLOSpec) {
+	if pl == nil {
+		return
+	}
+	for i, c := range pl.Chain {
+		cp := fmt.Sprintf("%s.chain[%d]", path, i)
+		fate, known := slothPluginFate[c.ID]
+		switch {
+		case !known:
+			report(false, cp+".id", "Sloth plugin %q is not converted: QSP cannot run Sloth plugins, and what it changes is lost", c.ID)
+		case fate.lost:
+			report(false, cp+".id", "Sloth plugin %q is not converted: %s", c.ID, fate.why)
+		default:
+			report(true, cp+".id", "Sloth plugin %q is not needed: %s", c.ID, fate.why)
+		}
 	}
 }

@@ -70,7 +70,7 @@ func TestImportGolden(t *testing.T) {
 	for _, tc := range []struct {
 		dir    string
 		format Format
-	}{{"testdata/import/openslo", FormatOpenSLO}, {"testdata/import/sloth", FormatSloth}} {
+	}{{"testdata/import/openslo", FormatOpenSLO}, {"testdata/import/sloth", FormatSloth}, {"testdata/import/pyrra", FormatPyrra}} {
 		files, _ := filepath.Glob(tc.dir + "/*.yaml")
 		if len(files) == 0 {
 			t.Fatalf("no files in %s", tc.dir)
@@ -270,4 +270,53 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load did not finish within 10s on %q", data)
 		}
 	})
+}
+
+// TestAnchorCorpus imports every published example file of Sloth,
+// OpenSLO/oslo and Pyrra copied under testdata/anchors: each imports and
+// validates, or each loss is named with file:line:col. The golden file of
+// each holds its diagnostics; the output must load as qsp/v1 on its own
+// and the generated Prometheus rules are checked by promtool in
+// internal/rulegen.
+func TestAnchorCorpus(t *testing.T) {
+	for _, tc := range []struct {
+		dir    string
+		format Format
+	}{{"sloth", FormatSloth}, {"openslo", FormatOpenSLO}, {"pyrra", FormatPyrra}} {
+		files, _ := filepath.Glob("testdata/anchors/" + tc.dir + "/*.yaml")
+		if len(files) == 0 {
+			t.Fatalf("no files in testdata/anchors/%s", tc.dir)
+		}
+		clean, lossy := 0, 0
+		for _, f := range files {
+			t.Run(tc.dir+"/"+filepath.Base(f), func(t *testing.T) {
+				out, diags, err := Import(tc.format, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var b bytes.Buffer
+				for _, d := range diags {
+					fmt.Fprintln(&b, d)
+					if !d.Warning && d.Line == 0 && d.File == f {
+						t.Errorf("a loss without a position: %s", d)
+					}
+					if strings.Contains(d.Message, "does not validate:") {
+						t.Errorf("converted output does not validate: %s", d)
+					}
+				}
+				if diags.HasErrors() {
+					lossy++
+				} else {
+					clean++
+				}
+				if len(out) > 0 {
+					if _, again := LoadBytes("imported.yaml", out); again.HasErrors() {
+						t.Errorf("imported output is invalid:\n%s", again.Error())
+					}
+				}
+				golden(t, strings.TrimSuffix(f, ".yaml")+".diagnostics", b.Bytes())
+			})
+		}
+		t.Logf("%s: %d files, %d imported clean, %d with named losses", tc.dir, len(files), clean, lossy)
+	}
 }

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"path/filepath"
@@ -119,6 +120,7 @@ func (v *validator) service(s *Service) {
 		v.errorf(s, "spec.tier", "must be between 1 (most critical) and 4, got %d", sp.Tier)
 	}
 	v.labelMap(s, "spec.labels", sp.Labels)
+	v.reservedLabels(s, "spec.labels", sp.Labels)
 	for i, j := range sp.Journeys {
 		p := fmt.Sprintf("spec.journeys[%d]", i)
 		if j.Name == "" {
@@ -226,6 +228,17 @@ func (v *validator) indicator(s *SLO) {
 	switch {
 	case ind.Ratio != nil:
 		r := ind.Ratio
+		if r.ErrorRatio != "" {
+			if r.Good != "" || r.Bad != "" || r.Total != "" {
+				v.errorf(s, "spec.indicator.ratio.errorRatio", "set errorRatio alone, or good or bad with total")
+			}
+			q := r.ErrorRatio
+			if HasWindowPlaceholder(q) {
+				q = ExpandWindow(q, time.Minute)
+			}
+			v.promql(s, "spec.indicator.ratio.errorRatio", q)
+			break
+		}
 		switch {
 		case r.Good == "" && r.Bad == "":
 			v.errorf(s, "spec.indicator.ratio", "set good or bad")
@@ -496,6 +509,7 @@ func (v *validator) alerting(s *SLO) {
 			tier.Windows = t.defaults
 		}
 		v.labelMap(s, p+".labels", tier.Labels)
+		v.reservedLabels(s, p+".labels", tier.Labels)
 		if length == 0 {
 			continue
 		}
@@ -531,6 +545,7 @@ func (v *validator) alerting(s *SLO) {
 		v.errorf(s, "spec.alerting.tierLabel", "%q is not a valid label name", a.TierLabel)
 	}
 	v.labelMap(s, "spec.alerting.labels", a.Labels)
+	v.reservedLabels(s, "spec.alerting.labels", a.Labels)
 	if a.RunbookURL != "" {
 		v.absURL(s, "spec.alerting.runbookURL", a.RunbookURL)
 	}
@@ -1066,4 +1081,23 @@ func (v *validator) labelMap(o Object, path string, m map[string]string) {
 			v.errorf(o, path+"."+k, "%q is not a valid label name", k)
 		}
 	}
+}
+
+// ReservedAlertLabels are the labels QSP sets on every SLO alert (and on
+// the alerts of generated Prometheus rules) from the SLO itself; a spec
+// label of the same name is replaced by QSP's value.
+var ReservedAlertLabels = []string{"alertname", "category", "service", "slo", "window"}
+
+// reservedLabels warns about labels QSP overwrites in its alerts: the
+// spec is legal, but the value written there never reaches Alertmanager.
+func (v *validator) reservedLabels(o Object, path string, m map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if slices.Contains(ReservedAlertLabels, k) {
+			v.warnf(o, path+"."+k, "label %q is set by QSP on every alert (to the SLO's %s); the value %q is replaced in alerts and generated rules: rename the label", k, reservedMeaning[k], m[k])
+		}
+	}
+}
+
+var reservedMeaning = map[string]string{
+	"alertname": "alerting.name", "category": "category", "service": "service name", "slo": "name", "window": "burn-rate window",
 }

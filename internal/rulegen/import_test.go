@@ -1,0 +1,64 @@
+package rulegen_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qsp-dev/qsp/internal/externaltest"
+	"github.com/qsp-dev/qsp/internal/rulegen"
+	"github.com/qsp-dev/qsp/internal/spec"
+)
+
+// TestImportedCorpusRules generates Prometheus rules from every SLO
+// imported from the anchors' example files (Sloth, OpenSLO, Pyrra) and
+// checks them with Prometheus' rule parser and with promtool.
+func TestImportedCorpusRules(t *testing.T) {
+	var all []string
+	for _, tc := range []struct {
+		dir    string
+		format spec.Format
+	}{{"sloth", spec.FormatSloth}, {"openslo", spec.FormatOpenSLO}, {"pyrra", spec.FormatPyrra}} {
+		files, _ := filepath.Glob("../spec/testdata/anchors/" + tc.dir + "/*.yaml")
+		if len(files) == 0 {
+			t.Fatalf("no anchors corpus for %s", tc.dir)
+		}
+		for _, f := range files {
+			out, _, err := spec.Import(tc.format, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) == 0 {
+				continue
+			}
+			set, diags := spec.LoadBytes(f, out)
+			if diags.HasErrors() {
+				t.Errorf("%s: imported output invalid: %s", f, diags.Error())
+				continue
+			}
+			if len(set.SLOs) == 0 {
+				continue
+			}
+			body := generate(t, set)
+			if errs := rulegen.Validate(body); len(errs) > 0 {
+				t.Errorf("%s: rules invalid: %v", f, errs)
+			}
+			path := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(f), ".yaml")+"-"+tc.dir+".rules.yml")
+			if err := os.WriteFile(path, body, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, path)
+		}
+	}
+	if len(all) < 30 {
+		t.Errorf("only %d rule files from the corpus", len(all))
+	}
+	promtool := externaltest.LookPath(t, "promtool")
+	out, err := exec.Command(promtool, append([]string{"check", "rules"}, all...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	t.Logf("promtool: %d rule files checked", len(all))
+}
