@@ -399,6 +399,7 @@ func (rt *sloRuntime) baseStatus(g *groupRuntime, ec evalContext) *Status {
 	st := new(Status)
 	*st = rt.plan.status
 	st.EvaluatedAt, st.DroppedGroup = ec.now, len(rt.dropped)
+	st.LateSamplesDropped = rt.lateDropped
 	if g != nil && g.labels.Len() > 0 {
 		st.Key, st.Group = g.statusKey, g.groupMap
 	}

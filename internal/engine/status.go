@@ -66,6 +66,10 @@ type Status struct {
 	Windows      []WindowStat  `json:"windows"`
 	Alerts       []AlertStatus `json:"alerts"`
 	DroppedGroup int           `json:"droppedGroups,omitempty"`
+	// LateSamplesDropped counts the SLO's samples that arrived after
+	// their minute was folded and beyond the late window: counted in no
+	// minute (qsp_samples_late_dropped_total), never in a later one.
+	LateSamplesDropped int64 `json:"lateSamplesDropped"`
 }
 
 // Durations is a pair of durations written as Prometheus durations.
