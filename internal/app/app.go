@@ -160,12 +160,15 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		}
 	}
 	a.engine, err = engine.New(engine.Options{
-		Source:          a.source,
-		Store:           a.store,
-		Specs:           set,
-		Interval:        cfg.Evaluation.Interval.D(),
-		Settle:          cfg.Evaluation.Settle.D(),
-		LateData:        cfg.Evaluation.LateData.D(),
+		Source:   a.source,
+		Store:    a.store,
+		Specs:    set,
+		Interval: cfg.Evaluation.Interval.D(),
+		Settle:   cfg.Evaluation.Settle.D(),
+		LateData: cfg.Evaluation.LateData.D(),
+		// Late samples revise their minutes as far back as the embedded
+		// TSDB takes them out of order.
+		LateWindow:      cfg.Source.Embedded.OutOfOrderWindow.D(),
 		PersistInterval: persist,
 		Shard:           shard,
 		Publish:         publish,

@@ -83,8 +83,11 @@ func writeCalendarData(t *testing.T) (*calendarData, Source) {
 		}
 		vOK += nOK
 		vBad += nBad
-		d.good[m] += nOK
-		d.total[m] += nOK + nBad
+		// A counter's increase belongs to the minute that ends at or
+		// after its sample: (m, m+1].
+		mc := slo.MinuteOf(ts.Add(-time.Millisecond))
+		d.good[mc] += nOK
+		d.total[mc] += nOK + nBad
 		ok = append(ok, sample{ts, vOK})
 		bad = append(bad, sample{ts, vBad})
 		// The queue exceeds 1000 for one sample in every 97th minute.
@@ -102,8 +105,8 @@ func writeCalendarData(t *testing.T) (*calendarData, Source) {
 		}
 		vLe += f
 		vInf += n
-		d.fast[m] += f
-		d.allCount[m] += n
+		d.fast[mc] += f
+		d.allCount[mc] += n
 		le = append(le, sample{ts, vLe})
 		inf = append(inf, sample{ts, vInf})
 		cnt = append(cnt, sample{ts, vInf})

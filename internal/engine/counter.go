@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,22 +20,38 @@ const staleMinutes = 5
 
 // counter computes exact per-minute increases of a counter query from raw
 // samples: for each series, the difference between consecutive samples
-// (after a reset, the new value), attributed to the minute of the later
-// sample, with no extrapolation. It remembers each series' last sample
-// between calls, so each call only needs the new minutes.
+// (after a reset, the new value), attributed to the minute that ends at or
+// after the later sample, with no extrapolation. Minute m covers the
+// milliseconds (m, m+1], so a window of whole minutes holds the increases
+// of the samples in (start, end], as Prometheus' range selectors do.
 //
-// A series first seen while the counter is warm (it has been following the
-// query) was created in the meantime: its first value is an increase from
-// zero. Before that, a first sample has no known predecessor and only
-// starts the series.
+// The first sample QSP sees of a series only starts it: it has no known
+// predecessor, so its value is never an increase, however warm the
+// counter. A series created mid-window with a large value (a new pod's
+// counter restored from a snapshot, a relabelled series) adds nothing;
+// only its later increases count. A genuinely new counter that starts at
+// a small value loses that first increment, as Prometheus' increase()
+// loses it: guessing which first values are "from zero" is what made a
+// new series starting at 1e6 count a million events.
+//
+// The counter remembers each series' samples of the last horizon minutes,
+// so a late sample (one that arrives after its minute was folded) inside
+// that horizon is merged into the series and its minutes revised: the
+// returned groups carry the corrections. Samples older than the horizon
+// are counted in late and never folded into a newer minute.
 type counter struct {
 	matchers []*labels.Matcher
 	groupBy  []string
 	series   map[uint64]*seriesState
 	warm     bool
+	// horizon is how many minutes before a call's from late samples still
+	// revise their minutes.
+	horizon slo.Minute
 	// maxSeries bounds memory; series beyond it are ignored and counted.
 	maxSeries int
 	dropped   int
+	// late counts samples that arrived too late to be counted.
+	late int64
 	// oldest is at most the last sample time (ms) of every series, so
 	// expire knows when it has nothing to do without looking.
 	oldest int64
@@ -42,29 +60,64 @@ type counter struct {
 	groups map[string]*counterGroup
 }
 
+// point is one sample of a series.
+type point struct {
+	t int64
+	v float64
+}
+
 type seriesState struct {
-	t     int64 // ms of the last sample folded
+	t     int64 // ms of the newest sample folded
 	v     float64
 	group string
+	// hist are the series' samples after floor, oldest first, up to t:
+	// what a late sample is merged into. base is the newest sample at or
+	// before floor, when hasBase. A late sample at or before floor cannot
+	// be placed and is counted as late.
+	hist    []point
+	base    point
+	hasBase bool
+	floor   int64
 }
+
+// maxHist bounds the samples kept per series for revisions: 10 minutes of
+// 1 s scrapes. A series scraped faster keeps a shorter horizon.
+const maxHist = 600
 
 func newCounter(ms []*labels.Matcher, groupBy []string) *counter {
-	return &counter{matchers: ms, groupBy: groupBy, series: map[uint64]*seriesState{}, maxSeries: 200_000, groups: map[string]*counterGroup{}}
+	return &counter{matchers: ms, groupBy: groupBy, series: map[uint64]*seriesState{}, maxSeries: 200_000, groups: map[string]*counterGroup{}, horizon: defaultHorizon}
 }
 
-// counterGroup are the per-minute increases of one group over [from, to).
+// counterGroup are the per-minute increases of one group over [from, to),
+// and corrections to minutes [from-horizon, from) already folded.
 type counterGroup struct {
 	labels labels.Labels
 	inc    []float64
 	// sampled marks minutes with at least one sample.
 	sampled []bool
 	used    bool // in the result of the current call
+	// rev and revSampled are over [from-horizon, from), valid when
+	// revised: what late samples add to those minutes.
+	rev        []float64
+	revSampled []bool
+	revised    bool
 }
 
 // reset makes g n minutes long, all zero.
 func (g *counterGroup) reset(n int) {
 	g.inc, g.sampled = resize(g.inc, n), resize(g.sampled, n)
 	g.used = true
+	g.revised = false
+}
+
+// revise adds inc to folded minute i of the revision range (of length n).
+func (g *counterGroup) revise(n, i int, inc float64, sampled bool) {
+	if !g.revised {
+		g.rev, g.revSampled = resize(g.rev, n), resize(g.revSampled, n)
+		g.revised = true
+	}
+	g.rev[i] += inc
+	g.revSampled[i] = g.revSampled[i] || sampled
 }
 
 // resize returns s with length n, zeroed, reusing its array when it is
@@ -98,14 +151,37 @@ func groupKey(ls labels.Labels, by []string) (string, labels.Labels) {
 	return key.String(), b.Labels()
 }
 
-// increases folds the samples of m into per-group increases over minutes
-// [from, to) and returns the groups. Samples before from only serve as
-// predecessors; samples at or after to are left for the next call. admit
-// decides whether a new group may be created (the cardinality limit).
-// The groups returned are reused by the next call.
-func (c *counter) increases(m promql.Matrix, from, to slo.Minute, admit func(string) bool) map[string]*counterGroup {
-	fromMs, toMs := from.Time().UnixMilli(), to.Time().UnixMilli()
+// sampleMinute is the minute a sample at t (ms) belongs to: the one that
+// ends at or after it, so minute m holds (m, m+1].
+func sampleMinute(t int64) slo.Minute { return slo.MinuteOf(msTime(t - 1)) }
+
+// minuteMs is the end of minute boundary m in ms.
+func minuteMs(m slo.Minute) int64 { return m.Time().UnixMilli() }
+
+// increase is what sample v adds after prev: a reset restarts from zero.
+func increase(prev, v float64) float64 {
+	if v >= prev {
+		return v - prev
+	}
+	return v
+}
+
+// increases folds the samples of m, read over (readStart, to], into
+// per-group increases over minutes [from, to) and returns the groups.
+// Samples up to from (readStart < from when the engine reads back for
+// late samples, or looks back for predecessors) revise folded minutes
+// when the counter folded them itself (it is warm), and only serve as
+// predecessors otherwise. Samples after to are left for the next call.
+// admit decides whether a new group may be created (the cardinality
+// limit). The groups returned are reused by the next call.
+func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minute, admit func(string) bool) map[string]*counterGroup {
+	fromMs, toMs := minuteMs(from), minuteMs(to)
 	n := int(to - from)
+	revFrom := from - c.horizon
+	nRev := int(c.horizon)
+	floor := minuteMs(revFrom)
+	// The oldest sample the next call (from = to) can revise.
+	keep := minuteMs(to - c.horizon)
 	out := c.groups
 	for _, g := range out {
 		g.used = false
@@ -119,7 +195,12 @@ func (c *counter) increases(m promql.Matrix, from, to slo.Minute, admit func(str
 				c.dropped++
 				continue
 			}
-			st = &seriesState{t: math.MinInt64, group: key}
+			st = &seriesState{t: math.MinInt64, group: key, floor: math.MinInt64}
+			if !c.warm {
+				// What came before the read is not known, and was counted
+				// (or not) by whoever folded it.
+				st.floor = readStart
+			}
 			c.series[h] = st
 			c.oldest = math.MinInt64
 		}
@@ -137,29 +218,60 @@ func (c *counter) increases(m promql.Matrix, from, to slo.Minute, admit func(str
 			}
 			g.reset(n)
 		}
-		known := st.t != math.MinInt64
-		for _, p := range s.Floats {
-			if p.T <= st.t || p.T >= toMs || value.IsStaleNaN(p.F) || math.IsNaN(p.F) {
+		if c.warm {
+			st.trim(floor)
+		}
+		pts := s.Floats
+		// Samples at or before the newest one folded: already known, or
+		// late and out of order.
+		var inserted []point
+		k := 0
+		for ; k < len(pts) && pts[k].T <= st.t; k++ {
+			p := pts[k]
+			if p.T <= readStart || value.IsStaleNaN(p.F) || math.IsNaN(p.F) || st.has(p.T) {
 				continue
 			}
-			if p.T < fromMs {
-				// Before the range: a predecessor, already counted.
-				st.t, st.v, known = p.T, p.F, true
+			if !c.warm || p.T <= floor || p.T <= st.floor {
+				if c.warm {
+					c.late++
+				}
 				continue
 			}
-			var inc float64
+			inserted = append(inserted, point{p.T, p.F})
+		}
+		if len(inserted) > 0 {
+			c.merge(st, inserted, g, revFrom, nRev)
+		}
+		for _, p := range pts[k:] {
+			if p.T > toMs || value.IsStaleNaN(p.F) || math.IsNaN(p.F) {
+				continue
+			}
+			known := st.t != math.MinInt64
+			inc := 0.0
+			if known {
+				inc = increase(st.v, p.F)
+			} else if !c.warm {
+				// Whoever folded the minutes before this sample may have
+				// known its predecessor: nothing before it is merged.
+				st.floor = max(st.floor, p.T)
+			}
+			st.t, st.v = p.T, p.F
+			st.push(point{p.T, p.F}, keep)
 			switch {
-			case known && p.F >= st.v:
-				inc = p.F - st.v
-			case known:
-				inc = p.F // a reset: the counter restarted from zero
-			case c.warm:
-				inc = p.F // a series created since the last call
+			case p.T > fromMs:
+				i := int(sampleMinute(p.T) - from)
+				g.inc[i] += inc
+				g.sampled[i] = true
+			case !c.warm:
+				// A predecessor: before the range, already counted.
+			case p.T > floor:
+				// Late but in order: its minute was folded without it.
+				g.revise(nRev, int(sampleMinute(p.T)-revFrom), inc, true)
+			default:
+				// Too late to revise: the increase is lost, visibly,
+				// rather than counted in a later minute.
+				c.late++
 			}
-			i := int(slo.MinuteOf(msTime(p.T)) - from)
-			g.inc[i] += inc
-			g.sampled[i] = true
-			st.t, st.v, known = p.T, p.F, true
 		}
 	}
 	for key, g := range out {
@@ -170,6 +282,82 @@ func (c *counter) increases(m promql.Matrix, from, to slo.Minute, admit func(str
 	// Every series that could have been seen has been by now.
 	c.warm = true
 	return out
+}
+
+// has reports whether the series holds a sample at t.
+func (st *seriesState) has(t int64) bool {
+	_, ok := slices.BinarySearchFunc(st.hist, t, func(p point, t int64) int { return cmp.Compare(p.t, t) })
+	return ok || (st.hasBase && st.base.t == t)
+}
+
+// push appends p, the series' newest sample, to its history. Samples at
+// or before keep (the oldest minute a later call can revise) only become
+// the base: a backfill chunk of hours keeps minutes, not hours.
+func (st *seriesState) push(p point, keep int64) {
+	if p.t <= keep {
+		st.base, st.hasBase = p, true
+		st.floor = max(st.floor, p.t)
+		st.hist = st.hist[:0]
+		return
+	}
+	if len(st.hist) >= 2*maxHist {
+		st.trim(st.hist[len(st.hist)-maxHist-1].t)
+	}
+	st.hist = append(st.hist, p)
+}
+
+// trim forgets the samples at or before floor, keeping the newest of
+// them as the base.
+func (st *seriesState) trim(floor int64) {
+	k := 0
+	for k < len(st.hist) && st.hist[k].t <= floor {
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	st.base, st.hasBase = st.hist[k-1], true
+	st.floor = max(st.floor, st.base.t)
+	st.hist = append(st.hist[:0], st.hist[k:]...)
+}
+
+// merge inserts late samples into a series' history and revises the
+// minutes whose increases they change: the history's increases are taken
+// out, the merged history's put in.
+func (c *counter) merge(st *seriesState, ins []point, g *counterGroup, revFrom slo.Minute, nRev int) {
+	merged := make([]point, 0, len(st.hist)+len(ins))
+	i, j := 0, 0
+	for i < len(st.hist) || j < len(ins) {
+		if j == len(ins) || i < len(st.hist) && st.hist[i].t < ins[j].t {
+			merged = append(merged, st.hist[i])
+			i++
+		} else {
+			merged = append(merged, ins[j])
+			j++
+		}
+	}
+	chain := func(pts []point, sign float64) {
+		prev, ok := st.base, st.hasBase
+		for _, p := range pts {
+			if ok {
+				if k := int(sampleMinute(p.t) - revFrom); k >= 0 && k < nRev {
+					g.revise(nRev, k, sign*increase(prev.v, p.v), false)
+				}
+			}
+			prev, ok = p, true
+		}
+	}
+	chain(st.hist, -1)
+	chain(merged, 1)
+	for _, p := range ins {
+		if k := int(sampleMinute(p.t) - revFrom); k >= 0 && k < nRev {
+			g.revise(nRev, k, 0, true)
+		}
+	}
+	st.hist = merged
+	if len(st.hist) > 2*maxHist {
+		st.trim(st.hist[len(st.hist)-maxHist-1].t)
+	}
 }
 
 // expire forgets series without samples since before cutoff (ms).
@@ -198,7 +386,7 @@ type peekSums struct {
 	hasTotal, sampled bool
 }
 
-// peek adds, per group, the increases of the samples in [fromMs, untilMs)
+// peek adds, per group, the increases of the samples in (fromMs, untilMs]
 // to acc, without remembering them: the newest, partial minute, counted
 // again when it is folded. Only groups in known are counted. total says
 // whether c is the total counter (else the numerator).
@@ -223,22 +411,18 @@ func (c *counter) peek(m promql.Matrix, fromMs, untilMs int64, known func(string
 		// on how the work is split.
 		ps, changed := acc[key], false
 		for _, p := range s.Floats {
-			if p.T <= t || p.T >= untilMs || value.IsStaleNaN(p.F) || math.IsNaN(p.F) {
+			if p.T <= t || p.T > untilMs || value.IsStaleNaN(p.F) || math.IsNaN(p.F) {
 				continue
 			}
-			if p.T < fromMs {
+			if p.T <= fromMs {
 				t, v, ok = p.T, p.F, true
 				continue
 			}
+			// A series' first sample is a baseline here too.
 			var inc float64
-			counted := true
-			switch {
-			case ok && p.F >= v:
-				inc = p.F - v
-			case ok || c.warm:
-				inc = p.F
-			default:
-				counted = false
+			counted := ok
+			if ok {
+				inc = increase(v, p.F)
 			}
 			if counted {
 				if total {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -61,6 +62,14 @@ type Options struct {
 	// come back before it folds the missing minutes as no data; late
 	// samples within it are folded exactly. Default 10m.
 	LateData time.Duration
+	// LateWindow is how far behind the engine's folded minutes a late
+	// sample may arrive and still be counted in its own minute: the
+	// source's out-of-order window (the embedded TSDB's
+	// outOfOrderWindow). Folded minutes are revised for late samples up
+	// to LateWindow plus two minutes back (the settle margin); later ones
+	// are counted in qsp_samples_late_dropped_total. Revisions need a
+	// source that reports late appends (telemetry.Embedded). Default 10m.
+	LateWindow time.Duration
 	// PersistInterval between rollup snapshots. Default 5m.
 	PersistInterval time.Duration
 	// Chunk bounds one fetch during backfill and catch-up. Default 6h.
@@ -180,6 +189,7 @@ func New(opts Options) (*Engine, error) {
 	opts.Settle = cmp.Or(opts.Settle, 30*time.Second)
 	opts.PartialSettle = cmp.Or(opts.PartialSettle, 10*time.Second)
 	opts.LateData = cmp.Or(opts.LateData, 10*time.Minute)
+	opts.LateWindow = cmp.Or(opts.LateWindow, defaultHorizon*time.Minute)
 	opts.PersistInterval = cmp.Or(opts.PersistInterval, 5*time.Minute)
 	opts.Chunk = cmp.Or(opts.Chunk, 6*time.Hour)
 	opts.Concurrency = cmp.Or(opts.Concurrency, 2*runtime.GOMAXPROCS(0))
@@ -352,7 +362,7 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 			continue
 		}
 		start := target - slo.Minute(p.span)
-		rt := newRuntime(p, start)
+		rt := e.newRuntime(p, start)
 		if restore {
 			e.restoreRollups(rt, saved[name], start)
 		}
@@ -377,6 +387,18 @@ func (e *Engine) apply(ctx context.Context, set *spec.Set, restore bool) error {
 	}
 	e.m.slos.Set(float64(len(next)))
 	return nil
+}
+
+// newRuntime builds the runtime of plan p whose rollups start at start,
+// with the engine's revision horizon: the late window plus two minutes of
+// settling, so every sample the source took out of order is in it.
+func (e *Engine) newRuntime(p *plan, start slo.Minute) *sloRuntime {
+	rt := newRuntime(p, start)
+	h := slo.Minute((e.opts.LateWindow+time.Minute-1)/time.Minute) + 2
+	for _, c := range counterOf(rt.feeder) {
+		c.horizon = h
+	}
+	return rt
 }
 
 // restoreAlert keeps a persisted alert state until its group is
@@ -553,7 +575,7 @@ func (e *Engine) rebalance(ctx context.Context) {
 	}
 	for _, p := range gained {
 		start := target - slo.Minute(p.span)
-		rt := newRuntime(p, start)
+		rt := e.newRuntime(p, start)
 		e.restoreRollups(rt, saved[p.slo.Name()], start)
 		added[p.slo.Name()] = rt
 	}
@@ -730,6 +752,7 @@ func (e *Engine) cycle(ctx context.Context) {
 	rts := e.plain
 	e.mu.Unlock()
 	chunk := slo.Minute(e.opts.Chunk / time.Minute)
+	e.markRevisions(rts)
 	// Usually every SLO needs the one new minute; an SLO added or changed
 	// by a reload, or one behind after the source was down, catches up
 	// chunk by chunk within this cycle.
@@ -746,7 +769,7 @@ func (e *Engine) cycle(ctx context.Context) {
 			}
 			// The first round also reads the newest, partial minute of
 			// SLOs that are up to date.
-			if rt.next < target || (first && rt.canPeek && !peekEnd.IsZero()) {
+			if rt.next < target || (first && rt.canPeek && !peekEnd.IsZero()) || (first && !rt.reviseFrom.IsZero()) {
 				work = append(work, rt)
 				before[rt] = rt.next
 			}
@@ -773,6 +796,58 @@ func (e *Engine) cycle(ctx context.Context) {
 	}
 	e.m.cycleSeconds.Observe(time.Since(start).Seconds())
 	e.m.lastCycle.Set(float64(e.opts.Now().Unix()))
+}
+
+// appendWatcher is implemented by sources that know where samples were
+// written: telemetry.Embedded. It is what makes revisions cheap: only a
+// cycle after late samples reads back, and only for their metrics.
+type appendWatcher interface {
+	// OldestAppended returns, by metric name, the oldest timestamp (ms)
+	// of the samples committed since the previous call.
+	OldestAppended() map[string]int64
+}
+
+// dropSpan is how far behind the revision horizon a read for late
+// samples reaches, to count (not fold) those too late: the embedded
+// TSDB takes a new series' samples up to an hour behind its newest.
+const dropSpan = time.Hour
+
+// markRevisions asks every counter SLO whose metrics had samples
+// appended in minutes it already folded to read back to them.
+func (e *Engine) markRevisions(rts []*sloRuntime) {
+	w, ok := e.opts.Source.(appendWatcher)
+	if !ok {
+		return
+	}
+	oldest := w.OldestAppended()
+	if len(oldest) == 0 {
+		return
+	}
+	anyOldest := int64(math.MaxInt64)
+	for _, t := range oldest {
+		anyOldest = min(anyOldest, t)
+	}
+	for _, rt := range rts {
+		cs := counterOf(rt.feeder)
+		if len(cs) == 0 {
+			continue
+		}
+		folded := minuteMs(rt.next)
+		t := int64(math.MaxInt64)
+		for k := range rt.reqs {
+			name := rt.reqs[k].name
+			if name == "" {
+				t = min(t, anyOldest)
+			} else if ot, ok := oldest[name]; ok {
+				t = min(t, ot)
+			}
+		}
+		if t > folded {
+			continue // nothing landed in folded minutes
+		}
+		floor := minuteMs(rt.next-cs[0].horizon) - dropSpan.Milliseconds()
+		rt.reviseFrom = msTime(max(t-1, floor))
+	}
 }
 
 // evaluateAll evaluates every SLO, persists and hands out transitions,
@@ -926,15 +1001,25 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 		j := &jobs[i]
 		j.rt, j.from, j.to = rt, rt.next, until(rt)
 		end := j.to.Time()
-		if rt.canPeek && j.to >= target && peekEnd.After(end) {
-			j.peek, end = true, peekEnd
+		rt.peekTo = 0
+		// The partial read ends at a minute boundary: a window of whole
+		// minutes, (end-d, end], is exactly as long as declared. It
+		// reaches at most shortestWindow past the folded minutes, so
+		// every window still starts in them.
+		if pe := min(slo.MinuteOf(peekEnd), j.to+shortestWindow); rt.canPeek && j.to >= target && !peekEnd.IsZero() && pe > j.to {
+			j.peek, end, j.peekTo = true, pe.Time(), pe
 		}
-		// Samples reads (start, end]; minutes are [from, to), so both ends
-		// move back by a millisecond.
-		start := j.from.Time().Add(-rt.feeder.lookback() - time.Millisecond)
+		// Samples reads (start, end], and minute m holds (m, m+1]: the
+		// minutes [from, to) are the samples in (from, to].
+		start := j.from.Time().Add(-rt.feeder.lookback())
+		if !rt.reviseFrom.IsZero() && rt.reviseFrom.Before(start) {
+			start = rt.reviseFrom
+		}
+		rt.reviseFrom = time.Time{}
+		j.readStart = start.UnixMilli()
 		for k := range rt.reqs {
 			r := &rt.reqs[k]
-			r.start, r.end = start, end.Add(-time.Millisecond)
+			r.start, r.end = start, end
 			reqs = append(reqs, r)
 		}
 	}
@@ -960,7 +1045,7 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 				if i >= len(jobs) {
 					return
 				}
-				if err := e.feedJob(fetchCtx, &jobs[i], target, peekEnd); err != nil && jobs[i].rt.sourceDown {
+				if err := e.feedJob(fetchCtx, &jobs[i], target); err != nil && jobs[i].rt.sourceDown {
 					unavailable.Add(1)
 					lastUnavailable.Store(err)
 				}
@@ -981,14 +1066,16 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 
 // foldJob is one SLO's part of fetchAndFold.
 type foldJob struct {
-	rt       *sloRuntime
-	from, to slo.Minute
-	peek     bool
+	rt        *sloRuntime
+	from, to  slo.Minute
+	readStart int64 // ms: the samples are of (readStart, to]
+	peek      bool
+	peekTo    slo.Minute // with peek, the partial minutes end here
 }
 
 // feedJob feeds and folds what was fetched for one SLO, and reads its
 // partial minute. It returns the error that stopped it.
-func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute, peekEnd time.Time) error {
+func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute) error {
 	rt := j.rt
 	// A provisional partial minute never outlives the cycle that read
 	// it: it is read again, or folded.
@@ -1008,8 +1095,9 @@ func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute, pee
 	defer rt.releaseResults()
 	var groups map[string]*groupMinutes
 	var commit func()
-	if err == nil && j.from < j.to {
-		groups, commit, err = rt.feeder.feed(ctx, e.opts.Source, raw, j.from, j.to, rt.admit)
+	revising := j.readStart < minuteMs(j.from)
+	if err == nil && (j.from < j.to || revising) {
+		groups, commit, err = rt.feeder.feed(ctx, e.opts.Source, raw, j.readStart, j.from, j.to, rt.admit)
 	}
 	if err != nil {
 		rt.lastErr = err
@@ -1018,11 +1106,22 @@ func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute, pee
 		return err
 	}
 	rt.lastErr, rt.sourceDown = nil, false
+	// Corrections first: they are relative to from, which folding moves.
+	rt.revise(j.from, groups)
+	if lf, ok := rt.feeder.(interface{ lateDropped() int64 }); ok {
+		if n := lf.lateDropped(); n > rt.lateDropped {
+			e.m.lateDropped.WithLabelValues(rt.plan.slo.Name()).Add(float64(n - rt.lateDropped))
+			rt.lateDropped = n
+		}
+	}
 	if j.from < j.to {
 		e.fold(rt, groups, commit, j.from, j.to, target)
 	}
-	if j.peek {
-		for key, pc := range rt.feeder.(peeker).peek(raw, rt.next.Time().UnixMilli(), peekEnd.UnixMilli(), rt.known) {
+	// Only a peek that starts where folding ended counts: folding may
+	// have been held back for late data.
+	if j.peek && rt.next == j.to {
+		rt.peekTo = j.peekTo
+		for key, pc := range rt.feeder.(peeker).peek(raw, minuteMs(rt.next), minuteMs(j.peekTo), rt.known) {
 			rt.groups[key].partial = pc
 		}
 	}

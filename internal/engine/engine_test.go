@@ -104,7 +104,8 @@ func (g *counterGen) add(t time.Time, d float64, reset bool) {
 		g.value += d
 	}
 	g.samples = append(g.samples, sample{t, g.value})
-	g.events[slo.MinuteOf(t)] += d
+	// A sample belongs to the minute that ends at or after it: (m, m+1].
+	g.events[slo.MinuteOf(t.Add(-time.Millisecond))] += d
 }
 
 func (g *counterGen) sum(from, to slo.Minute) float64 {

@@ -27,7 +27,7 @@ func (f *errorRatioFeeder) selectors() [][]*labels.Matcher { return nil }
 func (f *errorRatioFeeder) lookback() time.Duration        { return 0 }
 func (f *errorRatioFeeder) approximate() bool              { return true }
 
-func (f *errorRatioFeeder) feed(ctx context.Context, src Source, _ []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+func (f *errorRatioFeeder) feed(ctx context.Context, src Source, _ []promql.Matrix, _ int64, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	n := int(to - from)
 	out := map[string]*groupMinutes{}
 	// The value at the end of minute m covers minute m.

@@ -26,6 +26,10 @@ type Source interface {
 	Samples(ctx context.Context, matchers []*labels.Matcher, start, end time.Time) (promql.Matrix, error)
 }
 
+// defaultHorizon is how far back late samples revise folded minutes by
+// default: the embedded TSDB's default out-of-order window.
+const defaultHorizon = 10
+
 // groupMinutes is what a feeder produces for one group of an SLO over
 // minutes [from, to): the counts to fold (events, or slices at the minute a
 // slice ends) and which minutes had telemetry.
@@ -33,6 +37,11 @@ type groupMinutes struct {
 	labels  labels.Labels
 	counts  []slo.Counts
 	sampled []bool
+	// rev are corrections to the folded minutes [from-len(rev), from)
+	// from late samples, and revSampled the minutes they sampled; nil
+	// without corrections.
+	rev        []slo.Counts
+	revSampled []bool
 }
 
 func newGroupMinutes(ls labels.Labels, n int) *groupMinutes {
@@ -49,11 +58,12 @@ type feeder interface {
 	selectors() [][]*labels.Matcher
 	// lookback is how far before from the raw samples must reach.
 	lookback() time.Duration
-	// feed returns the groups' minutes for [from, to). admit says whether
+	// feed returns the groups' minutes for [from, to), from raw samples
+	// read over (readStart, to]. admit says whether
 	// a new group may be created. State that depends on the range (partial
 	// time slices) changes only when the engine calls commit, which it does
 	// when it folds the minutes; counter state changes only with samples.
-	feed(ctx context.Context, src Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (groups map[string]*groupMinutes, commit func(), err error)
+	feed(ctx context.Context, src Source, raw []promql.Matrix, readStart int64, from, to slo.Minute, admit func(string) bool) (groups map[string]*groupMinutes, commit func(), err error)
 	// approximate reports whether counts come from PromQL evaluated at
 	// minute steps (extrapolated) rather than from raw samples.
 	approximate() bool
@@ -154,7 +164,7 @@ func (f *ratioFeeder) peek(raw []promql.Matrix, fromMs, untilMs int64, known fun
 
 // feed returns the groups' minutes. The map and its groups are reused by
 // the next call.
-func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, readStart int64, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	cs := f.counters()
 	if len(raw) != len(cs) {
 		return nil, nil, fmt.Errorf("engine: %d sample sets for %d counters", len(raw), len(cs))
@@ -168,7 +178,7 @@ func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, fro
 		if c != f.total {
 			gate = func(string) bool { return true }
 		}
-		results[i] = c.increases(raw[i], from, to, gate)
+		results[i] = c.increases(raw[i], readStart, from, to, gate)
 	}
 	totals := results[len(cs)-1]
 	out := f.groups
@@ -202,8 +212,52 @@ func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, fro
 				}
 			}
 		}
+		f.revisions(g, tg, results[0][key])
 	}
 	return out, noCommit, nil
+}
+
+// revisions sets g's corrections from the total's (tg) and the
+// numerator's (part, maybe nil) revised minutes.
+func (f *ratioFeeder) revisions(g *groupMinutes, tg, part *counterGroup) {
+	g.rev, g.revSampled = g.rev[:0], g.revSampled[:0]
+	if part != nil && !part.revised {
+		part = nil
+	}
+	if !tg.revised && part == nil {
+		g.rev, g.revSampled = nil, nil
+		return
+	}
+	n := int(f.total.horizon)
+	g.rev, g.revSampled = resize(g.rev, n), resize(g.revSampled, n)
+	if tg.revised {
+		copy(g.revSampled, tg.revSampled)
+		for m := range n {
+			g.rev[m].Total = tg.rev[m]
+		}
+	}
+	switch {
+	case f.good != nil && part != nil:
+		for m := range n {
+			g.rev[m].Good = part.rev[m]
+		}
+	case f.bad != nil:
+		for m := range n {
+			g.rev[m].Good = g.rev[m].Total
+			if part != nil {
+				g.rev[m].Good -= part.rev[m]
+			}
+		}
+	}
+}
+
+// lateDropped returns how many samples came too late to be counted.
+func (f *ratioFeeder) lateDropped() int64 {
+	var n int64
+	for _, c := range f.cs {
+		n += c.late
+	}
+	return n
 }
 
 func noCommit() {}
@@ -222,7 +276,7 @@ func (f *rangeRatioFeeder) selectors() [][]*labels.Matcher { return nil }
 func (f *rangeRatioFeeder) lookback() time.Duration        { return 0 }
 func (f *rangeRatioFeeder) approximate() bool              { return true }
 
-func (f *rangeRatioFeeder) feed(ctx context.Context, src Source, _ []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+func (f *rangeRatioFeeder) feed(ctx context.Context, src Source, _ []promql.Matrix, readStart int64, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	n := int(to - from)
 	out := map[string]*groupMinutes{}
 	// The value at the end of minute m covers minute m.
@@ -303,7 +357,7 @@ func (f *sampleFeeder) peek(raw []promql.Matrix, fromMs, untilMs int64, known fu
 		}
 		pc := out[key]
 		for _, p := range s.Floats {
-			if p.T < fromMs || p.T >= untilMs || math.IsNaN(p.F) {
+			if p.T <= fromMs || p.T > untilMs || math.IsNaN(p.F) {
 				continue
 			}
 			pc.counts.Total++
@@ -317,7 +371,7 @@ func (f *sampleFeeder) peek(raw []promql.Matrix, fromMs, untilMs int64, known fu
 	return out
 }
 
-func (f *sampleFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+func (f *sampleFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, readStart int64, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	n := int(to - from)
 	out := map[string]*groupMinutes{}
 	fromMs, toMs := from.Time().UnixMilli(), to.Time().UnixMilli()
@@ -332,10 +386,10 @@ func (f *sampleFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, fr
 			out[key] = g
 		}
 		for _, p := range s.Floats {
-			if p.T < fromMs || p.T >= toMs || math.IsNaN(p.F) {
+			if p.T <= fromMs || p.T > toMs || math.IsNaN(p.F) {
 				continue
 			}
-			i := int(slo.MinuteOf(msTime(p.T)) - from)
+			i := int(sampleMinute(p.T) - from)
 			g.counts[i].Total++
 			if p.F >= 1 {
 				g.counts[i].Good++
@@ -373,7 +427,7 @@ func (f *valueSlices) selectors() [][]*labels.Matcher { return nil }
 func (f *valueSlices) lookback() time.Duration        { return 0 }
 func (f *valueSlices) approximate() bool              { return false }
 
-func (f *valueSlices) feed(ctx context.Context, src Source, _ []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+func (f *valueSlices) feed(ctx context.Context, src Source, _ []promql.Matrix, readStart int64, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
 	n := int(to - from)
 	// Evaluate at every step-aligned time in (from, to]; the value at t
 	// belongs to the minute that ends at or after t.
@@ -461,8 +515,8 @@ func (f *eventSlices) selectors() [][]*labels.Matcher { return f.inner.selectors
 func (f *eventSlices) lookback() time.Duration        { return f.inner.lookback() }
 func (f *eventSlices) approximate() bool              { return f.inner.approximate() }
 
-func (f *eventSlices) feed(ctx context.Context, src Source, raw []promql.Matrix, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
-	groups, innerCommit, err := f.inner.feed(ctx, src, raw, from, to, admit)
+func (f *eventSlices) feed(ctx context.Context, src Source, raw []promql.Matrix, readStart int64, from, to slo.Minute, admit func(string) bool) (map[string]*groupMinutes, func(), error) {
+	groups, innerCommit, err := f.inner.feed(ctx, src, raw, readStart, from, to, admit)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -18,6 +18,7 @@ type metrics struct {
 	persistFailures prometheus.Counter
 	corrupt         prometheus.Counter
 	batched         prometheus.Counter
+	lateDropped     *prometheus.CounterVec
 }
 
 func newMetrics(e *Engine, reg prometheus.Registerer) *metrics {
@@ -37,9 +38,11 @@ func newMetrics(e *Engine, reg prometheus.Registerer) *metrics {
 		persistFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "qsp_engine_persist_failures_total", Help: "Rollup snapshots that failed."}),
 		corrupt:         prometheus.NewCounter(prometheus.CounterOpts{Name: "qsp_engine_corrupt_rollups_total", Help: "Persisted rollups found corrupt and rebuilt from telemetry."}),
 		batched:         prometheus.NewCounter(prometheus.CounterOpts{Name: "qsp_engine_batched_selectors_total", Help: "Raw-sample selectors served by a batched read."}),
+		lateDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qsp_samples_late_dropped_total",
+			Help: "Samples of an SLO's counters that arrived after their minute was folded and beyond the revision horizon: counted nowhere, never in a later minute."}, []string{"slo"}),
 	}
 	reg.MustRegister(m.cycleSeconds, m.lastCycle, m.fetchFailures, m.transitions, m.slos, m.backfillSeconds,
-		m.persistSeconds, m.persistFailures, m.corrupt, m.batched, &statusCollector{e: e})
+		m.persistSeconds, m.persistFailures, m.corrupt, m.batched, m.lateDropped, &statusCollector{e: e})
 	return m
 }
 

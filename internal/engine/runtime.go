@@ -46,6 +46,14 @@ type sloRuntime struct {
 	// snapshot keeps them, and its alert transitions.
 	published   []*Status
 	transitions []Transition
+	// reviseFrom, when set, is where the next read starts so late samples
+	// revise folded minutes (see markRevisions).
+	reviseFrom time.Time
+	// lateDropped counts samples that came too late to be counted.
+	lateDropped int64
+	// peekTo is where the groups' partial minutes end, when they were
+	// read (0 otherwise): windows end there.
+	peekTo slo.Minute
 }
 
 // groupRuntime is one group of an SLO (the only one when ungrouped).
@@ -202,6 +210,39 @@ func (rt *sloRuntime) fold(from, to slo.Minute, fed map[string]*groupMinutes) {
 	rt.next = to
 }
 
+// revise applies the corrections late samples made to minutes folded
+// before from. Minutes inside a correction window stay empty; a minute
+// that had no data and got a sample now has.
+func (rt *sloRuntime) revise(from slo.Minute, fed map[string]*groupMinutes) {
+	for key, gm := range fed {
+		if gm.rev == nil {
+			continue
+		}
+		g := rt.groups[key]
+		if g == nil {
+			continue // a group that only late samples know starts at from
+		}
+		revFrom := from - slo.Minute(len(gm.rev))
+		for i, c := range gm.rev {
+			m := revFrom + slo.Minute(i)
+			if m < g.roll.start || m >= g.roll.next {
+				continue
+			}
+			if len(rt.plan.corrections) > 0 && rt.plan.corrections.Excludes(m) {
+				continue
+			}
+			became := false
+			if gm.revSampled[i] {
+				g.lastSampled = max(g.lastSampled, m)
+				became = g.roll.window(m, m+1).data == 0
+			}
+			if c.Good != 0 || c.Total != 0 || became {
+				g.roll.revise(m, c, became)
+			}
+		}
+	}
+}
+
 // groupExpiry is how long a group without telemetry is kept in no_data
 // before it is forgotten.
 const groupExpiry = 6 * time.Hour
@@ -225,11 +266,25 @@ type evalContext struct {
 
 // windowOf returns the counts of the last d of group g, with the events of
 // the newest, partial minute.
-func windowOf(g *groupRuntime, d time.Duration) (windowSums, bool) {
-	w := g.roll.last(int64(d / time.Minute))
+func windowOf(rt *sloRuntime, g *groupRuntime, d time.Duration) (windowSums, bool) {
+	end := rt.windowEnd(g)
+	w := g.roll.window(end-slo.Minute(d/time.Minute), g.roll.next)
+	w.to = end
 	w.counts = w.counts.Add(g.partial.counts)
 	return w, w.data > 0 || g.partial.sampled
 }
+
+// windowEnd is where group g's windows end: its folded minutes and the
+// partial minutes read after them. Every window of length d is
+// (end-d, end].
+func (rt *sloRuntime) windowEnd(g *groupRuntime) slo.Minute {
+	return max(g.roll.next, rt.peekTo)
+}
+
+// shortestWindow bounds how far the partial minutes reach past the
+// folded ones (the shortest window, 5m): a window must start in the
+// rollup.
+const shortestWindow = 5
 
 // evaluate computes the status of every group and steps its alerts. It
 // leaves the statuses to publish and the alert transitions in the runtime.
@@ -282,6 +337,7 @@ type windowSet struct {
 	// Windows that are not reported are read from g's rollup, or computed
 	// by compute for composites.
 	g       *groupRuntime
+	rt      *sloRuntime
 	compute func(time.Duration) slo.WindowResult
 }
 
@@ -295,7 +351,7 @@ func (ws *windowSet) window(d time.Duration) slo.WindowResult {
 	if ws.g == nil {
 		return ws.compute(d)
 	}
-	w, ok := windowOf(ws.g, d)
+	w, ok := windowOf(ws.rt, ws.g, d)
 	return slo.WindowResult{Counts: w.counts, NoData: !ok}
 }
 
@@ -313,17 +369,21 @@ func (rt *sloRuntime) groupWindows(b *windowBuf, g *groupRuntime) (ws windowSet,
 	p := rt.plan
 	n := len(p.windows)
 	results, sums, froms := b.results[:0], b.sums[:0], b.froms[:0]
+	end := rt.windowEnd(g)
 	for _, rw := range p.windows {
-		froms = append(froms, g.roll.next-slo.Minute(rw.d/time.Minute))
+		froms = append(froms, end-slo.Minute(rw.d/time.Minute))
 	}
 	budgetFrom, _ := rt.budgetWindow(g)
 	froms = append(froms, budgetFrom)
 	sums = sums[:len(froms)]
 	g.roll.windowsToNext(froms, sums)
+	for i := range sums {
+		sums[i].to = end
+	}
 	for i := range n {
 		results = append(results, slo.WindowResult{Counts: sums[i].counts.Add(g.partial.counts), NoData: sums[i].data == 0 && !g.partial.sampled})
 	}
-	return windowSet{p: p, results: results, sums: sums[:n], g: g}, sums[n]
+	return windowSet{p: p, results: results, sums: sums[:n], g: g, rt: rt}, sums[n]
 }
 
 // computedWindows computes every reported window with f (composites).
@@ -339,6 +399,7 @@ func (rt *sloRuntime) baseStatus(g *groupRuntime, ec evalContext) *Status {
 	st := new(Status)
 	*st = rt.plan.status
 	st.EvaluatedAt, st.DroppedGroup = ec.now, len(rt.dropped)
+	st.LateSamplesDropped = rt.lateDropped
 	if g != nil && g.labels.Len() > 0 {
 		st.Key, st.Group = g.statusKey, g.groupMap
 	}
@@ -391,7 +452,7 @@ func (rt *sloRuntime) fillWindows(st *Status, ws *windowSet) {
 		w := WindowStat{Window: d, Name: rw.name, Good: wr.Counts.Good, Total: wr.Counts.Total, NoData: wr.NoData}
 		if ws.sums != nil {
 			rs := ws.sums[i]
-			w.From = rs.from.Time()
+			w.From, w.To = rs.from.Time(), rs.to.Time()
 			if mins := int64(rs.to - rs.from); mins > 0 {
 				w.Coverage = float64(rs.data) / float64(mins)
 			}
@@ -412,7 +473,7 @@ func (rt *sloRuntime) fillWindows(st *Status, ws *windowSet) {
 // the rolling window, or the calendar period so far.
 func (rt *sloRuntime) budgetWindow(g *groupRuntime) (from, to slo.Minute) {
 	p := rt.plan
-	to = g.roll.next
+	to = rt.windowEnd(g)
 	if p.calendar != "" {
 		start, _ := slo.CalendarPeriod(to.Time(), p.calendar, p.loc)
 		return slo.CeilMinute(start), to
@@ -572,7 +633,7 @@ func (rt *sloRuntime) aggregate(d time.Duration) slo.WindowResult {
 	var c slo.Counts
 	data := false
 	for _, g := range rt.list {
-		w, ok := windowOf(g, d)
+		w, ok := windowOf(rt, g, d)
 		c = c.Add(w.counts)
 		data = data || ok
 	}

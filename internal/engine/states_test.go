@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
@@ -41,6 +42,11 @@ func (f *flakySource) Range(ctx context.Context, q string, s, e time.Time, step 
 		return nil, err
 	}
 	return f.Source.Range(ctx, q, s, e, step)
+}
+
+// OldestAppended passes on where samples landed, as the app's source does.
+func (f *flakySource) OldestAppended() map[string]int64 {
+	return f.Source.(appendWatcher).OldestAppended()
 }
 
 func (f *flakySource) Samples(ctx context.Context, ms []*labels.Matcher, s, e time.Time) (promql.Matrix, error) {
@@ -97,14 +103,16 @@ type liveWriter struct {
 
 func (w *liveWriter) write(t testing.TB, from, to time.Time, perSample map[string][2]float64) {
 	t.Helper()
-	app := w.db.DB().Appender(context.Background())
+	// Through the receivers' appender, which tells the engine where
+	// samples landed: late ones revise the minutes already folded.
+	app := w.db.AppenderV2(context.Background())
 	for ts := from; ts.Before(to); ts = ts.Add(15 * time.Second) {
 		for tenant, d := range perSample {
 			for i, code := range []string{"200", "500"} {
 				k := tenant + code
 				w.values[k] += d[i]
 				ls := labels.FromStrings("__name__", "req_total", "service", "shop", "tenant", tenant, "code", code)
-				if _, err := app.Append(0, ls, ts.UnixMilli(), w.values[k]); err != nil {
+				if _, err := app.Append(0, ls, 0, ts.UnixMilli(), w.values[k], nil, nil, storage.AOptions{}); err != nil {
 					t.Fatalf("append: %v", err)
 				}
 			}
@@ -254,9 +262,19 @@ func TestStates(t *testing.T) {
 		// Every window saw every request, the late ones included: 4
 		// samples a minute of 170 requests.
 		// (The 30m window also holds the minute tenant d sent 4x5 more.)
-		for d, extra := range map[time.Duration]float64{5 * time.Minute: 0, 30 * time.Minute: 20} {
+		// Every window holds exactly the increases of the samples in
+		// (From, To], the late ones included.
+		for _, ww := range s.Windows {
+			if want := exactIncrease(t, db, ww.From, ww.To); ww.Total != want {
+				t.Errorf("%s window (%s, %s]: total %v, want %v", ww.Name, ww.From, ww.To, ww.Total, want)
+			}
+		}
+		// 4 samples a minute of 170 requests, but the window's last one
+		// (at its end) is not written yet; tenant d's one minute adds 3x5
+		// to the 30m window: its first sample only starts its series.
+		for d, want := range map[time.Duration]float64{5 * time.Minute: 19 * 170, 30 * time.Minute: 119*170 + 15} {
 			w := s.WindowStat(d)
-			if want := float64(d/time.Minute)*4*170 + extra; w.Total != want || w.Coverage != 1 {
+			if w.Total != want || w.Coverage != 1 {
 				t.Errorf("%s window after late data: total %v coverage %v, want %v and 1", w.Name, w.Total, w.Coverage, want)
 			}
 		}
@@ -372,4 +390,24 @@ func TestSourceDownAtStart(t *testing.T) {
 			t.Errorf("%s: state %s with the source down since start, want no_data", st.Key, st.State)
 		}
 	}
+}
+
+// exactIncrease sums, over every req_total series, the increases of the
+// samples in (from, to]: each sample's difference to the one before it
+// (after a reset, its value); a series' first sample adds nothing.
+func exactIncrease(t *testing.T, db *telemetry.Embedded, from, to time.Time) float64 {
+	t.Helper()
+	m, err := db.Samples(context.Background(), []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "req_total")}, time.Unix(0, 0), to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, ser := range m {
+		for i := 1; i < len(ser.Floats); i++ {
+			if ser.Floats[i].T > from.UnixMilli() {
+				sum += increase(ser.Floats[i-1].F, ser.Floats[i].F)
+			}
+		}
+	}
+	return sum
 }

@@ -66,6 +66,10 @@ type Status struct {
 	Windows      []WindowStat  `json:"windows"`
 	Alerts       []AlertStatus `json:"alerts"`
 	DroppedGroup int           `json:"droppedGroups,omitempty"`
+	// LateSamplesDropped counts the SLO's samples that arrived after
+	// their minute was folded and beyond the late window: counted in no
+	// minute (qsp_samples_late_dropped_total), never in a later one.
+	LateSamplesDropped int64 `json:"lateSamplesDropped"`
 }
 
 // Durations is a pair of durations written as Prometheus durations.
@@ -83,13 +87,18 @@ type PolicyStep struct {
 
 // WindowStat is one window of an SLO.
 type WindowStat struct {
-	Window   time.Duration `json:"-"`
-	Name     string        `json:"window"`
-	From     time.Time     `json:"from"` // the start used (see rollup)
-	Good     float64       `json:"good"`
-	Total    float64       `json:"total"`
-	SLI      *float64      `json:"sli"`
-	BurnRate *float64      `json:"burnRate"`
+	Window time.Duration `json:"-"`
+	Name   string        `json:"window"`
+	// From and To are the window's edges as used: it holds the events of
+	// the samples in (From, To]. To is the end of the folded minutes and
+	// of the settling ones read provisionally; From is To minus the
+	// window, or the rollup boundary after it beyond 6h (see rollup).
+	From     time.Time `json:"from"`
+	To       time.Time `json:"to"`
+	Good     float64   `json:"good"`
+	Total    float64   `json:"total"`
+	SLI      *float64  `json:"sli"`
+	BurnRate *float64  `json:"burnRate"`
 	// Coverage is the share of the window's minutes that had telemetry.
 	Coverage   float64 `json:"coverage"`
 	LowTraffic bool    `json:"lowTraffic,omitempty"`

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/model/value"
@@ -73,6 +75,9 @@ type Embedded struct {
 	lookbackDelta time.Duration
 	log           *slog.Logger
 	retention     time.Duration
+	// appended is what OldestAppended returns next.
+	appendedMu sync.Mutex
+	appended   map[string]int64
 }
 
 var _ Source = (*Embedded)(nil)
@@ -186,8 +191,69 @@ func (e *Embedded) DB() *tsdb.DB { return e.db }
 // AppenderV2 returns a new appender on the TSDB. It implements
 // storage.AppendableV2, which the receivers write through. Samples are
 // durable (in the WAL, in the page cache) once Commit returns nil.
+//
+// Committed samples are noted by metric name (OldestAppended), so the
+// engine knows when samples landed in minutes it has already folded.
 func (e *Embedded) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	return e.db.AppenderV2(ctx)
+	return &watchedAppender{AppenderV2: e.db.AppenderV2(ctx), e: e}
+}
+
+// OldestAppended returns, by metric name, the oldest timestamp (ms) of the
+// samples committed through AppenderV2 since the previous call.
+func (e *Embedded) OldestAppended() map[string]int64 {
+	e.appendedMu.Lock()
+	defer e.appendedMu.Unlock()
+	out := e.appended
+	e.appended = nil
+	return out
+}
+
+// watchedAppender notes the oldest sample of each metric it appends and
+// hands them to the Embedded when they are committed.
+type watchedAppender struct {
+	storage.AppenderV2
+	e      *Embedded
+	oldest map[string]int64
+	// last caches the previous sample's series: receivers append a
+	// series' samples one after another.
+	lastRef  storage.SeriesRef
+	lastName string
+}
+
+func (a *watchedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
+	ref, err := a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
+	name := a.lastName
+	if ref == 0 || ref != a.lastRef {
+		name = ls.Get(labels.MetricName)
+		a.lastRef, a.lastName = ref, name
+	}
+	if a.oldest == nil {
+		a.oldest = map[string]int64{}
+	}
+	if old, ok := a.oldest[name]; !ok || t < old {
+		a.oldest[name] = t
+	}
+	return ref, err
+}
+
+func (a *watchedAppender) Commit() error {
+	if err := a.AppenderV2.Commit(); err != nil {
+		return err
+	}
+	if len(a.oldest) == 0 {
+		return nil
+	}
+	a.e.appendedMu.Lock()
+	defer a.e.appendedMu.Unlock()
+	if a.e.appended == nil {
+		a.e.appended = make(map[string]int64, len(a.oldest))
+	}
+	for name, t := range a.oldest {
+		if old, ok := a.e.appended[name]; !ok || t < old {
+			a.e.appended[name] = t
+		}
+	}
+	return nil
 }
 
 // Querier implements storage.Queryable over [mint, maxt] in milliseconds.
