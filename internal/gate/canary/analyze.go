@@ -40,13 +40,10 @@ func Analyze(cfg Config, in Input) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	metricAlpha := cfg.Alpha / float64(len(cfg.Metrics))
-	if cfg.Kayenta {
-		metricAlpha = cfg.Alpha
-	}
+	lv := levelsFor(cfg)
 	res := Result{
 		Pass: Float(cfg.Pass), Marginal: Float(cfg.Marginal),
-		Alpha: Float(cfg.Alpha), MetricAlpha: Float(metricAlpha),
+		Alpha: Float(cfg.Alpha), MetricAlpha: Float(lv.metric), TailAlpha: Float(lv.tail),
 		Kayenta: cfg.Kayenta, MaxInconclusive: Float(cfg.MaxInconclusive),
 	}
 	// Metrics are independent: judge them on all cores. Each worker
@@ -59,7 +56,7 @@ func Analyze(cfg Config, in Input) (Result, error) {
 	for range workers {
 		wg.Go(func() {
 			for i := range next {
-				res.Metrics[i] = judgeMetric(cfg, i, metricAlpha, in)
+				res.Metrics[i] = judgeMetric(cfg, i, lv, in)
 			}
 		})
 	}
@@ -83,8 +80,48 @@ func Analyze(cfg Config, in Input) (Result, error) {
 	return res, nil
 }
 
+// levels are the significance levels of one analysis: metric is each
+// metric's share for its Holm-corrected checks, tail each tail-share
+// check's own level. Together they add up to Alpha (a union bound), so
+// the chance that any check of identical canary and baseline fails is
+// at most Alpha whatever the dependence between the checks.
+type levels struct {
+	metric, tail float64
+}
+
+// tailShareChecks is the number of tail-share checks of a metric: one per
+// harmful direction of a sample metric with tails checked.
+func tailShareChecks(cfg Config, m MetricConfig) int {
+	if cfg.Kayenta || m.Counts || m.Tail == TailDisabled {
+		return 0
+	}
+	if m.Direction == Either {
+		return 2
+	}
+	return 1
+}
+
+func levelsFor(cfg Config) levels {
+	if cfg.Kayenta {
+		return levels{metric: cfg.Alpha}
+	}
+	tails := 0
+	for _, m := range cfg.Metrics {
+		tails += tailShareChecks(cfg, m)
+	}
+	rest := cfg.Alpha
+	lv := levels{}
+	if tails > 0 {
+		lv.tail = cfg.Alpha * cfg.TailAlphaShare / float64(tails)
+		rest = cfg.Alpha * (1 - cfg.TailAlphaShare)
+	}
+	lv.metric = rest / float64(len(cfg.Metrics))
+	return lv
+}
+
 // judgeMetric judges the i-th configured metric.
-func judgeMetric(cfg Config, i int, metricAlpha float64, in Input) MetricResult {
+func judgeMetric(cfg Config, i int, lv levels, in Input) MetricResult {
+	metricAlpha := lv.metric
 	mc := cfg.Metrics[i]
 	data, ok := in.Metrics[mc.Name]
 	var mr MetricResult
@@ -96,7 +133,7 @@ func judgeMetric(cfg Config, i int, metricAlpha float64, in Input) MetricResult 
 	case mc.Counts:
 		mr = judgeCounts(mc, metricAlpha, cfg.Kayenta, data)
 	default:
-		mr = judgeSamples(mc, metricAlpha, cfg.Kayenta, data, cfg.Seed+uint64(i))
+		mr = judgeSamples(mc, lv, cfg.Kayenta, data, cfg.Seed+uint64(i))
 	}
 	mr.Explanation = explainMetric(mr)
 	return mr
@@ -280,7 +317,8 @@ func shiftRelative(d, baseMedian float64) float64 {
 	return relative(baseMedian+d, baseMedian)
 }
 
-func judgeSamples(mc MetricConfig, alpha float64, kayenta bool, in MetricInput, seed uint64) MetricResult {
+func judgeSamples(mc MetricConfig, lv levels, kayenta bool, in MetricInput, seed uint64) MetricResult {
+	alpha := lv.metric
 	mr := baseResult(mc)
 	if in.BaselineCounts != nil || in.CanaryCounts != nil {
 		mr.Status = StatusNoData
@@ -376,6 +414,15 @@ func judgeSamples(mc MetricConfig, alpha float64, kayenta bool, in MetricInput, 
 		}
 	}
 	holm(checks, alpha)
+	if !kayenta && mc.Tail != TailDisabled {
+		// The tail-share checks have their own level, outside Holm.
+		if mc.Direction != Decrease {
+			checks = append(checks, tailShareCheck(cAll, bAll, mc, lv.tail, false))
+		}
+		if mc.Direction != Increase {
+			checks = append(checks, tailShareCheck(negated(cAll), negated(bAll), mc, lv.tail, true))
+		}
+	}
 	mr.Checks = checks
 	mr.Status = StatusPass
 	for _, c := range checks {
@@ -466,6 +513,27 @@ func tailChecks(cs, bs []float64, mc MetricConfig, low bool) []Check {
 		})
 	}
 	return checks
+}
+
+// tailShareCheck is the tail-share test at its own level: how many of
+// the pooled sample's largest values (smallest, when low) are canary.
+func tailShareCheck(cs, bs []float64, mc MetricConfig, level float64, low bool) Check {
+	name, word := "tail-share", "largest"
+	if low {
+		name, word = "tail-share-low", "smallest"
+	}
+	t := tailShareSorted(cs, bs, mc.Tail)
+	c := Check{
+		Name: name, Test: "tail share (hypergeometric)", Alternative: Greater.String(),
+		Statistic: Float(t.Canary), PValue: Float(t.PValue), Alpha: Float(level),
+		Effect: Float(relative(float64(t.Canary), t.Expected)), Allowed: Float(0),
+		Exceeded: float64(t.Canary) > t.Expected,
+		Detail: fmt.Sprintf("%d of the %d %s of %d pooled samples are canary, expected %.1f",
+			t.Canary, t.K, word, t.M+t.N, t.Expected),
+	}
+	c.Significant = t.K > 0 && t.PValue <= level
+	c.Failed = c.Significant && c.Exceeded
+	return c
 }
 
 // holm applies Holm's step-down correction at level alpha to the checks

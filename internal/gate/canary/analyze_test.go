@@ -136,7 +136,7 @@ func TestExplanationCarriesTheNumbers(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := res.Metrics[0]
-	for _, want := range []string{"latency_p50: canary median", "vs baseline", "shift +", "95% CI +", "allowed +10.0%", "Mann-Whitney p=", "FAIL (shift"} {
+	for _, want := range []string{"latency_p50: canary median", "vs baseline", "shift +", "% CI +", "allowed +10.0%", "Mann-Whitney p=", "FAIL (shift"} {
 		if !strings.Contains(m.Explanation, want) {
 			t.Errorf("explanation %q lacks %q", m.Explanation, want)
 		}
@@ -272,8 +272,11 @@ func TestKayentaModeOnlyShift(t *testing.T) {
 	}
 	cfg.Kayenta = false
 	res, _ = Analyze(cfg, in)
-	if l := metricByName(t, res, "latency"); len(l.Checks) != 4 || float64(res.MetricAlpha) != 0.025 {
-		t.Errorf("qsp checks %d, metric alpha %v", len(l.Checks), res.MetricAlpha)
+	// Tail share gets 65% of alpha; the other 35% is split over the two
+	// metrics.
+	if l := metricByName(t, res, "latency"); len(l.Checks) != 5 || math.Abs(float64(res.MetricAlpha)-0.00875) > 1e-12 ||
+		math.Abs(float64(res.TailAlpha)-0.0325) > 1e-12 || l.Checks[4].Name != "tail-share" || float64(l.Checks[4].Alpha) != float64(res.TailAlpha) {
+		t.Errorf("qsp checks %d, metric alpha %v, tail alpha %v", len(l.Checks), res.MetricAlpha, res.TailAlpha)
 	}
 }
 

@@ -46,6 +46,15 @@ const (
 	DefaultMinEvents      = 10
 	DefaultOutlierIQR     = 3.0
 	DefaultSpreadIncrease = 0.25
+	// DefaultTailAlphaShare is the share of Alpha the tail-share checks
+	// get together; see Config.TailAlphaShare.
+	DefaultTailAlphaShare = 0.65
+	// DefaultDetectShift, DefaultDetectSpread and DefaultDetectRate are
+	// the effects the power advice is computed for unless configured:
+	// +10% median, doubled variance, +1 point error rate.
+	DefaultDetectShift  = 0.10
+	DefaultDetectSpread = 2.0
+	DefaultDetectRate   = 0.01
 	// DefaultMaxInconclusive is the largest share of the score weight that
 	// may be without a verdict (no data, inconclusive) before the whole
 	// analysis is inconclusive.
@@ -79,6 +88,17 @@ type Config struct {
 	// shift check, at Alpha for every metric, no spread, tail or count
 	// tests. For comparison only.
 	Kayenta bool `json:"kayenta,omitempty"`
+	// TailAlphaShare is the share (0-1) of Alpha given to the tail-share
+	// checks of all sample metrics together, split equally among them;
+	// the other checks share the rest, Bonferroni over the metrics and
+	// Holm within each. The tail-share test is the one whose power is
+	// capped by its level at realistic sizes (a 1% tail is 5 samples at
+	// n = 500, and "the 5 largest of 1,000 are all canary" has p = 0.031),
+	// while the shift, spread and count tests gain power with the square
+	// root of n and reach it with a small level. Default 0.65; with no
+	// sample metric whose tail is checked the whole Alpha goes to the
+	// other checks.
+	TailAlphaShare float64 `json:"tailAlphaShare,omitempty"`
 	// Seed seeds the random pivots of the pairwise-difference selection;
 	// results do not depend on it, only the work done.
 	Seed    uint64         `json:"seed,omitempty"`
@@ -128,6 +148,17 @@ type MetricConfig struct {
 	// together for a worse-looking canary to pass as noise; fewer make it
 	// inconclusive. Default 10.
 	MinEvents int `json:"minEvents"`
+	// DetectShift, DetectSpread, DetectTail and DetectRate are the
+	// effects the power advice is computed for: the relative median
+	// change (default the larger of 10% and twice the allowed change),
+	// the variance ratio (default 2), the share of canary samples in a
+	// new tail beyond the baseline (default 1 - Tail/100) and the
+	// absolute error-rate increase (default 0.01, one point, plus the
+	// tolerance).
+	DetectShift  float64 `json:"detectShift,omitempty"`
+	DetectSpread float64 `json:"detectSpread,omitempty"`
+	DetectTail   float64 `json:"detectTail,omitempty"`
+	DetectRate   float64 `json:"detectRate,omitempty"`
 }
 
 // ErrConfig wraps every configuration problem.
@@ -162,6 +193,12 @@ func (c Config) withDefaults() (Config, error) {
 		if !(w >= 0) || math.IsInf(w, 0) {
 			bad("group %q weight %v must be a non-negative number", g, w)
 		}
+	}
+	if c.TailAlphaShare == 0 {
+		c.TailAlphaShare = DefaultTailAlphaShare
+	}
+	if !(c.TailAlphaShare > 0 && c.TailAlphaShare < 1) {
+		bad("tailAlphaShare %v must be in (0, 1)", c.TailAlphaShare)
 	}
 	if len(c.Metrics) == 0 {
 		bad("no metrics")
@@ -214,6 +251,26 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		if m.MinEvents == 0 {
 			m.MinEvents = DefaultMinEvents
+		}
+		if m.DetectShift == 0 {
+			m.DetectShift = math.Max(DefaultDetectShift, 2*math.Max(m.AllowedIncrease, m.AllowedDecrease))
+		}
+		if m.DetectSpread == 0 {
+			m.DetectSpread = DefaultDetectSpread
+		}
+		if m.DetectTail == 0 && m.Tail != TailDisabled {
+			m.DetectTail = 1 - m.Tail/100
+		}
+		if m.DetectRate == 0 {
+			m.DetectRate = DefaultDetectRate
+		}
+		if !(m.DetectShift > 0 && m.DetectShift < 10) || !(m.DetectSpread > 1 && m.DetectSpread < 100) ||
+			!(m.DetectTail >= 0 && m.DetectTail < 1) || !(m.DetectRate > 0 && m.DetectRate < 1) {
+			bad("%s: detectShift %v must be in (0, 10), detectSpread %v in (1, 100), detectTail %v in [0, 1), detectRate %v in (0, 1)",
+				where, m.DetectShift, m.DetectSpread, m.DetectTail, m.DetectRate)
+		}
+		if m.Direction == Decrease && m.DetectShift >= 1 {
+			bad("%s: detectShift %v must be below 1 for a decrease", where, m.DetectShift)
 		}
 		for _, f := range []struct {
 			name string

@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -25,13 +26,16 @@ import (
 type scenario struct {
 	name string
 	n    int
+	// baseLatency draws a baseline latency, lognormal unless set.
+	baseLatency func(r *rand.Rand) float64
 	// canaryLatency turns a baseline-distributed latency into the canary's.
 	canaryLatency func(r *rand.Rand, v float64) float64
 	baseRate      float64
 	canaryRate    float64
 	regression    bool
-	// assert is false for rows that are reported, not required.
-	assert bool
+	// want is the bar: the least share caught for a regression, the most
+	// share not passed for an A/A row.
+	want float64
 }
 
 const (
@@ -42,24 +46,46 @@ const (
 
 func identity(_ *rand.Rand, v float64) float64 { return v }
 
+// scenarios are the rows of the detection table, each at n = 500 and
+// n = 2,000 per side.
 func scenarios() []scenario {
-	return []scenario{
-		{name: "A/A (no change)", n: 500, canaryLatency: identity, baseRate: 0.01, canaryRate: 0.01, assert: true},
-		{name: "+10% latency", n: 500, canaryLatency: func(_ *rand.Rand, v float64) float64 { return v * 1.1 },
-			baseRate: 0.01, canaryRate: 0.01, regression: true, assert: true},
-		{name: "+1 point error rate (1% -> 2%)", n: 500, canaryLatency: identity, baseRate: 0.01, canaryRate: 0.02,
-			regression: true, assert: true},
-		{name: "doubled variance, same median", n: 500, canaryLatency: func(_ *rand.Rand, v float64) float64 {
-			// Scale the log-deviation from the median by sqrt(2).
-			return latencyMedian * math.Exp(math.Log(v/latencyMedian)*math.Sqrt2)
-		}, baseRate: 0.01, canaryRate: 0.01, regression: true, assert: true},
-		{name: "new 1% slow tail (5-10x), n=500", n: 500, canaryLatency: slowTail,
-			baseRate: 0.01, canaryRate: 0.01, regression: true, assert: false},
-		{name: "new 1% slow tail (5-10x), n=2000", n: 2000, canaryLatency: slowTail,
-			baseRate: 0.01, canaryRate: 0.01, regression: true, assert: true},
-		{name: "zero-error baseline, canary 0.3% errors", n: 500, canaryLatency: identity, baseRate: 0, canaryRate: 0.003,
-			regression: true, assert: true},
+	var out []scenario
+	for _, n := range []int{500, 2000} {
+		tailBar := 0.95
+		if n == 500 {
+			// The ceiling is about 67%: see docs/benchmarks/canary.md.
+			tailBar = 0.55
+		}
+		out = append(out,
+			scenario{name: "A/A (no change)", n: n, canaryLatency: identity, baseRate: 0.01, canaryRate: 0.01, want: 0.05},
+			scenario{name: "+10% latency", n: n, canaryLatency: func(_ *rand.Rand, v float64) float64 { return v * 1.1 },
+				baseRate: 0.01, canaryRate: 0.01, regression: true, want: 0.95},
+			scenario{name: "+1 point error rate (1% -> 2%)", n: n, canaryLatency: identity, baseRate: 0.01, canaryRate: 0.02,
+				regression: true, want: 0.95},
+			scenario{name: "doubled variance, same median", n: n, canaryLatency: func(_ *rand.Rand, v float64) float64 {
+				// Scale the log-deviation from the median by sqrt(2).
+				return latencyMedian * math.Exp(math.Log(v/latencyMedian)*math.Sqrt2)
+			}, baseRate: 0.01, canaryRate: 0.01, regression: true, want: 0.95},
+			scenario{name: "new 1% slow tail (5-10x)", n: n, canaryLatency: slowTail,
+				baseRate: 0.01, canaryRate: 0.01, regression: true, want: tailBar},
+			scenario{name: "zero-error baseline, canary 0.3% errors", n: n, canaryLatency: identity, baseRate: 0, canaryRate: 0.003,
+				regression: true, want: 0.95},
+			scenario{name: "A/A heavy tail: log-normal sigma 1.5", n: n, baseLatency: func(r *rand.Rand) float64 {
+				return latencyMedian * math.Exp(1.5*r.NormFloat64())
+			}, canaryLatency: identity, baseRate: 0.01, canaryRate: 0.01, want: 0.05},
+			scenario{name: "A/A heavy tail: Pareto shape 1.1", n: n, baseLatency: func(r *rand.Rand) float64 {
+				// Infinite variance: x_m / U^(1/1.1).
+				return 0.05 / math.Pow(1-r.Float64(), 1/1.1)
+			}, canaryLatency: identity, baseRate: 0.01, canaryRate: 0.01, want: 0.05},
+			scenario{name: "A/A bimodal: 90% 50ms, 10% 2s", n: n, baseLatency: func(r *rand.Rand) float64 {
+				if r.Float64() < 0.1 {
+					return 2 * math.Exp(0.2*r.NormFloat64())
+				}
+				return 0.05 * math.Exp(0.2*r.NormFloat64())
+			}, canaryLatency: identity, baseRate: 0.01, canaryRate: 0.01, want: 0.05},
+		)
 	}
+	return out
 }
 
 func slowTail(r *rand.Rand, v float64) float64 {
@@ -78,9 +104,13 @@ func simulate(sc scenario, seed uint64) (qsp, kayenta Input) {
 	r := rand.New(rand.NewPCG(seed, 42))
 	base := make([]float64, sc.n)
 	can := make([]float64, sc.n)
+	draw := sc.baseLatency
+	if draw == nil {
+		draw = lognormal
+	}
 	for i := range base {
-		base[i] = lognormal(r)
-		can[i] = sc.canaryLatency(r, lognormal(r))
+		base[i] = draw(r)
+		can[i] = sc.canaryLatency(r, draw(r))
 	}
 	steps := func(p float64) ([]float64, Counts) {
 		ratios := make([]float64, sc.n)
@@ -128,14 +158,37 @@ func kayentaConfig() Config {
 // notPass reports whether a verdict stops the rollout.
 func notPass(v Verdict) bool { return v != VerdictPass }
 
-func TestDetectionRates(t *testing.T) {
-	runs := 1000
-	if raceEnabled {
-		runs = 400
+// fullDetection runs the table's 1,000 runs per row and holds them to
+// the bars themselves; without it the test runs fewer and loosens the
+// bars by the binomial 99.9% interval of that many runs.
+var fullDetection = flag.Bool("canary.full", false, "run the detection table and the power checks with 1,000 runs each")
+
+// detectionRuns is how many runs a table row gets.
+func detectionRuns() int {
+	switch {
+	case *fullDetection:
+		return 1000
+	case raceEnabled:
+		return 60
 	}
+	return 200
+}
+
+// slack is how far an observed share of runs may fall short of a bar p
+// by chance: 3.3 standard errors (99.9%) of a binomial share, zero with
+// the full runs, which are held to the bars as the table states them.
+func slack(p float64, runs int) float64 {
+	if *fullDetection {
+		return 0
+	}
+	return 3.3 * math.Sqrt(p*(1-p)/float64(runs))
+}
+
+func TestDetectionRates(t *testing.T) {
+	runs := detectionRuns()
 	var table strings.Builder
-	fmt.Fprintf(&table, "| scenario | n per side | runs | QSP: not passed | Kayenta-equivalent: not passed |\n")
-	fmt.Fprintf(&table, "| --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&table, "| scenario | n per side | runs | bar | QSP: not passed | Kayenta-equivalent: not passed |\n")
+	fmt.Fprintf(&table, "| --- | --- | --- | --- | --- | --- |\n")
 	for si, sc := range scenarios() {
 		qspHits, kayHits := 0, 0
 		for i := range runs {
@@ -155,17 +208,18 @@ func TestDetectionRates(t *testing.T) {
 				kayHits++
 			}
 		}
-		q := 100 * float64(qspHits) / float64(runs)
-		k := 100 * float64(kayHits) / float64(runs)
-		fmt.Fprintf(&table, "| %s | %d | %d | %.1f%% | %.1f%% |\n", sc.name, sc.n, runs, q, k)
-		if !sc.assert {
-			continue
+		q := float64(qspHits) / float64(runs)
+		k := float64(kayHits) / float64(runs)
+		bar := fmt.Sprintf("<= %.0f%%", 100*sc.want)
+		if sc.regression {
+			bar = fmt.Sprintf(">= %.0f%%", 100*sc.want)
 		}
-		if sc.regression && q < 95 {
-			t.Errorf("%s: QSP caught %.1f%% of %d runs, want >= 95%%", sc.name, q, runs)
+		fmt.Fprintf(&table, "| %s | %d | %d | %s | %.1f%% | %.1f%% |\n", sc.name, sc.n, runs, bar, 100*q, 100*k)
+		if sc.regression && q < sc.want-slack(sc.want, runs) {
+			t.Errorf("%s, n=%d: QSP caught %.1f%% of %d runs, want >= %.0f%%", sc.name, sc.n, 100*q, runs, 100*sc.want)
 		}
-		if !sc.regression && q > 5 {
-			t.Errorf("%s: QSP false-failed %.1f%% of %d runs, want <= 5%%", sc.name, q, runs)
+		if !sc.regression && q > sc.want+slack(sc.want, runs) {
+			t.Errorf("%s, n=%d: QSP false-failed %.1f%% of %d runs, want <= %.0f%%", sc.name, sc.n, 100*q, runs, 100*sc.want)
 		}
 	}
 	t.Logf("detection table:\n%s", table.String())

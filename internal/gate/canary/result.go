@@ -82,6 +82,9 @@ type Result struct {
 	// of it each metric's checks get.
 	Alpha       Float `json:"alpha"`
 	MetricAlpha Float `json:"metricAlpha"`
+	// TailAlpha is the level of each tail-share check, outside the
+	// metrics' shares (Config.TailAlphaShare); zero without any.
+	TailAlpha Float `json:"tailAlpha"`
 	// InconclusiveShare is the share of score weight without a verdict.
 	InconclusiveShare Float          `json:"inconclusiveShare"`
 	MaxInconclusive   Float          `json:"maxInconclusive"`
@@ -160,8 +163,8 @@ type ShiftOut struct {
 
 // Check is one test of a metric.
 type Check struct {
-	// Name is shift, spread, tail, tail-low, far-tail, far-tail-low or
-	// counts.
+	// Name is shift, spread, tail, tail-low, far-tail, far-tail-low,
+	// tail-share, tail-share-low or counts.
 	Name string `json:"name"`
 	// Test names the statistical test.
 	Test        string `json:"test"`
