@@ -239,7 +239,7 @@ func TestSchedule(t *testing.T) {
 // FuzzLoad feeds arbitrary bytes to the loader: it may report anything,
 // but must neither panic nor hang.
 func FuzzLoad(f *testing.F) {
-	for _, glob := range []string{"../../examples/*.yaml", "testdata/invalid/*.yaml", "testdata/import/*/*.yaml"} {
+	for _, glob := range []string{"../../examples/*.yaml", "testdata/invalid/*.yaml", "testdata/import/*/*.yaml", "testdata/anchors/*/*.yaml"} {
 		files, _ := filepath.Glob(glob)
 		for _, file := range files {
 			data, err := os.ReadFile(file)
