@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
@@ -224,7 +225,7 @@ func (a *watchedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t 
 	ref, err := a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
 	name := a.lastName
 	if ref == 0 || ref != a.lastRef {
-		name = ls.Get(labels.MetricName)
+		name = ls.Get(model.MetricNameLabel)
 		a.lastRef, a.lastName = ref, name
 	}
 	if a.oldest == nil {
