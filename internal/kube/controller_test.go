@@ -58,6 +58,7 @@ var (
 	sloGVR   = schema.GroupVersionResource{Group: "qsp.dev", Version: "v1alpha1", Resource: "slos"}
 	svcGVR   = schema.GroupVersionResource{Group: "qsp.dev", Version: "v1alpha1", Resource: "services"}
 	slothGVR = schema.GroupVersionResource{Group: "sloth.slok.dev", Version: "v1", Resource: "prometheusservicelevels"}
+	pyrraGVR = schema.GroupVersionResource{Group: "pyrra.dev", Version: "v1alpha1", Resource: "servicelevelobjectives"}
 )
 
 // startCluster starts etcd and kube-apiserver, installs the CRDs (QSP's
@@ -80,7 +81,7 @@ func startCluster(t testing.TB, helmSet ...string) *cluster {
 	ctx := context.Background()
 
 	crds, _ := filepath.Glob(filepath.Join(chartDir, "crds", "*.yaml"))
-	crds = append(crds, "testdata/sloth-crd.yaml")
+	crds = append(crds, "testdata/sloth-crd.yaml", "testdata/pyrra-crd.yaml")
 	for _, f := range crds {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -93,14 +94,15 @@ func startCluster(t testing.TB, helmSet ...string) *cluster {
 		c.mapper.Reset()
 		_, err1 := c.mapper.RESTMapping(schema.GroupKind{Group: "qsp.dev", Kind: "SLO"}, "v1alpha1")
 		_, err2 := c.mapper.RESTMapping(schema.GroupKind{Group: "sloth.slok.dev", Kind: "PrometheusServiceLevel"}, "v1")
-		return err1 == nil && err2 == nil
+		_, err3 := c.mapper.RESTMapping(schema.GroupKind{Group: "pyrra.dev", Kind: "ServiceLevelObjective"}, "v1alpha1")
+		return err1 == nil && err2 == nil && err3 == nil
 	}, "the CRDs are not served")
 
 	if _, err := c.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	args := append([]string{"template", release, chartDir, "--namespace", namespace,
-		"--set", "kubernetes.enabled=true", "--set", "kubernetes.kinds.sloth=true"}, helmSet...)
+		"--set", "kubernetes.enabled=true", "--set", "kubernetes.kinds.sloth=true", "--set", "kubernetes.kinds.pyrra=true"}, helmSet...)
 	cmd := exec.Command("../../scripts/helm.sh", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -358,11 +360,11 @@ func TestController(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the chart's qsp.yaml: %v", err)
 	}
-	if k := chartCfg.Kubernetes; !k.Enabled || !slices.Contains(k.Kinds, "SLO") || !slices.Contains(k.Kinds, "Sloth") {
-		t.Errorf("the chart's kubernetes section: got %+v, want enabled with SLO and Sloth", k)
+	if k := chartCfg.Kubernetes; !k.Enabled || !slices.Contains(k.Kinds, "SLO") || !slices.Contains(k.Kinds, "Sloth") || !slices.Contains(k.Kinds, "Pyrra") {
+		t.Errorf("the chart's kubernetes section: got %+v, want enabled with SLO, Sloth and Pyrra", k)
 	}
 
-	a, stopQSP := startQSP(t, dir, kubeconfig, []string{"Service", "SLO", "Policy", "Gate", "Playbook", "Sloth"}, 500*time.Millisecond)
+	a, stopQSP := startQSP(t, dir, kubeconfig, []string{"Service", "SLO", "Policy", "Gate", "Playbook", "Sloth", "Pyrra"}, 500*time.Millisecond)
 	defer stopQSP()
 	stopPush := push(t, a, []series{{"checkout", 99, 1}, {"search", 50, 50}, {"catalog", 199, 1}})
 	defer stopPush()
@@ -532,6 +534,38 @@ spec:
 		time.Sleep(1500 * time.Millisecond)
 		if s := status(t, c.dyn, slothGVR, "default", "catalog"); s != nil {
 			t.Errorf("QSP wrote the Sloth resource's status: %v", s)
+		}
+	})
+
+	t.Run("pyrra resource", func(t *testing.T) {
+		slo := &unstructured.Unstructured{}
+		doc := `apiVersion: pyrra.dev/v1alpha1
+kind: ServiceLevelObjective
+metadata: {name: catalog-errors, namespace: default}
+spec:
+  target: "99"
+  window: 1d
+  indicator:
+    ratio:
+      errors:
+        metric: req_total{svc="catalog",code="500"}
+      total:
+        metric: req_total{svc="catalog"}
+`
+		if err := yaml.NewYAMLOrJSONDecoder(strings.NewReader(doc), 4096).Decode(&slo.Object); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.dyn.Resource(pyrraGVR).Namespace("default").Create(ctx, slo, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		externaltest.Eventually(t, 60*time.Second, 200*time.Millisecond, func() bool {
+			sts := a.Snapshots().Snapshot().SLO("catalog-errors")
+			return len(sts) > 0 && sts[0].State == "ok" && sts[0].SLI != nil && *sts[0].SLI > 0.99
+		}, "the Pyrra SLO catalog-errors was not evaluated")
+		// Pyrra's status is Pyrra's: QSP writes none unless configured.
+		time.Sleep(1500 * time.Millisecond)
+		if s := status(t, c.dyn, pyrraGVR, "default", "catalog-errors"); s != nil {
+			t.Errorf("QSP wrote the Pyrra resource's status: %v", s)
 		}
 	})
 
