@@ -276,11 +276,13 @@ auth: {insecureAnonymousAdmin: true}
 
 	// Let every even service page and its playbook act.
 	externaltest.Eventually(t, 90*time.Second, 500*time.Millisecond, func() bool { return firing() == haServices/2 }, "only %d of %d pages fired", firing(), haServices/2)
-	externaltest.Eventually(t, 60*time.Second, 500*time.Millisecond, func() bool {
+	acted := func() int {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
-		return len(rec.actions) == haServices/2
-	}, "playbooks acted for %d of %d services", len(rec.actions), haServices/2)
+		return len(rec.actions)
+	}
+	externaltest.Eventually(t, 60*time.Second, 500*time.Millisecond, func() bool { return acted() == haServices/2 },
+		"playbooks acted for %d of %d services", acted(), haServices/2)
 
 	// Every notification the cluster recorded reached the receiver.
 	undelivered := func() string {

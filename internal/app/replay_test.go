@@ -207,7 +207,7 @@ func startReplayApp(t *testing.T, dir string, clk *fakeClock) *replayApp {
 		t.Fatal(err)
 	}
 	cfg := &Config{DataDir: filepath.Join(dir, "data"), Specs: []string{filepath.Join(dir, "specs")}, Listen: l.Addr().String(),
-		Evaluation: EvaluationConfig{Interval: 10 * 1e6}}
+		Evaluation: EvaluationConfig{Interval: 10 * 1e6}, Auth: AuthConfig{InsecureAnonymousAdmin: true}}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := New(ctx, Options{Config: cfg, Listener: l, Now: clk.now})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -108,7 +109,9 @@ type gateBackend interface {
 func runGate(cmd *cobra.Command, name string, f *gateFlags) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
-	stderr := cmd.ErrOrStderr()
+	// The local engine logs from its own goroutines to the same stream
+	// the command writes its progress to.
+	stderr := &syncWriter{w: cmd.ErrOrStderr()}
 	req, err := f.request()
 	if err != nil {
 		return err
@@ -484,4 +487,17 @@ func (l *localGate) close() {
 	if l.tmpDir != "" {
 		os.RemoveAll(l.tmpDir)
 	}
+}
+
+// syncWriter serializes writes to w: the command and the goroutines of
+// a local engine share stderr.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -39,6 +39,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 )
 
@@ -517,6 +518,12 @@ func load(paths []string, objs []watched, now time.Time) (*loadResult, *spec.Set
 			return nil, set, fileErrs
 		}
 		if len(bad) == 0 {
+			// Rego that does not compile is found by the policy engine,
+			// not the loader: without this one Policy resource would
+			// refuse every reload.
+			bad = badPolicies(set, byName)
+		}
+		if len(bad) == 0 {
 			break
 		}
 		kept := entries[:0]
@@ -539,6 +546,36 @@ func load(paths []string, objs []watched, now time.Time) (*loadResult, *spec.Set
 	result.set = set
 	// The files' warnings only: the objects' are in their status.
 	return result, set, slices.DeleteFunc(diags, func(d spec.Diagnostic) bool { return byName[d.File] != nil || !d.Warning })
+}
+
+// badPolicies compiles the policies of set as the app will; when they do
+// not compile together, each Policy resource is compiled alone (with the
+// files' policies) and those that fail are returned with OPA's message.
+// The files' own policies are the app's to refuse.
+func badPolicies(set *spec.Set, byName map[string]*objectResult) map[*objectResult][]string {
+	if len(set.Policies) == 0 {
+		return nil
+	}
+	if _, err := policy.New(policy.Options{Policies: set.Policies}); err == nil {
+		return nil
+	}
+	var files []*spec.Policy
+	for _, p := range set.Policies {
+		if byName[p.Where().File] == nil {
+			files = append(files, p)
+		}
+	}
+	bad := map[*objectResult][]string{}
+	for _, p := range set.Policies {
+		or := byName[p.Where().File]
+		if or == nil {
+			continue
+		}
+		if _, err := policy.New(policy.Options{Policies: append(slices.Clip(files), p)}); err != nil {
+			bad[or] = append(bad[or], fmt.Sprintf("Policy/%s: spec.rego: %v", p.Name(), err))
+		}
+	}
+	return bad
 }
 
 // message is a diagnostic as `qsp validate` prints it, without the

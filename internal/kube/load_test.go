@@ -229,3 +229,52 @@ func TestCamelAndCoarse(t *testing.T) {
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// TestLoadLeavesOutUncompilablePolicy checks that a Policy resource whose
+// Rego does not compile is marked invalid with OPA's message, and that the
+// other resources, a valid Policy among them, still load.
+func TestLoadLeavesOutUncompilablePolicy(t *testing.T) {
+	pol := func(name, rego string) watched {
+		return watched{res(t, spec.KindPolicy), obj(t, sprintf("apiVersion: qsp.dev/v1alpha1\nkind: Policy\nmetadata: {name: %s, namespace: a}\nspec:\n  appliesTo: [gate]\n  rego: |\n%s", name, indent(rego)))}
+	}
+	objs := []watched{
+		svcU(t, "shop", "a", "team"),
+		sloU(t, "shop-ok", "a", "shop", "99"),
+		pol("good", "package team.good\n\ndeny contains msg if {\n  input.service.tier == 1\n  msg := \"no\"\n}\n"),
+		pol("broken", "package team.broken\n\ndeny contains msg if {\n  msg := undefined_function(1)\n}\n"),
+	}
+	result, set, diags := load(nil, objs, time.Unix(0, 0))
+	if result == nil || diags.HasErrors() {
+		t.Fatalf("got diags %v, want a load", diags)
+	}
+	var pols []string
+	for _, p := range set.Policies {
+		pols = append(pols, p.Name())
+	}
+	if fmt.Sprint(pols) != "[good]" {
+		t.Errorf("policies loaded: got %v, want [good]", pols)
+	}
+	if set.SLO("shop-ok") == nil {
+		t.Errorf("the SLO shop-ok did not load beside the broken policy")
+	}
+	for _, or := range result.objects {
+		switch or.name {
+		case "broken":
+			if or.valid || !strings.Contains(or.message, "Policy/broken") || !strings.Contains(or.message, "undefined_function") {
+				t.Errorf("broken: got valid=%v message %q, want invalid naming the policy and OPA's error", or.valid, or.message)
+			}
+		default:
+			if !or.valid {
+				t.Errorf("%s: got invalid (%s), want valid", or.name, or.message)
+			}
+		}
+	}
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("    " + l + "\n")
+	}
+	return b.String()
+}
