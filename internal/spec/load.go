@@ -23,23 +23,7 @@ const MaxFileSize = 8 << 20
 // validates everything together and returns the set with every diagnostic
 // found. The set is complete only when diags.HasErrors() is false.
 func Load(paths ...string) (*Set, Diagnostics) {
-	var p loader
-	for _, path := range paths {
-		files, err := specFiles(path)
-		if err != nil {
-			p.diags.add(Diagnostic{File: path, Message: err.Error()})
-			continue
-		}
-		for _, f := range files {
-			data, err := readFile(f)
-			if err != nil {
-				p.diags.add(Diagnostic{File: f, Message: err.Error()})
-				continue
-			}
-			p.parse(f, data)
-		}
-	}
-	return p.finish()
+	return LoadSources(paths, nil)
 }
 
 // LoadBytes is Load for one in-memory file named name; relative policy

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -63,21 +64,11 @@ func (l QueryLimits) withDefaults() (QueryLimits, error) {
 	if l.MaxLength < 0 || l.MaxDepth < 0 || l.MaxPoints < 0 || l.Timeout < 0 || l.MaxConcurrent < 0 {
 		return l, errors.New("query limits must not be negative")
 	}
-	if l.MaxLength == 0 {
-		l.MaxLength = DefaultQueryMaxLength
-	}
-	if l.MaxDepth == 0 {
-		l.MaxDepth = DefaultQueryMaxDepth
-	}
-	if l.MaxPoints == 0 {
-		l.MaxPoints = DefaultMaxPointsPerSeries
-	}
-	if l.Timeout == 0 {
-		l.Timeout = DefaultQueryTimeout
-	}
-	if l.MaxConcurrent == 0 {
-		l.MaxConcurrent = DefaultMaxConcurrent
-	}
+	l.MaxLength = cmp.Or(l.MaxLength, DefaultQueryMaxLength)
+	l.MaxDepth = cmp.Or(l.MaxDepth, DefaultQueryMaxDepth)
+	l.MaxPoints = cmp.Or(l.MaxPoints, DefaultMaxPointsPerSeries)
+	l.Timeout = cmp.Or(l.Timeout, DefaultQueryTimeout)
+	l.MaxConcurrent = cmp.Or(l.MaxConcurrent, DefaultMaxConcurrent)
 	return l, nil
 }
 
