@@ -423,6 +423,15 @@ func (d *Dispatcher) work(ctx context.Context, tg *target) {
 		defer t.Stop()
 		resend = t.C
 	}
+	// Among replicas, a claim lapses when its holder's heartbeat does;
+	// nothing else wakes this worker then, so it looks again every
+	// ReplicaTTL instead of waiting for the next sweep or notification.
+	var lapsed <-chan time.Time
+	if d.opts.Replica != "" && d.opts.ReplicaTTL > 0 {
+		t := time.NewTicker(d.opts.ReplicaTTL)
+		defer t.Stop()
+		lapsed = t.C
+	}
 	var retryAt time.Time // zero: not backing off
 	idle := false
 	for ctx.Err() == nil {
@@ -451,6 +460,7 @@ func (d *Dispatcher) work(ctx context.Context, tg *target) {
 			// A new notification: delivered now unless backing off, when
 			// it waits for the retry with the others.
 		case <-timer:
+		case <-lapsed:
 		case <-resend:
 			if idle && retryAt.IsZero() {
 				d.resend(ctx, tg, resender)
