@@ -431,6 +431,10 @@ func judgeSamples(mc MetricConfig, lv levels, kayenta bool, in MetricInput, seed
 			mr.Failed = append(mr.Failed, c.Name)
 		}
 	}
+	if !kayenta {
+		mr.NeedSamples, mr.NeedCheck = attachAdvice(mr.Checks, sampleAdvice(mc, lv, logSigma(bAll)))
+		underpowered(&mr, min(len(bs), len(cs)), "samples")
+	}
 	return mr
 }
 
@@ -624,6 +628,9 @@ func judgeCounts(mc MetricConfig, alpha float64, kayenta bool, in MetricInput) M
 	}
 	checks := []Check{check}
 	holm(checks, alpha)
+	if mc.Direction != Decrease {
+		mr.NeedSamples, mr.NeedCheck = attachAdvice(checks, map[string]Power{"counts": countAdvice(mc, alpha, roundRate(rb))})
+	}
 	mr.Checks = checks
 	switch {
 	case checks[0].Failed:
@@ -639,6 +646,7 @@ func judgeCounts(mc MetricConfig, alpha float64, kayenta bool, in MetricInput) M
 	default:
 		mr.Status = StatusPass
 	}
+	underpowered(&mr, int(min(tb, tc)), "requests")
 	return mr
 }
 

@@ -122,10 +122,16 @@ type MetricResult struct {
 	Baseline Side  `json:"baseline"`
 	Canary   Side  `json:"canary"`
 	// Checks are the tests run, in order; Failed names those that failed.
-	Checks []Check   `json:"checks,omitempty"`
-	Failed []string  `json:"failed,omitempty"`
-	Reason string    `json:"reason,omitempty"`
-	Shift  *ShiftOut `json:"shift,omitempty"`
+	Checks []Check  `json:"checks,omitempty"`
+	Failed []string `json:"failed,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+	// NeedSamples is the largest 80%-power size of the metric's checks
+	// (samples, for counts requests, per side); NeedCheck names that
+	// check. A critical metric with fewer samples than that on a side is
+	// inconclusive rather than passing.
+	NeedSamples int       `json:"needSamples,omitempty"`
+	NeedCheck   string    `json:"needCheck,omitempty"`
+	Shift       *ShiftOut `json:"shift,omitempty"`
 	// Explanation is a human-readable sentence with the numbers.
 	Explanation string `json:"explanation"`
 }
@@ -184,4 +190,7 @@ type Check struct {
 	// Failed is Significant and Exceeded.
 	Failed bool   `json:"failed"`
 	Detail string `json:"detail"`
+	// Power is the sample-size advice for this check, where there is
+	// one (not in Kayenta mode, not for lower tails).
+	Power *Power `json:"power,omitempty"`
 }
