@@ -72,7 +72,9 @@ func explainMetric(m MetricResult) string {
 	case StatusPass:
 		b.WriteString(" — PASS")
 	case StatusInconclusive:
-		if m.Reason != "" && m.Kind == "counts" && len(m.Checks) > 0 {
+		// With checks run the case above wrote the numbers, not the
+		// reason (too few events, too few samples for the power).
+		if m.Reason != "" && (m.Kind == "counts" || m.Shift != nil) && len(m.Checks) > 0 {
 			fmt.Fprintf(&b, "; %s", m.Reason)
 		}
 		b.WriteString(" — INCONCLUSIVE")
