@@ -108,6 +108,9 @@ type powerEntry struct {
 	p    Power
 }
 
+// simRuns is SimRuns; tests under the race detector lower it.
+var simRuns = SimRuns
+
 var (
 	powerCache     sync.Map // powerKey -> *powerEntry
 	powerCacheSize atomic.Int64
@@ -607,7 +610,7 @@ func spreadZ(b, c []float64) float64 {
 }
 
 func simMethod(sigma float64) string {
-	return fmt.Sprintf("simulation: %d runs per size (seed %d) of log-normal samples, log-scale sigma %.3g", SimRuns, adviceSeed, sigma)
+	return fmt.Sprintf("simulation: %d runs per size (seed %d) of log-normal samples, log-scale sigma %.3g", simRuns, adviceSeed, sigma)
 }
 
 // shiftModel is the simulated shift effect.
@@ -633,7 +636,7 @@ func simAdvice(effect string, level, sigma float64, m simModel, fails func(b, c 
 	if guess(0.8) >= 2*maxSimAdvice {
 		return newPower(effect, level, simMethod(sigma)+"; the pilot puts 80% beyond the search", []int{0, 0}, maxSimAdvice)
 	}
-	ns := searchN(func(n int) float64 { return simPower(n, SimRuns, adviceSeed, m, fails) }, guess, maxSimAdvice, 0.8, 0.95)
+	ns := searchN(func(n int) float64 { return simPower(n, simRuns, adviceSeed, m, fails) }, guess, maxSimAdvice, 0.8, 0.95)
 	return newPower(effect, level, simMethod(sigma), ns, maxSimAdvice)
 }
 
