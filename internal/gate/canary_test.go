@@ -69,7 +69,6 @@ spec:
       - name: latency
         query: lat_seconds{case="good",{{.selector}}}
         allowedIncrease: 10%
-        critical: true
       - name: errors
         errors: sum(increase(err_total{case="good",{{.selector}}}[1m]))
         total: sum(increase(req_total{case="good",{{.selector}}}[1m]))
@@ -262,7 +261,10 @@ func TestCanaryPromQL(t *testing.T) {
 	ev = f.evaluate("canary-bad", Request{})
 	mustState(t, ev, StateFail)
 	c = ev.Canary
-	if c.Done != 2 || !c.Stopped || c.Verdict != canary.VerdictFail || c.Runs[0].Verdict != canary.VerdictPass {
+	// The first interval, before the regression, passes every check, but
+	// its critical latency has 41 samples, fewer than its checks need
+	// for 80% power: inconclusive, not a pass.
+	if c.Done != 2 || !c.Stopped || c.Verdict != canary.VerdictFail || c.Runs[0].Verdict != canary.VerdictInconclusive {
 		t.Fatalf("canary %+v", c.RunsResult)
 	}
 	lat := c.Runs[1].Metrics[0]
@@ -285,11 +287,15 @@ func TestCanaryPromQL(t *testing.T) {
 		t.Errorf("policy canary facts %+v", got)
 	}
 
-	// The runs override: one run only, which passes (the slowdown starts
-	// in the second interval).
+	// The runs override: one run only, before the slowdown starts in the
+	// second interval; its critical latency has too few samples for a
+	// pass.
 	f.clock.set(testNow)
 	ev = f.evaluate("canary-bad", Request{Runs: 1})
-	mustState(t, ev, StatePass)
+	mustState(t, ev, StateInconclusive)
+	if !hasReason(ev, LevelWarn, "samples per side") {
+		t.Errorf("no reason with the samples needed:%s", reasonsText(ev))
+	}
 	if ev.Canary.Done != 1 {
 		t.Errorf("runs override: %d runs", ev.Canary.Done)
 	}
@@ -372,7 +378,7 @@ func samplesDoc(factor float64) []byte {
 	}
 	doc := map[string]any{"metrics": map[string]any{
 		"latency": map[string]any{"baseline": b, "canary": c},
-		"errors":  map[string]any{"baseline": map[string]float64{"errors": 10, "total": 1000}, "canary": map[string]float64{"errors": 10, "total": 1000}},
+		"errors":  map[string]any{"baseline": map[string]float64{"errors": 100, "total": 10000}, "canary": map[string]float64{"errors": 100, "total": 10000}},
 	}}
 	data, _ := json.Marshal(doc)
 	return data
@@ -412,6 +418,10 @@ func TestCanarySamples(t *testing.T) {
 		// marginal threshold, below pass (95).
 		{"marginal", "canary-four", four(1), StateInconclusive, LevelInconclusive, []string{"marginal canary, not a pass", "MARGINAL"}},
 		{"two of four", "canary-four", four(2), StateFail, LevelFail, []string{"FAIL"}},
+		// A critical metric that passes on fewer samples than its checks
+		// need for 80% power is no pass.
+		{"too few samples for a critical metric", "canary-oneshot", samplesDoc(1), StateInconclusive, LevelInconclusive,
+			[]string{"INCONCLUSIVE"}},
 		{"no data for a critical metric", "canary-good", []byte(`{"metrics": {"errors": {"baseline": {"errors": 1, "total": 100}, "canary": {"errors": 1, "total": 100}}}}`),
 			StateInconclusive, LevelInconclusive, []string{"INCONCLUSIVE"}},
 		{"malformed", "canary-good", []byte("{\"metrics\": {\n \"latency\": {\"baseline\": [1, 2,], \"canary\": [1]}}}"), StateError, LevelError,

@@ -37,7 +37,6 @@ spec:
       - name: errors
         errors: sum(increase(canary_errors_total{case="slow",{{.selector}}}[1m]))
         total: sum(increase(canary_requests_total{case="slow",{{.selector}}}[1m]))
-        critical: true
 ---
 apiVersion: qsp/v1
 kind: Gate
@@ -53,11 +52,9 @@ spec:
       - name: latency
         query: canary_latency_seconds{case="equal",{{.selector}}}
         allowedIncrease: 10%
-        critical: true
       - name: errors
         errors: sum(increase(canary_errors_total{case="equal",{{.selector}}}[1m]))
         total: sum(increase(canary_requests_total{case="equal",{{.selector}}}[1m]))
-        critical: true
 ---
 apiVersion: qsp/v1
 kind: Gate
