@@ -58,6 +58,7 @@ var routeRules = map[string]Rule{
 	"GET /api/v1/gates":                     {Role: RoleViewer},
 	"GET /api/v1/gates/{name}":              {Role: RoleViewer},
 	"GET /api/v1/gates/evaluations":         {Role: RoleViewer},
+	"GET /api/v1/gates/{name}/canary/plan":  {Role: RoleViewer},
 	"GET /api/v1/gates/evaluations/{id}":    {Role: RoleViewer},
 	"POST /api/v1/gates/{name}/evaluations": {Role: RoleOperator, MaxBody: MaxEvaluationRequestBytes},
 

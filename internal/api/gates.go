@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/gate"
+	"github.com/qsp-dev/qsp/internal/gate/canary"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
@@ -58,6 +61,7 @@ func gateRoutes(a *API) {
 		}
 		return viewGate(g), nil
 	})
+	a.handle("GET /api/v1/gates/{name}/canary/plan", func(r *http.Request) (any, error) { return canaryPlan(runner, r) })
 	a.handle("GET /api/v1/gates/evaluations", func(r *http.Request) (any, error) { return listEvaluations(runner, r) })
 	a.handle("GET /api/v1/gates/evaluations/{id}", func(r *http.Request) (any, error) {
 		ev, err := runner.Evaluation(r.Context(), r.PathValue("id"))
@@ -423,4 +427,37 @@ func listDeploys(s *store.Store, r *http.Request) (any, error) {
 		return nil, err
 	}
 	return storePage(ds, total, lp), nil
+}
+
+// canaryPlan answers how long the gate's canary analysis must run at the
+// given traffic for each check to reach its power. requestsPerMinute is
+// required; samplesPerMinute, baselineErrorRate and sigma are optional.
+func canaryPlan(runner *gate.Runner, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	var in canary.PlanInput
+	for _, f := range []struct {
+		name     string
+		v        *float64
+		required bool
+	}{
+		{"requestsPerMinute", &in.RequestsPerMinute, true},
+		{"samplesPerMinute", &in.SamplesPerMinute, false},
+		{"baselineErrorRate", &in.BaselineErrorRate, false},
+		{"sigma", &in.Sigma, false},
+	} {
+		s := q.Get(f.name)
+		if s == "" {
+			if f.required {
+				return nil, badRequest(fmt.Sprintf("query parameter %s: required (requests per minute on each side)", f.name))
+			}
+			continue
+		}
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, badRequest(fmt.Sprintf("query parameter %s: %q is not a number", f.name, s))
+		}
+		*f.v = v
+	}
+	p, err := runner.Plan(r.PathValue("name"), in)
+	return p, gateError(err)
 }

@@ -226,6 +226,42 @@ func TestGatesAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("canary plan", func(t *testing.T) {
+		r := call(t, http.MethodGet, base+"/gates/canary/canary/plan?requestsPerMinute=600&samplesPerMinute=60", "", nil)
+		var p gate.CanaryPlan
+		r.decode(t, &p)
+		if r.status != 200 || p.Gate != "canary" || len(p.Plan.Metrics) != 1 || len(p.Plan.Metrics[0].Checks) == 0 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		for _, c := range p.Plan.Metrics[0].Checks {
+			if c.Power.N80 == 0 || float64(c.Minutes80) != float64(c.Power.N80)/60 {
+				t.Errorf("check %+v: want the 80%% size over 60 samples a minute", c)
+			}
+		}
+		for _, tc := range []struct {
+			query  string
+			status int
+			msg    string
+		}{
+			{"", 400, "requestsPerMinute: required"},
+			{"?requestsPerMinute=fast", 400, `requestsPerMinute: "fast" is not a number`},
+			{"?requestsPerMinute=NaN", 400, "not a number"},
+			{"?requestsPerMinute=-3", 422, "requestsPerMinute -3 out of range"},
+			{"?requestsPerMinute=10&sigma=9", 422, "sigma 9 out of range"},
+		} {
+			r := call(t, http.MethodGet, base+"/gates/canary/canary/plan"+tc.query, "", nil)
+			if r.status != tc.status || !strings.Contains(r.errorMessage(t), tc.msg) {
+				t.Errorf("%q: %d %s, want %d with %q", tc.query, r.status, r.body, tc.status, tc.msg)
+			}
+		}
+		if r := call(t, http.MethodGet, base+"/gates/sec/canary/plan?requestsPerMinute=1", "", nil); r.status != 422 {
+			t.Errorf("gate without canary: %d %s", r.status, r.body)
+		}
+		if r := call(t, http.MethodGet, base+"/gates/nope/canary/plan?requestsPerMinute=1", "", nil); r.status != 404 {
+			t.Errorf("unknown gate: %d %s", r.status, r.body)
+		}
+	})
+
 	var failedID string
 	t.Run("post evaluation", func(t *testing.T) {
 		for _, tc := range []struct {
