@@ -44,6 +44,8 @@ type gateFlags struct {
 	junitFile   string
 	timeout     time.Duration
 	poll        time.Duration
+	// Plan mode (gateplan.go).
+	plan plan
 	// Local mode.
 	specs     []string
 	sourceURL string
@@ -69,7 +71,13 @@ server; qsp gate polls it and prints its progress.
 With --specs and --source-url it runs in-process instead, against a remote
 Prometheus: it evaluates the service's SLOs once (a backfill), then the gate.
 Vulnerability first-seen times are kept in --data-dir (default: a temporary
-directory, so every finding is new).`,
+directory, so every finding is new).
+
+With --plan it evaluates nothing: given the traffic each side serves
+(--traffic, requests per minute), it prints how long the canary analysis must
+run for each configured check to reach 80% and 95% power for the effect it is
+configured to catch, and whether the gate's interval is that long. It reads
+the gate from --specs when given, else from the server.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runGate(cmd, args[0], &f)
@@ -93,6 +101,7 @@ directory, so every finding is new).`,
 	fl.StringSliceVar(&f.specs, "specs", nil, "run in-process: spec files or folders (repeatable)")
 	fl.StringVar(&f.sourceURL, "source-url", "", "run in-process: Prometheus-compatible API the SLOs and canary metrics are read from")
 	fl.StringVar(&f.dataDir, "data-dir", "", "run in-process: directory for the database (default: temporary)")
+	f.plan.flags(fl)
 	_ = fl.MarkHidden("poll")
 	return cmd
 }
@@ -109,6 +118,9 @@ type gateBackend interface {
 func runGate(cmd *cobra.Command, name string, f *gateFlags) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
+	if f.plan.on {
+		return runGatePlan(ctx, cmd.OutOrStdout(), name, f)
+	}
 	// The local engine logs from its own goroutines to the same stream
 	// the command writes its progress to.
 	stderr := &syncWriter{w: cmd.ErrOrStderr()}

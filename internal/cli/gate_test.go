@@ -76,7 +76,6 @@ spec:
     metrics:
       - name: latency
         query: cli_latency_seconds{ {{.selector}} }
-        critical: true
 `
 
 // cliGrype is a Grype report (its documented JSON) with one critical
@@ -145,10 +144,14 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-func latencySamples(factor float64) string {
+func latencySamples(factor float64) string { return latencySamplesN(1000, factor) }
+
+// latencySamplesN is latencySamples with n samples per side; the critical
+// latency of the canary gate needs 868 for its tail-share check's power.
+func latencySamplesN(n int, factor float64) string {
 	var b, c []string
-	for i := range 20 {
-		v := 0.1 + 0.001*float64(i)
+	for i := range n {
+		v := 0.1 + 0.02*float64(i)/float64(n)
 		b = append(b, fmt.Sprint(v))
 		c = append(c, fmt.Sprint(v*factor))
 	}
@@ -168,6 +171,7 @@ func TestGateCommand(t *testing.T) {
 	writeFile(t, work, "grype.json", cliGrype)
 	equal := writeFile(t, work, "equal.json", latencySamples(1))
 	slower := writeFile(t, work, "slower.json", latencySamples(1.5))
+	few := writeFile(t, work, "few.json", latencySamplesN(20, 1))
 	onlyOther := writeFile(t, work, "other.json", `{"metrics": {"other": {"baseline": [1], "canary": [1]}}}`)
 	bad := writeFile(t, work, "bad.json", `{"SchemaVersion": 2, "Results": [`)
 	jsonOut, junitOut := filepath.Join(work, "out.json"), filepath.Join(work, "out.xml")
@@ -190,6 +194,12 @@ func TestGateCommand(t *testing.T) {
 			[]string{"gate sec: ERROR", "error", "report " + bad + ": malformed vulnerability report"}, []string{"qsp: gate sec: error (evaluation "}, gate.StateError},
 		{"inconclusive", []string{"gate", "canary", "--url", url, "--samples", onlyOther}, 2,
 			[]string{"gate canary: INCONCLUSIVE", "inconclusive"}, []string{"qsp: gate canary: inconclusive"}, gate.StateInconclusive},
+		{"too few samples for a critical metric", []string{"gate", "canary", "--url", url, "--samples", few}, 2,
+			[]string{"gate canary: INCONCLUSIVE", "samples per side: the tail-share check reaches 80% power"}, []string{"qsp: gate canary: inconclusive"},
+			gate.StateInconclusive},
+		{"plan without traffic", []string{"gate", "canary", "--url", url, "--plan"}, 2, nil, []string{"--plan needs --traffic"}, ""},
+		{"plan of a gate without canary", []string{"gate", "sec", "--url", url, "--plan", "--traffic", "60"}, 2, nil,
+			[]string{"422 Unprocessable Entity", "no canary check"}, ""},
 		{"unknown gate", []string{"gate", "nope", "--url", url}, 2, nil, []string{`404 Not Found: gate "nope" not found`}, ""},
 		{"server down", []string{"gate", "sec", "--url", "http://127.0.0.1:1"}, 2, nil, []string{"qsp: GET /api/v1/gates/sec:", "connection refused"}, ""},
 		{"bad kind", []string{"gate", "sec", "--url", url, "--kind", "hotfix"}, 2, nil, []string{`--kind "hotfix": want one of feature, fix`}, ""},
@@ -220,6 +230,20 @@ func TestGateCommand(t *testing.T) {
 		})
 	}
 
+	// --plan evaluates nothing: it prints and writes the power plan.
+	planOut := filepath.Join(work, "plan.json")
+	code, stdout, stderr := runGateCLI("gate", "canary", "--url", url, "--plan", "--traffic", "600", "--json", planOut)
+	for _, s := range []string{"gate canary: canary plan at 600 requests and 4 samples per minute per side", "latency (critical)",
+		"tail-share", "run the analysis for at least", "NOT enough"} {
+		if code != 0 || !strings.Contains(stdout, s) {
+			t.Errorf("plan: exit %d, stdout has no %q:\n%s\nstderr:\n%s", code, s, stdout, stderr)
+		}
+	}
+	var cp gate.CanaryPlan
+	if data, err := os.ReadFile(planOut); err != nil || json.Unmarshal(data, &cp) != nil || cp.Gate != "canary" || len(cp.Plan.Metrics) != 1 {
+		t.Errorf("plan JSON: %v %+v", err, cp)
+	}
+
 	// A timed canary runs on the server: qsp gate polls it and prints
 	// its progress. Its data: the same latency on both tracks, written
 	// ahead for the window the evaluation will wait for.
@@ -237,7 +261,7 @@ func TestGateCommand(t *testing.T) {
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := runGateCLI("gate", "timed", "--url", url, "--poll", "100ms", "--json", jsonOut)
+	code, stdout, stderr = runGateCLI("gate", "timed", "--url", url, "--poll", "100ms", "--json", jsonOut)
 	if code != 0 || !strings.Contains(stdout, "gate timed: PASS") || !strings.Contains(stderr, "canary run 0 of 1 done, next run at") {
 		t.Fatalf("timed: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -423,5 +447,27 @@ func TestGateReload(t *testing.T) {
 	reload(http.StatusOK)
 	if code, stdout, _ := runGateCLI("gate", "sec", "--url", url); code != 1 {
 		t.Fatalf("after a good reload: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestGatePlanLocal plans from the specs, without a server or a source.
+func TestGatePlanLocal(t *testing.T) {
+	dir := t.TempDir()
+	specs := writeFile(t, dir, "specs.yaml", gateCLISpecs)
+	code, stdout, stderr := runGateCLI("gate", "timed", "--specs", specs, "--plan", "--traffic", "6000", "--samples-per-minute", "6000")
+	// The timed gate's interval is 2s: far too short at any traffic.
+	for _, s := range []string{"gate timed: canary plan at 6000 requests and 6000 samples per minute per side", "shift", "spread",
+		"tail-share", "interval is 2s: NOT enough"} {
+		if code != 0 || !strings.Contains(stdout, s) {
+			t.Errorf("exit %d, stdout has no %q:\n%s\nstderr:\n%s", code, s, stdout, stderr)
+		}
+	}
+	code, _, stderr = runGateCLI("gate", "nope", "--specs", specs, "--plan", "--traffic", "1")
+	if code != 2 || !strings.Contains(stderr, `gate "nope": not in the specs`) {
+		t.Errorf("unknown gate: exit %d: %s", code, stderr)
+	}
+	code, _, stderr = runGateCLI("gate", "timed", "--specs", specs, "--plan", "--traffic", "1", "--sigma", "9")
+	if code != 2 || !strings.Contains(stderr, "sigma 9 out of range") {
+		t.Errorf("bad sigma: exit %d: %s", code, stderr)
 	}
 }
