@@ -310,3 +310,38 @@ func BenchmarkPowerAdviceCold(b *testing.B) {
 		_ = countAdvice(cfg.Metrics[1], lv.metric, 0.01)
 	}
 }
+
+// TestExactPowerMatchesScipy compares the exact tail-share and count
+// powers with testdata/power.json, which testdata/gen_power.py computes
+// independently with scipy.
+func TestExactPowerMatchesScipy(t *testing.T) {
+	var ref struct {
+		TailShare []struct {
+			N                        int
+			Share, Percentile, Level float64
+			Power                    float64
+		} `json:"tail_share"`
+		Counts []struct {
+			N                       int
+			P0, P1, Level           float64
+			AllowedIncrease         float64 `json:"allowedIncrease"`
+			AllowedAbsoluteIncrease float64 `json:"allowedAbsoluteIncrease"`
+			Power                   float64
+		} `json:"counts"`
+	}
+	loadJSON(t, "power.json", &ref)
+	if len(ref.TailShare) == 0 || len(ref.Counts) == 0 {
+		t.Fatal("no reference cases")
+	}
+	for _, c := range ref.TailShare {
+		if got := TailSharePower(c.N, c.Share, c.Percentile, c.Level); math.Abs(got-c.Power) > 1e-9 {
+			t.Errorf("tail share n=%d share %v p%v level %v: got %.12f, scipy %.12f", c.N, c.Share, c.Percentile, c.Level, got, c.Power)
+		}
+	}
+	for _, c := range ref.Counts {
+		mc := MetricConfig{AllowedIncrease: c.AllowedIncrease, AllowedAbsoluteIncrease: c.AllowedAbsoluteIncrease}
+		if got := CountPower(c.N, c.P0, c.P1, c.Level, mc); math.Abs(got-c.Power) > 1e-9 {
+			t.Errorf("counts n=%d %v -> %v level %v: got %.12f, scipy %.12f", c.N, c.P0, c.P1, c.Level, got, c.Power)
+		}
+	}
+}

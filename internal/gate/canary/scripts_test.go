@@ -27,6 +27,7 @@ func TestReferenceScriptsReproduceTestdata(t *testing.T) {
 	}{
 		{exec.Command(python, filepath.Join("testdata", "gen_scipy.py"), filepath.Join(dir, "scipy.json")), "scipy.json", "scipy.json"},
 		{exec.Command(rscript, filepath.Join("testdata", "gen_r.R"), filepath.Join(dir, "r_wilcox.json")), "r_wilcox.json", "r_wilcox.json"},
+		{exec.Command(python, filepath.Join("testdata", "gen_power.py"), filepath.Join(dir, "power.json")), "power.json", "power.json"},
 	} {
 		if out, err := c.cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v\n%s", c.cmd.Args, err, out)
