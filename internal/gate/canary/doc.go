@@ -41,6 +41,19 @@
 // shares that among its checks. Several intervals multiply the chances;
 // runners that need a per-gate rate divide Alpha by the number of runs.
 //
+// # Power and sample-size advice
+//
+// Every check of a metric (shift, spread, tail share, counts) carries a
+// Power: the smallest sample per side at which it reaches 80% and 95%
+// power for the effect it is configured to catch (MetricConfig.DetectShift,
+// DetectSpread, DetectTail, DetectRate), by the method Power documents:
+// exact for the tail share and counts, a seeded simulation for shift and
+// spread, cached per configuration. A critical metric that passes on
+// fewer samples than the largest 80% size of its checks is inconclusive
+// with "needs N samples per side": an analysis that could not have seen
+// the regression is no pass. PlanAnalysis gives the same sizes before a
+// rollout, as minutes at a given traffic.
+//
 // # Reference implementations
 //
 // MannWhitneyU, BrownForsythe, TailExceedance and FisherExact equal
