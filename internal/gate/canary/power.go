@@ -42,6 +42,10 @@ import (
 //     brackets the search. Both checks are scale-free, so the advice
 //     depends on sigma and the configuration only.
 //
+// The tail and far-tail exceedance checks carry no advice of their own:
+// the tail-share check is the one sized for a new tail. A count metric
+// whose only harmful direction is a decrease has none either.
+//
 // Checks under Holm are held to their Bonferroni share (the metric's
 // level over its number of checks), the smallest level Holm can give
 // them, so the advice is what the check reaches at least. Sizes lie on a
