@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 )
@@ -53,7 +54,9 @@ import (
 // bisects, evaluating the exact power or the simulation at about ten
 // sizes. Simulated runs reuse their seeds across sizes (common random
 // numbers), so the simulated power grows smoothly with n. The results
-// are cached per configuration for the life of the process: the first
+// are cached per configuration for the life of the process, and so are
+// the simulated runs' p-values per model and size, which searches at
+// other levels (another number of metrics) reuse: the first
 // analysis with a new configuration or sigma pays for the search (up to
 // about a second), later ones nothing.
 type Power struct {
@@ -180,7 +183,11 @@ func searchN(power func(n int) float64, guess func(target float64) int, maxN int
 	}
 	out := make([]int, len(targets))
 	for ti, target := range targets {
+		// Brackets start on every fourth grid size, so that searches at
+		// other levels evaluate the same sizes (the simulations are
+		// cached per size).
 		g := min(last, gridIndex(max(minAdviceN, min(guess(target), maxN))))
+		g -= g % 4
 		// Invariant once bracketed: at(lo) < target <= at(hi); lo = -1
 		// stands for no samples at all.
 		var lo, hi int
@@ -475,44 +482,99 @@ func (m simModel) draw(r *rand.Rand, b, c []float64) {
 	sortFloats(c)
 }
 
-// simPower is the share of runs simulated analyses of n per side in
-// which fails says the check failed; run i always draws from the same
-// seed. The runs are shared among the cores; the share does not depend
-// on how.
-func simPower(n, runs int, seed uint64, m simModel, fails func(b, c []float64) bool) float64 {
-	workers := max(1, min(runtime.GOMAXPROCS(0), runs/50))
-	var hits atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			b, c := make([]float64, n), make([]float64, n)
-			local := int64(0)
-			for i := w; i < runs; i += workers {
-				r := rand.New(rand.NewPCG(seed, uint64(i)))
-				m.draw(r, b, c)
-				if fails(b, c) {
-					local++
-				}
-			}
-			hits.Add(local)
-		})
+// simKey identifies one simulated model at one size; the runs' p-values
+// do not depend on the level, so every level's search shares them. n
+// zero is the model's pilot.
+type simKey struct {
+	check             string
+	sigma, effect     float64
+	allowed, allowed2 float64
+	direction         Direction
+	runs, n           int
+}
+
+type simEntry struct {
+	once sync.Once
+	// ps are the sorted p-values of the runs whose effect was beyond the
+	// tolerance (the others never fail); for the pilot, the mean
+	// standardised statistic alone.
+	ps []float64
+}
+
+var (
+	simCache     sync.Map // simKey -> *simEntry
+	simCacheSize atomic.Int64
+)
+
+// maxSimCache bounds the simulation cache: at most 400 values per entry,
+// 13 MB in all.
+const maxSimCache = 4096
+
+func cachedSim(k simKey, f func() []float64) []float64 {
+	if e, ok := simCache.Load(k); ok {
+		ent := e.(*simEntry)
+		ent.once.Do(func() { ent.ps = f() })
+		return ent.ps
 	}
-	wg.Wait()
-	return float64(hits.Load()) / float64(runs)
+	if simCacheSize.Load() >= maxSimCache {
+		return f()
+	}
+	e, loaded := simCache.LoadOrStore(k, &simEntry{})
+	if !loaded {
+		simCacheSize.Add(1)
+	}
+	ent := e.(*simEntry)
+	ent.once.Do(func() { ent.ps = f() })
+	return ent.ps
+}
+
+// simPValues simulates k.runs analyses of k.n per side of model m and
+// returns, sorted, the p-values pval gives (2 for a run whose effect is
+// within the tolerance, which no level fails); run i always draws from
+// the same seed. The runs are shared among the cores; the result does
+// not depend on how.
+func simPValues(k simKey, m simModel, pval func(b, c []float64) float64) []float64 {
+	return cachedSim(k, func() []float64 {
+		workers := max(1, min(runtime.GOMAXPROCS(0), k.runs/50))
+		out := make([]float64, k.runs)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				b, c := make([]float64, k.n), make([]float64, k.n)
+				for i := w; i < k.runs; i += workers {
+					r := rand.New(rand.NewPCG(adviceSeed, uint64(i)))
+					m.draw(r, b, c)
+					out[i] = pval(b, c)
+				}
+			})
+		}
+		wg.Wait()
+		sortFloats(out)
+		// Keep only the runs that can fail at some level.
+		return out[:sort.SearchFloat64s(out, 1.5)]
+	})
+}
+
+// simPower is the share of simulated runs that fail at level.
+func simPower(ps []float64, runs int, level float64) float64 {
+	return float64(sort.Search(len(ps), func(i int) bool { return ps[i] > level })) / float64(runs)
 }
 
 // simGuess brackets a simulated search: the mean standardised statistic
 // z at pilotN per side over pilotRuns runs grows with sqrt(n), and the
 // power is about Phi(z sqrt(n/pilotN) - z_level).
-func simGuess(m simModel, z func(b, c []float64) float64, level float64) func(target float64) int {
-	b, c := make([]float64, pilotN), make([]float64, pilotN)
-	sum := 0.0
-	for i := range pilotRuns {
-		r := rand.New(rand.NewPCG(adviceSeed+1, uint64(i)))
-		m.draw(r, b, c)
-		sum += z(b, c)
-	}
-	delta := sum / pilotRuns
+func simGuess(k simKey, m simModel, z func(b, c []float64) float64, level float64) func(target float64) int {
+	k.n, k.runs = 0, pilotRuns
+	delta := cachedSim(k, func() []float64 {
+		b, c := make([]float64, pilotN), make([]float64, pilotN)
+		sum := 0.0
+		for i := range pilotRuns {
+			r := rand.New(rand.NewPCG(adviceSeed+1, uint64(i)))
+			m.draw(r, b, c)
+			sum += z(b, c)
+		}
+		return []float64{sum / pilotRuns}
+	})[0]
 	za := qnorm(1 - level)
 	return func(target float64) int {
 		if !(delta > 0) {
@@ -557,8 +619,19 @@ func hlAbove(xs, ys []float64, d float64) bool {
 	return (a+b)/2 > d
 }
 
-// shiftFails is the shift check of judgeSamples on sorted samples.
-func shiftFails(mc MetricConfig, level float64, b, c []float64) bool {
+// shiftP is the shift check of judgeSamples on sorted samples: the
+// Mann-Whitney p-value when the Hodges-Lehmann shift is beyond the
+// allowed change, else 2. The check fails at level when shiftP <= level.
+func shiftP(mc MetricConfig, b, c []float64) float64 {
+	// The relative shift is the estimate over |baseline median|.
+	med := math.Abs(medianSorted(b))
+	exceeded := mc.Direction != Decrease && hlAbove(c, b, mc.AllowedIncrease*med)
+	if !exceeded && mc.Direction != Increase {
+		exceeded = hlAbove(negated(c), negated(b), mc.AllowedDecrease*med)
+	}
+	if !exceeded {
+		return 2
+	}
 	alt := Greater
 	switch mc.Direction {
 	case Decrease:
@@ -567,29 +640,25 @@ func shiftFails(mc MetricConfig, level float64, b, c []float64) bool {
 		alt = TwoSided
 	}
 	mw, err := mannWhitneyRanked(c, b, rankSums(c, b), alt, MethodAuto)
-	if err != nil || mw.PValue > level {
-		return false
+	if err != nil {
+		return 2
 	}
-	// The relative shift is the estimate over |baseline median|.
-	med := math.Abs(medianSorted(b))
-	up := mc.Direction != Decrease && hlAbove(c, b, mc.AllowedIncrease*med)
-	if up || mc.Direction == Increase {
-		return up
-	}
-	return hlAbove(negated(c), negated(b), mc.AllowedDecrease*med)
+	return mw.PValue
 }
 
-// spreadFails is the spread check of judgeSamples on sorted samples.
-func spreadFails(mc MetricConfig, level float64, b, c []float64) bool {
+// spreadP is the spread check of judgeSamples on sorted samples: the
+// one-sided Brown-Forsythe p-value when the spread change is beyond the
+// allowed one, else 2.
+func spreadP(mc MetricConfig, b, c []float64) float64 {
 	bf := brownForsytheSorted(c, b)
-	if bf.OneSided(Greater) > level {
-		return false
-	}
 	eff := relative(bf.MeanAbsDevX, bf.MeanAbsDevY)
 	if bm, cm := medianSorted(b), medianSorted(c); bm > 0 && cm > 0 {
 		eff = relative(bf.MeanAbsDevX/cm, bf.MeanAbsDevY/bm)
 	}
-	return eff > mc.SpreadIncrease
+	if !(eff > mc.SpreadIncrease) {
+		return 2
+	}
+	return bf.OneSided(Greater)
 }
 
 // mwZ is the standardised Mann-Whitney statistic of sorted c against b,
@@ -633,15 +702,20 @@ func spreadModel(mc MetricConfig, sigma float64) (simModel, string) {
 		fmt.Sprintf("%gx the variance of log-latency, same median", mc.DetectSpread)
 }
 
-// simAdvice searches the simulated power of a check. When the pilot puts
-// even the 80% size beyond twice the search limit it is not simulated:
-// every size up to the limit would be spent on a power far below 80%.
-func simAdvice(effect string, level, sigma float64, m simModel, fails func(b, c []float64) bool, guess func(float64) int) Power {
+// simAdvice searches the simulated power of a check at level. When the
+// pilot puts even the 80% size beyond twice the search limit it is not
+// simulated: every size up to the limit would be spent on a power far
+// below 80%.
+func simAdvice(k simKey, effect string, level float64, m simModel, pval func(b, c []float64) float64, guess func(float64) int) Power {
 	if guess(0.8) >= 2*maxSimAdvice {
-		return newPower(effect, level, simMethod(sigma)+"; the pilot puts 80% beyond the search", []int{0, 0}, maxSimAdvice)
+		return newPower(effect, level, simMethod(k.sigma)+"; the pilot puts 80% beyond the search", []int{0, 0}, maxSimAdvice)
 	}
-	ns := searchN(func(n int) float64 { return simPower(n, simRuns, adviceSeed, m, fails) }, guess, maxSimAdvice, 0.8, 0.95)
-	return newPower(effect, level, simMethod(sigma), ns, maxSimAdvice)
+	k.runs = simRuns
+	ns := searchN(func(n int) float64 {
+		k.n = n
+		return simPower(simPValues(k, m, pval), k.runs, level)
+	}, guess, maxSimAdvice, 0.8, 0.95)
+	return newPower(effect, level, simMethod(k.sigma), ns, maxSimAdvice)
 }
 
 func shiftAdvice(mc MetricConfig, level, sigma float64) Power {
@@ -649,7 +723,8 @@ func shiftAdvice(mc MetricConfig, level, sigma float64) Power {
 		allowed2: mc.AllowedDecrease, param: sigma, direction: mc.Direction}
 	return cachedPower(k, func() Power {
 		m, effect := shiftModel(mc, sigma)
-		fails := func(b, c []float64) bool { return shiftFails(mc, level, b, c) }
+		sk := simKey{check: "shift", sigma: sigma, effect: mc.DetectShift, allowed: mc.AllowedIncrease,
+			allowed2: mc.AllowedDecrease, direction: mc.Direction}
 		z, zl := mwZ, level
 		switch mc.Direction {
 		case Decrease:
@@ -657,7 +732,8 @@ func shiftAdvice(mc MetricConfig, level, sigma float64) Power {
 		case Either:
 			zl = level / 2
 		}
-		return simAdvice(effect, level, sigma, m, fails, simGuess(m, z, zl))
+		pval := func(b, c []float64) float64 { return shiftP(mc, b, c) }
+		return simAdvice(sk, effect, level, m, pval, simGuess(sk, m, z, zl))
 	})
 }
 
@@ -665,8 +741,9 @@ func spreadAdvice(mc MetricConfig, level, sigma float64) Power {
 	k := powerKey{check: "spread", level: level, effect: mc.DetectSpread, allowed: mc.SpreadIncrease, param: sigma}
 	return cachedPower(k, func() Power {
 		m, effect := spreadModel(mc, sigma)
-		fails := func(b, c []float64) bool { return spreadFails(mc, level, b, c) }
-		return simAdvice(effect, level, sigma, m, fails, simGuess(m, spreadZ, level))
+		sk := simKey{check: "spread", sigma: sigma, effect: mc.DetectSpread, allowed: mc.SpreadIncrease}
+		pval := func(b, c []float64) float64 { return spreadP(mc, b, c) }
+		return simAdvice(sk, effect, level, m, pval, simGuess(sk, m, spreadZ, level))
 	})
 }
 

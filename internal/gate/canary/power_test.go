@@ -306,6 +306,8 @@ func BenchmarkPowerAdviceCold(b *testing.B) {
 	for b.Loop() {
 		powerCache.Clear()
 		powerCacheSize.Store(0)
+		simCache.Clear()
+		simCacheSize.Store(0)
 		_ = sampleAdvice(cfg.Metrics[0], lv, sigmaGrid(latencySigma))
 		_ = countAdvice(cfg.Metrics[1], lv.metric, 0.01)
 	}
