@@ -95,3 +95,28 @@ func TestDurationString(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPlanInput: any rates, error rate and sigma give a plan or an
+// ErrPlan, never a panic, and a plan's minutes are positive.
+func FuzzPlanInput(f *testing.F) {
+	f.Add(600.0, 4.0, 0.01, 0.3)
+	f.Add(0.0, 0.0, 0.0, 0.0)
+	f.Add(-1.0, math.Inf(1), 2.0, math.NaN())
+	f.Add(1e12, 1e-9, 0.999, 0.05)
+	f.Fuzz(func(t *testing.T, rpm, spm, rate, sigma float64) {
+		p, err := PlanAnalysis(qspConfig(), PlanInput{RequestsPerMinute: rpm, SamplesPerMinute: spm, BaselineErrorRate: rate, Sigma: sigma})
+		if err != nil {
+			if !errors.Is(err, ErrPlan) {
+				t.Fatalf("error %v is not ErrPlan", err)
+			}
+			return
+		}
+		for _, m := range p.Metrics {
+			for _, c := range m.Checks {
+				if !(c.Minutes80 > 0) || c.Minutes95 < c.Minutes80 && c.Power.N95 != 0 {
+					t.Fatalf("%s %s: minutes %v / %v", m.Name, c.Check, c.Minutes80, c.Minutes95)
+				}
+			}
+		}
+	})
+}

@@ -90,7 +90,7 @@ const (
 	// side), MaxCountAdvice for counts (requests per side).
 	MaxSampleAdvice = 100_000
 	MaxCountAdvice  = 10_000_000
-	maxSimAdvice    = 10_000
+	maxSimAdvice    = 5_000
 	defaultSigma    = 0.3
 	minAdviceN      = 10
 	adviceStep      = 1.03
@@ -703,11 +703,12 @@ func spreadModel(mc MetricConfig, sigma float64) (simModel, string) {
 }
 
 // simAdvice searches the simulated power of a check at level. When the
-// pilot puts even the 80% size beyond twice the search limit it is not
-// simulated: every size up to the limit would be spent on a power far
-// below 80%.
+// pilot puts even the 80% size beyond the search limit it is not
+// simulated: the pilot leaves out the tolerance, so it can only
+// understate the size, and every size up to the limit would be spent on
+// a power below 80%.
 func simAdvice(k simKey, effect string, level float64, m simModel, pval func(b, c []float64) float64, guess func(float64) int) Power {
-	if guess(0.8) >= 2*maxSimAdvice {
+	if guess(0.8) > maxSimAdvice {
 		return newPower(effect, level, simMethod(k.sigma)+"; the pilot puts 80% beyond the search", []int{0, 0}, maxSimAdvice)
 	}
 	k.runs = simRuns
