@@ -202,6 +202,10 @@ func canaryConfig(c *spec.CanaryCheck) canary.Config {
 			Tail:            m.Tail,
 			MinSamples:      m.MinSamples,
 		})
+		if d := m.Detect; d != nil {
+			mc := &cfg.Metrics[len(cfg.Metrics)-1]
+			mc.DetectShift, mc.DetectSpread, mc.DetectTail, mc.DetectRate = d.Shift.Ratio(), d.Spread, d.Tail.Ratio(), d.Rate.Ratio()
+		}
 	}
 	return cfg
 }

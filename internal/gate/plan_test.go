@@ -65,3 +65,69 @@ func TestCanaryPlan(t *testing.T) {
 		t.Errorf("gate without canary: got %v, want ErrInvalidRequest", err)
 	}
 }
+
+// TestCanaryDetectSpec: spec.canary.metrics[].detect sets the effects the
+// advice is sized for, and bad values are spec errors at their path.
+func TestCanaryDetectSpec(t *testing.T) {
+	gateSpec := func(detect string, rate ...string) string {
+		errDetect := "{}"
+		if len(rate) > 0 {
+			errDetect = rate[0]
+		}
+		return baseSpecs + `
+---
+apiVersion: qsp/v1
+kind: Gate
+metadata: {name: sized}
+spec:
+  service: search
+  canary:
+    baseline: {track: baseline}
+    canary: {track: canary}
+    metrics:
+      - name: latency
+        query: lat_seconds{ {{.selector}} }
+        detect: ` + detect + `
+      - name: errors
+        errors: sum(increase(err_total{ {{.selector}} }[1m]))
+        total: sum(increase(req_total{ {{.selector}} }[1m]))
+        detect: ` + errDetect + `
+`
+	}
+	set, diags := spec.LoadBytes("gates.yaml", []byte(gateSpec("{shift: 20%, spread: 3, tail: 2%}", "{rate: 5%}")))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	sized, err := PlanCanary(set.Gate("sized"), canary.PlanInput{RequestsPerMinute: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, diags = spec.LoadBytes("gates.yaml", []byte(gateSpec("{}")))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	plain, err := PlanCanary(set.Gate("sized"), canary.PlanInput{RequestsPerMinute: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Larger effects need fewer samples, check by check.
+	for i, m := range sized.Plan.Metrics {
+		for j, c := range m.Checks {
+			d := plain.Plan.Metrics[i].Checks[j]
+			if c.Check != d.Check || c.Power.N80 >= d.Power.N80 || c.Power.Effect == d.Power.Effect {
+				t.Errorf("%s %s: detect gives %+v, defaults %+v; want fewer samples for the larger effect", m.Name, c.Check, c.Power, d.Power)
+			}
+		}
+	}
+	for _, tc := range []struct{ detect, path string }{
+		{"{shift: 2000%}", "spec.canary.metrics[0].detect.shift"},
+		{"{spread: 0.5}", "spec.canary.metrics[0].detect.spread"},
+		{"{tail: 100%}", "spec.canary.metrics[0].detect"},
+		{"{bogus: 1}", "bogus"},
+	} {
+		_, diags := spec.LoadBytes("gates.yaml", []byte(gateSpec(tc.detect)))
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), tc.path) {
+			t.Errorf("detect %s: got %v, want an error at %s", tc.detect, diags, tc.path)
+		}
+	}
+}

@@ -108,6 +108,25 @@ type CanaryMetric struct {
 	Tail float64 `yaml:"tail,omitempty"`
 	// MinSamples below which the metric is inconclusive. Default 10.
 	MinSamples int `yaml:"minSamples,omitempty"`
+	// Detect are the effects the power advice sizes each check for; a
+	// critical metric with fewer samples than that is inconclusive.
+	Detect *CanaryDetect `yaml:"detect,omitempty"`
+}
+
+// CanaryDetect are the regressions a canary metric's checks must be able
+// to see; zero fields keep the defaults.
+type CanaryDetect struct {
+	// Shift is the relative median change (default the larger of 10% and
+	// twice the allowed change).
+	Shift Percent `yaml:"shift,omitempty"`
+	// Spread is the variance ratio of log-latency (default 2).
+	Spread float64 `yaml:"spread,omitempty"`
+	// Tail is the share of the canary in a new slow tail beyond every
+	// baseline value (default 100% - tail percentile, 1% at p99).
+	Tail Percent `yaml:"tail,omitempty"`
+	// Rate is the error-rate increase beyond the tolerated rate, in
+	// percentage points (default 1%).
+	Rate Percent `yaml:"rate,omitempty"`
 }
 
 // Canary directions.

@@ -847,6 +847,17 @@ func (v *validator) canary(g *Gate, c *CanaryCheck) {
 		if m.MinSamples < 0 {
 			v.errorf(g, p+".minSamples", "must not be negative")
 		}
+		if d := m.Detect; d != nil {
+			if d.Shift.Ratio() >= 10 || (m.Direction == DirectionDecrease && d.Shift.Ratio() >= 1) {
+				v.errorf(g, p+".detect.shift", "must be below 1000%% (100%% for a decrease), got %s", d.Shift)
+			}
+			if d.Spread != 0 && !(d.Spread > 1 && d.Spread < 100) {
+				v.errorf(g, p+".detect.spread", "must be a variance ratio above 1 and below 100, got %v", d.Spread)
+			}
+			if d.Tail.Ratio() >= 1 || d.Rate.Ratio() >= 1 {
+				v.errorf(g, p+".detect", "tail and rate must be below 100%%, got %s and %s", d.Tail, d.Rate)
+			}
+		}
 		if m.Group != "" && len(c.Groups) > 0 {
 			if _, ok := c.Groups[m.Group]; !ok {
 				v.errorf(g, p+".group", "group %q has no weight in spec.canary.groups", m.Group)
