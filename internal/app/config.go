@@ -187,6 +187,46 @@ type ReceiverConfig struct {
 	// shared by remote_write, OTLP and the events API (256 MiB); beyond
 	// it they get 429 with Retry-After.
 	BudgetBytes int64 `yaml:"budgetBytes"`
+	// Traces configures the OTLP traces receiver (/v1/traces) and the
+	// span metrics it derives.
+	Traces TracesConfig `yaml:"traces"`
+}
+
+// TracesConfig configures the span metrics derived from OTLP spans; the
+// defaults are the OpenTelemetry Collector spanmetrics connector's.
+type TracesConfig struct {
+	// Dimensions are span (else resource) attributes added as labels.
+	Dimensions []SpanDimensionConfig `yaml:"dimensions"`
+	// Unit of the duration histogram: ms (default) or s.
+	Unit string `yaml:"unit"`
+	// Buckets of the duration histogram (default the connector's, 2ms…15s).
+	Buckets []spec.Duration `yaml:"buckets"`
+	// Namespace of the metric names (default traces.span.metrics).
+	Namespace string `yaml:"namespace"`
+	// MaxSeriesPerService bounds the label sets of one service (1,000).
+	MaxSeriesPerService int `yaml:"maxSeriesPerService"`
+	// MaxSeries bounds the label sets of all services (100,000).
+	MaxSeries int `yaml:"maxSeries"`
+	// SlowSpan: spans at least this long get exemplars (1s).
+	SlowSpan spec.Duration `yaml:"slowSpan"`
+}
+
+// SpanDimensionConfig is one extra span-metric label.
+type SpanDimensionConfig struct {
+	Name    string  `yaml:"name"`
+	Default *string `yaml:"default"`
+}
+
+// spanMetrics converts the config to the receiver's options.
+func (t TracesConfig) spanMetrics() telemetry.SpanMetricsOptions {
+	o := telemetry.SpanMetricsOptions{Unit: t.Unit, Namespace: t.Namespace, MaxSeriesPerService: t.MaxSeriesPerService, MaxSeries: t.MaxSeries, SlowSpan: t.SlowSpan.D()}
+	for _, d := range t.Dimensions {
+		o.Dimensions = append(o.Dimensions, telemetry.SpanDimension{Name: d.Name, Default: d.Default})
+	}
+	for _, b := range t.Buckets {
+		o.Buckets = append(o.Buckets, b.D())
+	}
+	return o
 }
 
 // AlertingConfig lists where alerts go.

@@ -203,12 +203,17 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 			Logger:                a.logger,
 			Registerer:            a.registry,
 			Now:                   a.now,
+			SpanMetrics:           rc.Traces.spanMetrics(),
 		}
 		write, err := telemetry.NewWriteHandler(ropts)
 		if err != nil {
 			return nil, err
 		}
 		otlp, err := telemetry.NewOTLPHandler(withRegistry(ropts, prometheus.WrapRegistererWith(prometheus.Labels{"receiver": "otlp"}, a.registry)))
+		if err != nil {
+			return nil, err
+		}
+		traces, err := telemetry.NewTracesHandler(withRegistry(ropts, prometheus.WrapRegistererWith(prometheus.Labels{"receiver": "traces"}, a.registry)))
 		if err != nil {
 			return nil, err
 		}
@@ -223,6 +228,7 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 		before := len(mux.Routes())
 		mux.Handle("POST /api/v1/write", write)
 		mux.Handle("POST /v1/metrics", otlp)
+		mux.Handle("POST /v1/traces", traces)
 		mux.Handle("POST /api/v1/events", events)
 		mux.Handle("/prometheus/api/v1/", query)
 		routes = append(routes, mux.Routes()[before:]...)
