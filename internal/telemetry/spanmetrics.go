@@ -406,7 +406,7 @@ func (a *spanAggregator) lookup(r *resourceIdentity, span ptrace.Span, lim Limit
 	}
 	s := &spanSeries{
 		service:  r.service,
-		st:       now,
+		st:       now - 1, // the zero sample is at now-1 or later
 		isNew:    true,
 		samples:  make([]counterSeries, len(a.bounds)+3),
 		counts:   make([]float64, len(a.bounds)+1),
@@ -510,6 +510,14 @@ func (a *spanAggregator) add(s *spanSeries, span ptrace.Span, w float64, endMs i
 // request's exemplars, and clears them.
 func (a *spanAggregator) appendSeries(app storage.AppenderV2, s *spanSeries, t int64) error {
 	t = max(t, s.calls.lastT+1)
+	if s.calls.lastT == 0 {
+		// A new series starts with 0 just before its first value, as the
+		// connector's first export of a cumulative sum does, so that
+		// increase() and rate() count the first spans too.
+		if err := a.appendZeros(app, s, t-1); err != nil {
+			return err
+		}
+	}
 	var exBuf [1]exemplar.Exemplar
 	ex := func(e *spanExemplar, last *int64) []exemplar.Exemplar {
 		if e.t == 0 {
@@ -542,6 +550,26 @@ func (a *spanAggregator) appendSeries(app storage.AppenderV2, s *spanSeries, t i
 	}
 	_, err = appendOne(app, &s.samples[n+1], s.st, t, cum, storage.AOptions{MetricFamilyName: a.countName})
 	return err
+}
+
+func (a *spanAggregator) appendZeros(app storage.AppenderV2, s *spanSeries, t int64) error {
+	var err error
+	if s.calls.ref, err = appendOne(app, &s.calls, s.st, t, 0, storage.AOptions{MetricFamilyName: a.callsName}); err != nil {
+		return err
+	}
+	for i := range s.samples {
+		family := a.bucketName
+		switch i {
+		case len(s.counts):
+			family = a.sumName
+		case len(s.counts) + 1:
+			family = a.countName
+		}
+		if s.samples[i].ref, err = appendOne(app, &s.samples[i], s.st, t, 0, storage.AOptions{MetricFamilyName: family}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // appendOne appends one sample of c. Exemplars the storage refuses

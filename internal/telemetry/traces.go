@@ -333,6 +333,14 @@ func (h *TracesHandler) appendTouched(ctx context.Context, touched []*spanSeries
 	}
 	for _, c := range cov {
 		t := max(nowMs, c.lastT+1)
+		if c.lastT == 0 {
+			// Starts at 0, as the span series do.
+			ref, err := appendOne(app, c, 0, t-1, 0, storage.AOptions{MetricFamilyName: SampledSpansMetric})
+			if err != nil {
+				return fail(err)
+			}
+			c.ref = ref
+		}
 		ref, err := appendOne(app, c, 0, t, c.value, storage.AOptions{MetricFamilyName: SampledSpansMetric})
 		if err != nil {
 			return fail(err)
