@@ -504,10 +504,10 @@ func TestTracesExemplars(t *testing.T) {
 		s.SetStartTimestamp(pcommon.NewTimestampFromTime(now.Add(-d)))
 		s.SetEndTimestamp(pcommon.NewTimestampFromTime(now))
 	}
-	add(1, time.Millisecond, ptrace.StatusCodeOk)       // fast, ok: none
-	add(2, 3*time.Millisecond, ptrace.StatusCodeError)  // error: calls and bucket le=4
-	add(3, 700*time.Millisecond, ptrace.StatusCodeOk)   // slow: bucket le=800
-	add(4, 2*time.Millisecond, ptrace.StatusCodeUnset)  // fast: none
+	add(1, time.Millisecond, ptrace.StatusCodeOk)      // fast, ok: none
+	add(2, 3*time.Millisecond, ptrace.StatusCodeError) // error: calls and bucket le=4
+	add(3, 700*time.Millisecond, ptrace.StatusCodeOk)  // slow: bucket le=800
+	add(4, 2*time.Millisecond, ptrace.StatusCodeUnset) // fast: none
 	if code, resp, body := postTraces(t, h, td, false); code != 200 || resp.PartialSuccess().RejectedSpans() != 0 {
 		t.Fatalf("%d %s", code, body)
 	}
