@@ -332,17 +332,31 @@ func newResourceIdentity(attrs pcommon.Map) (resourceIdentity, bool) {
 
 // dimensionValue looks a dimension up as the connector does: span
 // attributes first, then resource attributes, then the default.
-func dimensionValue(d SpanDimension, span ptrace.Span, res pcommon.Map) (string, bool) {
+func dimensionValue(d SpanDimension, span ptrace.Span, res pcommon.Map) (pcommon.Value, bool) {
 	if v, ok := span.Attributes().Get(d.Name); ok {
-		return v.AsString(), true
+		return v, true
 	}
 	if v, ok := res.Get(d.Name); ok {
-		return v.AsString(), true
+		return v, true
 	}
 	if d.Default != nil {
-		return *d.Default, true
+		return pcommon.NewValueStr(*d.Default), true
 	}
-	return "", false
+	return pcommon.Value{}, false
+}
+
+// appendValue appends v as Value.AsString prints it, without allocating
+// for strings, integers and booleans.
+func appendValue(b []byte, v pcommon.Value) []byte {
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		return append(b, v.Str()...)
+	case pcommon.ValueTypeInt:
+		return strconv.AppendInt(b, v.Int(), 10)
+	case pcommon.ValueTypeBool:
+		return strconv.AppendBool(b, v.Bool())
+	}
+	return append(b, v.AsString()...)
 }
 
 // errSeriesLimit refuses a span whose series would exceed a limit.
@@ -361,7 +375,7 @@ func (a *spanAggregator) lookup(r *resourceIdentity, span ptrace.Span, lim Limit
 		k = append(k, 0)
 	}
 	type dimValue struct {
-		v  string
+		v  pcommon.Value
 		ok bool
 	}
 	var buf [16]dimValue
@@ -370,7 +384,7 @@ func (a *spanAggregator) lookup(r *resourceIdentity, span ptrace.Span, lim Limit
 		v, ok := dimensionValue(d, span, r.attrs)
 		if ok {
 			k = append(k, 1)
-			k = append(k, v...)
+			k = appendValue(k, v)
 		}
 		k = append(k, 0)
 		vals = append(vals, dimValue{v, ok})
@@ -396,7 +410,7 @@ func (a *spanAggregator) lookup(r *resourceIdentity, span ptrace.Span, lim Limit
 	b.Add(a.label(spanStatusAttr), status)
 	for i, v := range vals {
 		if v.ok {
-			b.Add(a.dimLabels[i], v.v)
+			b.Add(a.dimLabels[i], v.v.AsString())
 		}
 	}
 	b.Sort()

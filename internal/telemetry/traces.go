@@ -243,6 +243,10 @@ func (h *TracesHandler) Consume(ctx context.Context, td ptrace.Traces) (*otlpRes
 	for i := range rss.Len() {
 		rs := rss.At(i)
 		id, ok := newResourceIdentity(rs.Resource().Attributes())
+		// Spans of one resource mostly share a kind: the coverage series
+		// is looked up again only when it changes.
+		var lastCov *counterSeries
+		var lastKind ptrace.SpanKind
 		sss := rs.ScopeSpans()
 		if !ok {
 			if n := sss.Len(); n > 0 {
@@ -258,42 +262,24 @@ func (h *TracesHandler) Consume(ctx context.Context, td ptrace.Traces) (*otlpRes
 			spans := sss.At(j).Spans()
 			for k := range spans.Len() {
 				span := spans.At(k)
-				where := func() string {
-					return fmt.Sprintf("service %s span %s (trace %s)", quoteTrunc(id.service), quoteTrunc(span.Name()), span.TraceID())
-				}
-				switch {
-				case span.TraceID().IsEmpty():
-					reject(spanRejectInvalidID, func() string {
-						return fmt.Sprintf("service %s span %s: trace_id is empty or all zeros", quoteTrunc(id.service), quoteTrunc(span.Name()))
-					})
-					continue
-				case span.SpanID().IsEmpty():
-					reject(spanRejectInvalidID, func() string { return where() + ": span_id is empty or all zeros" })
-					continue
-				case span.EndTimestamp() > maxT:
-					reject(spanRejectTime, func() string {
-						return where() + ": end time " + otlpTime(span.EndTimestamp()) + " is more than " + maxAheadTime.String() + " in the future"
-					})
-					continue
-				case span.EndTimestamp() < minT:
-					reject(spanRejectTime, func() string {
-						return where() + ": end time " + otlpTime(span.EndTimestamp()) + " is more than " + h.maxAge.String() + " in the past"
-					})
-					continue
-				case span.EndTimestamp() < span.StartTimestamp():
-					reject(spanRejectTime, func() string { return where() + ": end time is before start time" })
+				if why := h.invalidSpan(span, minT, maxT); why != 0 {
+					h.rejectSpan(res, why, &id, span)
 					continue
 				}
 				s, err := a.lookup(&id, span, h.opts.Limits, nowMs)
 				if err != nil {
-					reject(spanRejectSeriesLimit, func() string { return where() + ": " + err.Error() })
+					h.metrics.rejected.WithLabelValues(spanRejectSeriesLimit).Inc()
+					res.reject(1, func() string { return spanWhere(&id, span) + ": " + err.Error() })
 					continue
 				}
 				if !s.touched {
 					touched = append(touched, s)
 				}
 				a.add(s, span, a.weightCache.spanWeight(span.TraceState().AsRaw()), int64(span.EndTimestamp())/int64(time.Millisecond))
-				c := a.coverageSeries(&id, spanKindStr(span.Kind()))
+				if span.Kind() != lastKind || lastCov == nil {
+					lastKind, lastCov = span.Kind(), a.coverageSeries(&id, spanKindStr(span.Kind()))
+				}
+				c := lastCov
 				if !c.touched {
 					c.touched, c.saved = true, c.value
 					cov = append(cov, c)
@@ -316,6 +302,60 @@ func (h *TracesHandler) Consume(ctx context.Context, td ptrace.Traces) (*otlpRes
 		return nil, err
 	}
 	return res, nil
+}
+
+// Why a span is not counted, from invalidSpan.
+const (
+	spanOK = iota
+	spanNoTraceID
+	spanNoSpanID
+	spanFuture
+	spanPast
+	spanEndBeforeStart
+)
+
+// invalidSpan says why span cannot be counted, or spanOK. It formats
+// nothing: it runs for every span.
+func (h *TracesHandler) invalidSpan(span ptrace.Span, minT, maxT pcommon.Timestamp) int {
+	switch {
+	case span.TraceID().IsEmpty():
+		return spanNoTraceID
+	case span.SpanID().IsEmpty():
+		return spanNoSpanID
+	case span.EndTimestamp() > maxT:
+		return spanFuture
+	case span.EndTimestamp() < minT:
+		return spanPast
+	case span.EndTimestamp() < span.StartTimestamp():
+		return spanEndBeforeStart
+	}
+	return spanOK
+}
+
+// rejectSpan counts a refused span and, for the first few, says why.
+func (h *TracesHandler) rejectSpan(res *otlpResult, why int, id *resourceIdentity, span ptrace.Span) {
+	reason := spanRejectTime
+	if why == spanNoTraceID || why == spanNoSpanID {
+		reason = spanRejectInvalidID
+	}
+	h.metrics.rejected.WithLabelValues(reason).Inc()
+	res.reject(1, func() string {
+		switch why {
+		case spanNoTraceID:
+			return fmt.Sprintf("service %s span %s: trace_id is empty or all zeros", quoteTrunc(id.service), quoteTrunc(span.Name()))
+		case spanNoSpanID:
+			return spanWhere(id, span) + ": span_id is empty or all zeros"
+		case spanFuture:
+			return spanWhere(id, span) + ": end time " + otlpTime(span.EndTimestamp()) + " is more than " + maxAheadTime.String() + " in the future"
+		case spanPast:
+			return spanWhere(id, span) + ": end time " + otlpTime(span.EndTimestamp()) + " is more than " + h.maxAge.String() + " in the past"
+		}
+		return spanWhere(id, span) + ": end time is before start time"
+	})
+}
+
+func spanWhere(id *resourceIdentity, span ptrace.Span) string {
+	return fmt.Sprintf("service %s span %s (trace %s)", quoteTrunc(id.service), quoteTrunc(span.Name()), span.TraceID())
 }
 
 func (h *TracesHandler) appendTouched(ctx context.Context, touched []*spanSeries, cov []*counterSeries, nowMs int64) error {
