@@ -83,6 +83,10 @@ type RemoteConfig struct {
 	TenantID        string            `yaml:"tenantID"`
 	TenantHeader    string            `yaml:"tenantHeader"`
 	Headers         map[string]string `yaml:"headers"`
+	// WriteURL is the remote_write endpoint that the span metrics of
+	// /v1/traces go to in remote mode (default URL + /api/v1/write, as
+	// Prometheus with --web.enable-remote-write-receiver serves it).
+	WriteURL string `yaml:"writeURL"`
 }
 
 // BasicAuthConfig holds basic credentials; the password is read from a file.
