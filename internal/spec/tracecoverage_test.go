@@ -23,7 +23,7 @@ spec:
     traceCoverage:
 `
 	for _, c := range []struct {
-		name, body string
+		name, body  string
 		good, total string
 		err         string
 	}{

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -175,12 +178,23 @@ func BenchmarkSpanSeriesMemory(b *testing.B) {
 		s.SetStartTimestamp(pcommon.NewTimestampFromTime(now.Add(-time.Millisecond)))
 		s.SetEndTimestamp(pcommon.NewTimestampFromTime(now))
 	}
+	for _, withTSDB := range []bool{true, false} {
+		b.Run(map[bool]string{true: "tsdb", false: "aggregator"}[withTSDB], func(b *testing.B) {
+			benchSeriesMemory(b, td, sets, withTSDB)
+		})
+	}
+}
+
+func benchSeriesMemory(b *testing.B, td ptrace.Traces, sets int, withTSDB bool) {
 	b.ReportAllocs()
 	var perSet float64
 	for b.Loop() {
 		b.StopTimer()
-		e := openTestDB(b)
-		h := newTracesHandler(b, e, SpanMetricsOptions{Dimensions: benchDimensions, MaxSeriesPerService: sets}, time.Now)
+		var st Storage = discardStorage{}
+		if withTSDB {
+			st = openTestDB(b)
+		}
+		h := newTracesHandler(b, st, SpanMetricsOptions{Dimensions: benchDimensions, MaxSeriesPerService: sets}, time.Now)
 		var m0, m1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
@@ -194,9 +208,24 @@ func BenchmarkSpanSeriesMemory(b *testing.B) {
 		if n := len(h.agg.series); n != sets {
 			b.Fatalf("%d label sets, want %d", n, sets)
 		}
-		perSet = float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / sets
+		perSet = float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(sets)
 		runtime.KeepAlive(h)
+		runtime.KeepAlive(st)
 		b.StartTimer()
 	}
 	b.ReportMetric(perSet, "heap-B/labelset")
 }
+
+// discardStorage takes appends and keeps nothing: the aggregator's own
+// memory, without the TSDB's.
+type discardStorage struct{ Storage }
+
+func (discardStorage) AppenderV2(context.Context) storage.AppenderV2 { return discardAppender{} }
+
+type discardAppender struct{ storage.AppenderV2 }
+
+func (discardAppender) Append(storage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, storage.AOptions) (storage.SeriesRef, error) {
+	return 0, nil
+}
+func (discardAppender) Commit() error   { return nil }
+func (discardAppender) Rollback() error { return nil }
