@@ -209,7 +209,8 @@ func newSpanAggregator(opts SpanMetricsOptions, tr OTLPTranslation) (*spanAggreg
 		sumName:    hist + "_sum",
 		countName:  hist + "_count",
 		labelNamer: otlptranslator.LabelNamer{
-			UTF8Allowed:                 settings.AllowUTF8,
+			UTF8Allowed: settings.AllowUTF8,
+			//lint:ignore SA1019 Prometheus' translator still applies it (otlp.label_name_underscore_sanitization defaults to true): same labels need the same setting.
 			UnderscoreLabelSanitization: settings.LabelNameUnderscoreSanitization,
 			PreserveMultipleUnderscores: settings.LabelNamePreserveMultipleUnderscores,
 		},

@@ -581,3 +581,39 @@ func (f failingCommit) Commit() error {
 	_ = f.AppenderV2.Rollback()
 	return errors.New("disk full")
 }
+
+// TestTracesConcurrentRequests posts from several goroutines at once: no
+// span is lost or counted twice.
+func TestTracesConcurrentRequests(t *testing.T) {
+	e := openTestDB(t)
+	now := time.Now()
+	h := newTracesHandler(t, e, SpanMetricsOptions{}, func() time.Time { return now })
+	pb, err := ptraceotlp.NewExportRequestFromTraces(referenceTraces(now)).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, requests = 4, 5
+	errs := make(chan string, workers*requests)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range requests {
+				if code, _, body := postTracesBody(t, h, pb, "application/x-protobuf", ""); code != http.StatusOK {
+					errs <- body
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	// Each request is 480 spans weighing 960.
+	at := now.Add(time.Minute)
+	got := vectorMap(t, e, `sum(traces_span_metrics_calls_total)`, at)
+	sampled := vectorMap(t, e, `sum(`+SampledSpansMetric+`)`, at)
+	if got["{}"] != workers*requests*960 || sampled["{}"] != workers*requests*480 {
+		t.Errorf("calls %v, sampled %v, want %d and %d", got, sampled, workers*requests*960, workers*requests*480)
+	}
+}
