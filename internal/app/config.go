@@ -193,12 +193,12 @@ type ReceiverConfig struct {
 	BudgetBytes int64 `yaml:"budgetBytes"`
 	// Traces configures the OTLP traces receiver (/v1/traces) and the
 	// span metrics it derives.
-	Traces TracesConfig `yaml:"traces"`
+	Traces SpanMetricsConfig `yaml:"traces"`
 }
 
-// TracesConfig configures the span metrics derived from OTLP spans; the
+// SpanMetricsConfig configures the span metrics derived from OTLP spans; the
 // defaults are the OpenTelemetry Collector spanmetrics connector's.
-type TracesConfig struct {
+type SpanMetricsConfig struct {
 	// Dimensions are span (else resource) attributes added as labels.
 	Dimensions []SpanDimensionConfig `yaml:"dimensions"`
 	// Unit of the duration histogram: ms (default) or s.
@@ -222,7 +222,7 @@ type SpanDimensionConfig struct {
 }
 
 // spanMetrics converts the config to the receiver's options.
-func (t TracesConfig) spanMetrics() telemetry.SpanMetricsOptions {
+func (t SpanMetricsConfig) spanMetrics() telemetry.SpanMetricsOptions {
 	o := telemetry.SpanMetricsOptions{Unit: t.Unit, Namespace: t.Namespace, MaxSeriesPerService: t.MaxSeriesPerService, MaxSeries: t.MaxSeries, SlowSpan: t.SlowSpan.D()}
 	for _, d := range t.Dimensions {
 		o.Dimensions = append(o.Dimensions, telemetry.SpanDimension{Name: d.Name, Default: d.Default})
