@@ -303,6 +303,7 @@ func (a *App) openSource() error {
 			MinBlockDuration:     ec.MinBlockDuration.D(),
 			MaxBlockDuration:     ec.MaxBlockDuration.D(),
 			OutOfOrderTimeWindow: ec.OutOfOrderWindow.D(),
+			MaxExemplars:         ec.MaxExemplars,
 			MaxSamples:           a.cfg.Query.MaxSamples,
 			QueryTimeout:         a.cfg.Query.Timeout.D(),
 			Logger:               a.logger,

@@ -70,6 +70,10 @@ type EmbeddedConfig struct {
 	// newest; default 10m, so a remote_write backlog after a partition is
 	// stored.
 	OutOfOrderWindow spec.Duration `yaml:"outOfOrderWindow"`
+	// MaxExemplars sizes the in-memory ring of exemplars (trace IDs on
+	// samples) from remote_write and OTLP. Default 100000; negative
+	// turns exemplar storage off.
+	MaxExemplars int64 `yaml:"maxExemplars"`
 }
 
 // RemoteConfig is a Prometheus-compatible query API.
@@ -149,11 +153,14 @@ type QueryConfig struct {
 	// MaxConcurrent bounds the API's queries evaluated at once; others
 	// wait within their timeout. Default 20.
 	MaxConcurrent int `yaml:"maxConcurrent"`
+	// MaxExemplars bounds the exemplars of one query_exemplars answer;
+	// the newest are kept. Default 10000.
+	MaxExemplars int `yaml:"maxExemplars"`
 }
 
 func (q QueryConfig) check() error {
-	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 || q.MaxConcurrent < 0 {
-		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples, timeout and maxConcurrent must not be negative")
+	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 || q.MaxConcurrent < 0 || q.MaxExemplars < 0 {
+		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples, timeout, maxConcurrent and maxExemplars must not be negative")
 	}
 	return nil
 }
@@ -161,7 +168,7 @@ func (q QueryConfig) check() error {
 // limits are the query API's bounds; zero fields stay zero and take the
 // telemetry defaults.
 func (q QueryConfig) limits() telemetry.QueryLimits {
-	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D(), MaxConcurrent: q.MaxConcurrent}
+	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D(), MaxConcurrent: q.MaxConcurrent, MaxExemplars: q.MaxExemplars}
 }
 
 // ReceiverConfig bounds ingestion. Zero means the default of

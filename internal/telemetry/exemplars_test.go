@@ -1,0 +1,201 @@
+package telemetry
+
+import (
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// appendWithExemplar stores one sample carrying one exemplar.
+func appendWithExemplar(t testing.TB, e *Embedded, ls labels.Labels, ts int64, v float64, ex exemplar.Exemplar) error {
+	t.Helper()
+	app := e.AppenderV2(t.Context())
+	_, err := app.Append(0, ls, 0, ts, v, nil, nil, storage.AOptions{Exemplars: []exemplar.Exemplar{ex}})
+	if cerr := app.Commit(); cerr != nil {
+		t.Fatal(cerr)
+	}
+	return err
+}
+
+func newExemplarServer(t *testing.T, limits QueryLimits) *httptest.Server {
+	t.Helper()
+	e := openTestDB(t)
+	a := mustLabels("__name__", "http_requests_total", "code", "500", "job", "api")
+	b := mustLabels("__name__", "http_requests_total", "code", "200", "job", "api")
+	for i, tr := range []string{"4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7aaaaaaaaaaaaaaaa", "0af7651916cd43dd8448eb211c80319c"} {
+		ts := int64(1_700_000_000_000 + i*15_500)
+		if err := appendWithExemplar(t, e, a, ts, float64(i+1), exemplar.Exemplar{Labels: labels.FromStrings("trace_id", tr), Value: 1, Ts: ts, HasTs: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := appendWithExemplar(t, e, b, 1_700_000_000_000, 7, exemplar.Exemplar{Labels: labels.FromStrings("trace_id", "11111111111111111111111111111111", "span_id", "2222222222222222"), Value: 0.25, Ts: 1_700_000_000_000, HasTs: true}); err != nil {
+		t.Fatal(err)
+	}
+	qa, err := NewQueryAPI(QueryAPIOptions{Embedded: e, Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(qa)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestQueryExemplars checks query_exemplars answers byte for byte as
+// Prometheus 3 does for the same stored exemplars.
+func TestQueryExemplars(t *testing.T) {
+	srv := newExemplarServer(t, QueryLimits{})
+	srvLimited := newExemplarServer(t, QueryLimits{MaxExemplars: 2})
+	cases := []struct {
+		name   string
+		srv    *httptest.Server
+		params url.Values
+		code   int
+		body   string
+	}{
+		{
+			name:   "one series",
+			params: url.Values{"query": {`rate(http_requests_total{code="500"}[5m])`}, "start": {"1699999999"}, "end": {"1700000100"}},
+			code:   200,
+			body:   `{"status":"success","data":[{"seriesLabels":{"__name__":"http_requests_total","code":"500","job":"api"},"exemplars":[{"labels":{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"},"value":"1","timestamp":1700000000},{"labels":{"trace_id":"00f067aa0ba902b7aaaaaaaaaaaaaaaa"},"value":"1","timestamp":1700000015.5},{"labels":{"trace_id":"0af7651916cd43dd8448eb211c80319c"},"value":"1","timestamp":1700000031}]}]}`,
+		},
+		{
+			name:   "time range cuts",
+			params: url.Values{"query": {`http_requests_total`}, "start": {"1700000010"}, "end": {"1700000020"}},
+			code:   200,
+			body:   `{"status":"success","data":[{"seriesLabels":{"__name__":"http_requests_total","code":"500","job":"api"},"exemplars":[{"labels":{"trace_id":"00f067aa0ba902b7aaaaaaaaaaaaaaaa"},"value":"1","timestamp":1700000015.5}]}]}`,
+		},
+		{
+			name:   "two series sorted by labels, open range",
+			params: url.Values{"query": {`http_requests_total{job="api"} / on() group_left http_requests_total{code="200"}`}},
+			code:   200,
+			body:   `{"status":"success","data":[{"seriesLabels":{"__name__":"http_requests_total","code":"200","job":"api"},"exemplars":[{"labels":{"span_id":"2222222222222222","trace_id":"11111111111111111111111111111111"},"value":"0.25","timestamp":1700000000}]},{"seriesLabels":{"__name__":"http_requests_total","code":"500","job":"api"},"exemplars":[{"labels":{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"},"value":"1","timestamp":1700000000},{"labels":{"trace_id":"00f067aa0ba902b7aaaaaaaaaaaaaaaa"},"value":"1","timestamp":1700000015.5},{"labels":{"trace_id":"0af7651916cd43dd8448eb211c80319c"},"value":"1","timestamp":1700000031}]}]}`,
+		},
+		{
+			name:   "no match",
+			params: url.Values{"query": {`nothing_here`}},
+			code:   200,
+			body:   `{"status":"success","data":[]}`,
+		},
+		{
+			name:   "no selector",
+			params: url.Values{"query": {`1+1`}},
+			code:   200,
+			body:   `{"status":"success"}`,
+		},
+		{
+			name:   "bad query",
+			params: url.Values{"query": {`rate(`}},
+			code:   400,
+			body:   `"errorType":"bad_data"`,
+		},
+		{
+			name:   "end before start",
+			params: url.Values{"query": {`up`}, "start": {"20"}, "end": {"10"}},
+			code:   400,
+			body:   `{"status":"error","errorType":"bad_data","error":"end timestamp must not be before start timestamp"}`,
+		},
+		{
+			name:   "bad start",
+			params: url.Values{"query": {`up`}, "start": {"yesterday"}},
+			code:   400,
+			body:   `invalid parameter \"start\"`,
+		},
+		{
+			name:   "too long",
+			params: url.Values{"query": {strings.Repeat("a", DefaultQueryMaxLength+1)}},
+			code:   400,
+			body:   `query.maxLength`,
+		},
+		{
+			name:   "result bounded, newest kept",
+			srv:    srvLimited,
+			params: url.Values{"query": {`http_requests_total`}},
+			code:   200,
+			body:   `{"status":"success","warnings":["query exceeds a limit: 2 older exemplars left out, more than query.maxExemplars (2); narrow the time range or the selector"],"data":[{"seriesLabels":{"__name__":"http_requests_total","code":"500","job":"api"},"exemplars":[{"labels":{"trace_id":"00f067aa0ba902b7aaaaaaaaaaaaaaaa"},"value":"1","timestamp":1700000015.5},{"labels":{"trace_id":"0af7651916cd43dd8448eb211c80319c"},"value":"1","timestamp":1700000031}]}]}`,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := srv
+			if tc.srv != nil {
+				s = tc.srv
+			}
+			code, body := get(t, s.URL+"/prometheus/api/v1/query_exemplars?"+tc.params.Encode())
+			if code != tc.code {
+				t.Errorf("status %d, want %d (body %s)", code, tc.code, body)
+			}
+			if strings.HasPrefix(tc.body, "{") {
+				if body != tc.body {
+					t.Errorf("body\n%s\nwant\n%s", body, tc.body)
+				}
+			} else if !strings.Contains(body, tc.body) {
+				t.Errorf("body %s does not contain %s", body, tc.body)
+			}
+		})
+	}
+}
+
+// TestExemplarStorageBounded checks the ring keeps MaxExemplars and that
+// a negative MaxExemplars turns storage off without failing appends.
+func TestExemplarStorageBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		max  int64
+		want int
+	}{
+		{"ring of 3", 3, 3},
+		{"off", -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := OpenEmbedded(EmbeddedOptions{Dir: t.TempDir(), MaxExemplars: tc.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			ls := mustLabels("__name__", "m")
+			for i := range 10 {
+				ts := int64(1000 * (i + 1))
+				if err := appendWithExemplar(t, e, ls, ts, float64(i), exemplar.Exemplar{Labels: labels.FromStrings("trace_id", "a"), Value: float64(i), Ts: ts, HasTs: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := e.Exemplars(t.Context(), "m", time.UnixMilli(0), time.UnixMilli(1<<40))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := 0
+			for _, r := range res {
+				got += len(r.Exemplars)
+			}
+			if got != tc.want {
+				t.Errorf("got %d exemplars, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestExemplarLabelLength: the label set of an exemplar may hold 128
+// runes of names and values together, as OpenMetrics and Prometheus say;
+// one more is refused with Prometheus' error, and the sample is stored.
+func TestExemplarLabelLength(t *testing.T) {
+	e := openTestDB(t)
+	ls := mustLabels("__name__", "m")
+	ok := labels.FromStrings("trace_id", strings.Repeat("é", 128-len("trace_id")))
+	if err := appendWithExemplar(t, e, ls, 1000, 1, exemplar.Exemplar{Labels: ok, Value: 1, Ts: 1000, HasTs: true}); err != nil {
+		t.Fatalf("128 runes: %v", err)
+	}
+	long := labels.FromStrings("trace_id", strings.Repeat("é", 129-len("trace_id")))
+	err := appendWithExemplar(t, e, ls, 2000, 2, exemplar.Exemplar{Labels: long, Value: 1, Ts: 2000, HasTs: true})
+	if err == nil || !strings.Contains(err.Error(), "exceeds maximum of 128 UTF-8 characters") {
+		t.Fatalf("129 runes: got %v, want the label length error", err)
+	}
+	if m := rawSamples(t, e, "m", ms(0), ms(3000)); len(m) != 1 || len(m[0].Floats) != 2 {
+		t.Errorf("samples %v, want both stored", m)
+	}
+}
