@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
@@ -251,6 +252,16 @@ func (a *watchedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t 
 		a.oldest[name] = t
 	}
 	return ref, err
+}
+
+// AppendExemplars implements storage.ExemplarAppenderV2 for receivers
+// that attach exemplars apart from samples (remote_write).
+func (a *watchedAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, exs []exemplar.Exemplar) (storage.SeriesRef, error) {
+	ea, ok := a.AppenderV2.(storage.ExemplarAppenderV2)
+	if !ok {
+		return 0, fmt.Errorf("appender %T does not take exemplars", a.AppenderV2)
+	}
+	return ea.AppendExemplars(ref, ls, exs)
 }
 
 func (a *watchedAppender) Commit() error {

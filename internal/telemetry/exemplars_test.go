@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -197,5 +198,63 @@ func TestExemplarLabelLength(t *testing.T) {
 	}
 	if m := rawSamples(t, e, "m", ms(0), ms(3000)); len(m) != 1 || len(m[0].Floats) != 2 {
 		t.Errorf("samples %v, want both stored", m)
+	}
+}
+
+// TestRemoteWriteExemplars: exemplars on remote_write 1.0 are stored and
+// queryable; bad ones are refused with a 400 naming the series and why,
+// while the samples and the good exemplars of the request are stored.
+func TestRemoteWriteExemplars(t *testing.T) {
+	long := strings.Repeat("x", 129-len("trace_id"))
+	cases := []struct {
+		name      string
+		exemplars []prompb.Exemplar
+		code      int
+		msg       string
+		want      int // exemplars queryable afterwards
+	}{
+		{"stored", []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "4bf92f3577b34da6a3ce929d0e0e4736"}}, Value: 1, Timestamp: 1_700_000_000_500}}, 204, "", 1},
+		{"exactly 128 runes", []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: strings.Repeat("é", 120)}}, Value: 1, Timestamp: 1_700_000_000_500}}, 204, "", 1},
+		{"129 runes", []prompb.Exemplar{
+			{Labels: []prompb.Label{{Name: "trace_id", Value: "ok"}}, Value: 1, Timestamp: 1_700_000_000_400},
+			{Labels: []prompb.Label{{Name: "trace_id", Value: long}}, Value: 1, Timestamp: 1_700_000_000_500},
+		}, 400, `1 of 2 exemplars rejected, the samples and the other exemplars were stored: series {__name__=\"m\"} exemplar @1700000000500: label length for exemplar exceeds maximum of 128 UTF-8 characters`, 1},
+		{"129 runes over two labels", []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: strings.Repeat("a", 64)}, {Name: "span_id", Value: strings.Repeat("b", 50)}}, Value: 1, Timestamp: 1_700_000_000_500}}, 400, "exceeds maximum of 128", 0},
+		{"empty label name", []prompb.Exemplar{{Labels: []prompb.Label{{Name: "", Value: "x"}}, Value: 1, Timestamp: 1_700_000_000_500}}, 400, "label name is empty", 0},
+		{"invalid UTF-8", []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "\xff"}}, Value: 1, Timestamp: 1_700_000_000_500}}, 400, "not valid UTF-8", 0},
+		{"duplicate name", []prompb.Exemplar{{Labels: []prompb.Label{{Name: "a", Value: "1"}, {Name: "a", Value: "2"}}, Value: 1, Timestamp: 1_700_000_000_500}}, 400, `label name \"a\" is not unique`, 0},
+		{"future", []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "x"}}, Value: 1, Timestamp: 1_800_000_000_000}}, 400, "in the future", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := openTestDB(t)
+			h, err := NewWriteHandler(ReceiverOptions{Storage: e, Now: func() time.Time { return time.UnixMilli(1_700_000_060_000) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts := series([]prompb.Sample{{Value: 1, Timestamp: 1_700_000_000_000}, {Value: 2, Timestamp: 1_700_000_001_000}}, "__name__", "m")
+			ts.Exemplars = tc.exemplars
+			code, body := postWrite(t, h, encodeWrite(t, ts))
+			if code != tc.code {
+				t.Fatalf("status %d, want %d: %s", code, tc.code, body)
+			}
+			if tc.msg != "" && !strings.Contains(body, tc.msg) {
+				t.Errorf("body %s does not contain %s", body, tc.msg)
+			}
+			if m := rawSamples(t, e, "m", ms(0), ms(1_800_000_000_000)); len(m) != 1 || len(m[0].Floats) != 2 {
+				t.Errorf("samples %v, want both stored", m)
+			}
+			res, err := e.Exemplars(t.Context(), "m", ms(0), ms(1<<42))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := 0
+			for _, r := range res {
+				got += len(r.Exemplars)
+			}
+			if got != tc.want {
+				t.Errorf("%d exemplars stored, want %d: %v", got, tc.want, res)
+			}
+		})
 	}
 }
