@@ -3,6 +3,7 @@ package telemetry
 import (
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
 // appendWithExemplar stores one sample carrying one exemplar.
@@ -256,5 +259,71 @@ func TestRemoteWriteExemplars(t *testing.T) {
 				t.Errorf("%d exemplars stored, want %d: %v", got, tc.want, res)
 			}
 		})
+	}
+}
+
+// TestOTLPExemplars: exemplars on OTLP sums and histograms are stored
+// with Prometheus' trace_id and span_id labels, and queryable from the
+// counter and from the bucket they fell into.
+func TestOTLPExemplars(t *testing.T) {
+	e := openTestDB(t)
+	h := newOTLPHandler(t, e, OTLPTranslation{})
+	md, metrics := otlpResource()
+	traceA := pcommon.TraceID([16]byte{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36})
+	span := pcommon.SpanID([8]byte{0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7})
+
+	sum := metrics.AppendEmpty()
+	sum.SetName("http.server.errors")
+	sum.SetEmptySum().SetIsMonotonic(true)
+	sum.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	dp := sum.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(ts(-time.Minute))
+	dp.SetTimestamp(ts(-time.Second))
+	dp.SetIntValue(3)
+	ex := dp.Exemplars().AppendEmpty()
+	ex.SetTimestamp(ts(-2 * time.Second))
+	ex.SetIntValue(1)
+	ex.SetTraceID(traceA)
+	ex.SetSpanID(span)
+
+	hist := metrics.AppendEmpty()
+	hist.SetName("http.server.duration")
+	hist.SetUnit("s")
+	hist.SetEmptyHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	hp := hist.Histogram().DataPoints().AppendEmpty()
+	hp.SetStartTimestamp(ts(-time.Minute))
+	hp.SetTimestamp(ts(-time.Second))
+	hp.SetCount(2)
+	hp.SetSum(2.6)
+	hp.ExplicitBounds().FromRaw([]float64{0.1, 1})
+	hp.BucketCounts().FromRaw([]uint64{1, 0, 1})
+	hex := hp.Exemplars().AppendEmpty()
+	hex.SetTimestamp(ts(-3 * time.Second))
+	hex.SetDoubleValue(2.5)
+	hex.SetTraceID(traceA)
+	hex.SetSpanID(span)
+
+	code, resp, body := postOTLP(t, h, md, false)
+	if code != 200 || resp.PartialSuccess().ErrorMessage() != "" {
+		t.Fatalf("status %d %q %s", code, resp.PartialSuccess().ErrorMessage(), body)
+	}
+	for _, tc := range []struct{ query, series, value string }{
+		{`http_server_errors_total`, `http_server_errors_total`, "1"},
+		{`http_server_duration_seconds_bucket`, `http_server_duration_seconds_bucket`, "2.5"},
+	} {
+		res, err := e.Exemplars(t.Context(), tc.query, otlpNow.Add(-time.Hour), otlpNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range res {
+			for _, x := range r.Exemplars {
+				got = append(got, r.SeriesLabels.Get("__name__")+" "+x.Labels.String()+" "+strconv.FormatFloat(x.Value, 'f', -1, 64))
+			}
+		}
+		want := tc.series + ` {span_id="00f067aa0ba902b7", trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} ` + tc.value
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%s: got %q, want [%s]", tc.query, got, want)
+		}
 	}
 }
