@@ -12,6 +12,7 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/telemetry"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // Config is the server configuration (qsp.yaml): where QSP listens, keeps
@@ -38,6 +39,7 @@ type Config struct {
 	Cluster    ClusterConfig    `yaml:"cluster"`
 	Query      QueryConfig      `yaml:"query"`
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
+	Traces     TracesConfig     `yaml:"traces"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
 
@@ -58,6 +60,20 @@ const (
 	ModeEmbedded = "embedded"
 	ModeRemote   = "remote"
 )
+
+// TracesConfig links burns to traces: example traces of bad events come
+// from exemplars (embedded exemplar storage, or the remote backend's
+// query_exemplars) and link to a trace UI.
+type TracesConfig struct {
+	// URLTemplate is a Go template of a trace's link with .TraceID,
+	// .SpanID, .Time, .StartMillis and .EndMillis, e.g.
+	// "http://jaeger:16686/trace/{{.TraceID}}". Empty: trace IDs without
+	// links.
+	URLTemplate string `yaml:"urlTemplate"`
+	// MaxExamples is how many example traces a page, API answer, alert
+	// or verdict lists. Default 5, at most 50.
+	MaxExamples int `yaml:"maxExamples"`
+}
 
 // EmbeddedConfig tunes the embedded TSDB.
 type EmbeddedConfig struct {
@@ -370,6 +386,14 @@ func (c *Config) Normalize() error {
 	}
 	if err := c.Query.check(); err != nil {
 		return err
+	}
+	if c.Traces.MaxExamples < 0 || c.Traces.MaxExamples > tracelink.MaxMax {
+		return fmt.Errorf("config: traces.maxExamples: %d: want 0 (default %d) to %d", c.Traces.MaxExamples, tracelink.DefaultMax, tracelink.MaxMax)
+	}
+	if c.Traces.URLTemplate != "" {
+		if _, err := tracelink.ParseTemplate(c.Traces.URLTemplate); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 	}
 	switch c.Store.Driver {
 	case "", "sqlite":
