@@ -45,6 +45,7 @@ var routeRules = map[string]Rule{
 	"GET /api/v1/slos":                {Role: RoleViewer},
 	"GET /api/v1/slos/{name}":         {Role: RoleViewer},
 	"GET /api/v1/slos/{name}/history": {Role: RoleViewer},
+	"GET /api/v1/slos/{name}/traces":  {Role: RoleViewer},
 	// Alerts and incidents (incidents.go).
 	"GET /api/v1/alerts":              {Role: RoleViewer},
 	"GET /api/v1/incidents":           {Role: RoleViewer},

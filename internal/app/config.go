@@ -12,6 +12,7 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/telemetry"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // Config is the server configuration (qsp.yaml): where QSP listens, keeps
@@ -38,6 +39,7 @@ type Config struct {
 	Cluster    ClusterConfig    `yaml:"cluster"`
 	Query      QueryConfig      `yaml:"query"`
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
+	Traces     TracesConfig     `yaml:"traces"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
 
@@ -59,6 +61,20 @@ const (
 	ModeRemote   = "remote"
 )
 
+// TracesConfig links burns to traces: example traces of bad events come
+// from exemplars (embedded exemplar storage, or the remote backend's
+// query_exemplars) and link to a trace UI.
+type TracesConfig struct {
+	// URLTemplate is a Go template of a trace's link with .TraceID,
+	// .SpanID, .Time, .StartMillis and .EndMillis, e.g.
+	// "http://jaeger:16686/trace/{{.TraceID}}". Empty: trace IDs without
+	// links.
+	URLTemplate string `yaml:"urlTemplate"`
+	// MaxExamples is how many example traces a page, API answer, alert
+	// or verdict lists. Default 5, at most 50.
+	MaxExamples int `yaml:"maxExamples"`
+}
+
 // EmbeddedConfig tunes the embedded TSDB.
 type EmbeddedConfig struct {
 	Retention        spec.Duration `yaml:"retention"`      // default 35d: the longest SLO window and then some
@@ -70,6 +86,10 @@ type EmbeddedConfig struct {
 	// newest; default 10m, so a remote_write backlog after a partition is
 	// stored.
 	OutOfOrderWindow spec.Duration `yaml:"outOfOrderWindow"`
+	// MaxExemplars sizes the in-memory ring of exemplars (trace IDs on
+	// samples) from remote_write and OTLP. Default 100000; negative
+	// turns exemplar storage off.
+	MaxExemplars int64 `yaml:"maxExemplars"`
 }
 
 // RemoteConfig is a Prometheus-compatible query API.
@@ -153,11 +173,14 @@ type QueryConfig struct {
 	// MaxConcurrent bounds the API's queries evaluated at once; others
 	// wait within their timeout. Default 20.
 	MaxConcurrent int `yaml:"maxConcurrent"`
+	// MaxExemplars bounds the exemplars of one query_exemplars answer;
+	// the newest are kept. Default 10000.
+	MaxExemplars int `yaml:"maxExemplars"`
 }
 
 func (q QueryConfig) check() error {
-	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 || q.MaxConcurrent < 0 {
-		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples, timeout and maxConcurrent must not be negative")
+	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 || q.MaxConcurrent < 0 || q.MaxExemplars < 0 {
+		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples, timeout, maxConcurrent and maxExemplars must not be negative")
 	}
 	return nil
 }
@@ -165,7 +188,7 @@ func (q QueryConfig) check() error {
 // limits are the query API's bounds; zero fields stay zero and take the
 // telemetry defaults.
 func (q QueryConfig) limits() telemetry.QueryLimits {
-	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D(), MaxConcurrent: q.MaxConcurrent}
+	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D(), MaxConcurrent: q.MaxConcurrent, MaxExemplars: q.MaxExemplars}
 }
 
 // ReceiverConfig bounds ingestion. Zero means the default of
@@ -407,6 +430,14 @@ func (c *Config) Normalize() error {
 	}
 	if err := c.Query.check(); err != nil {
 		return err
+	}
+	if c.Traces.MaxExamples < 0 || c.Traces.MaxExamples > tracelink.MaxMax {
+		return fmt.Errorf("config: traces.maxExamples: %d: want 0 (default %d) to %d", c.Traces.MaxExamples, tracelink.DefaultMax, tracelink.MaxMax)
+	}
+	if c.Traces.URLTemplate != "" {
+		if _, err := tracelink.ParseTemplate(c.Traces.URLTemplate); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 	}
 	switch c.Store.Driver {
 	case "", "sqlite":
