@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -67,6 +68,7 @@ func TestSpanSLOFires(t *testing.T) {
 
 	// Five minutes of 40 requests, 30 of them failing; client spans are
 	// not requests of the SLO.
+	failing := map[string]bool{}
 	for m := range 5 {
 		from := t0.Add(time.Duration(m) * time.Minute)
 		clk.set(from.Add(10 * time.Second))
@@ -74,6 +76,7 @@ func TestSpanSLOFires(t *testing.T) {
 			_, span := tracer.Start(ctx, "POST /pay", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(from.Add(time.Second)))
 			if i%4 != 0 {
 				span.SetStatus(codes.Error, "card declined")
+				failing[span.SpanContext().TraceID().String()] = true
 			}
 			span.End(trace.WithTimestamp(from.Add(time.Second + time.Duration(i)*time.Millisecond)))
 		}
@@ -95,5 +98,37 @@ func TestSpanSLOFires(t *testing.T) {
 	}
 	if st.State != engine.StateFiring {
 		t.Errorf("state: %s (%s), want firing", st.State, st.Reason)
+	}
+
+	// The incident of the page lists example traces, newest first, and
+	// every one is a failing span that was sent: error spans leave their
+	// trace IDs as exemplars of the bad series.
+	var incs struct {
+		Items []struct {
+			ID int64 `json:"id"`
+		} `json:"items"`
+	}
+	externaltest.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		getJSON(t, url+"/api/v1/incidents", &incs)
+		return len(incs.Items) > 0
+	}, "no incident opened")
+	var inc struct {
+		ExampleTraces []struct {
+			TraceID string    `json:"traceID"`
+			Time    time.Time `json:"time"`
+		} `json:"exampleTraces"`
+	}
+	getJSON(t, fmt.Sprintf("%s/api/v1/incidents/%d", url, incs.Items[0].ID), &inc)
+	if len(inc.ExampleTraces) == 0 {
+		t.Fatal("the incident lists no example traces")
+	}
+	t.Logf("incident %d lists %d example traces", incs.Items[0].ID, len(inc.ExampleTraces))
+	for i, ex := range inc.ExampleTraces {
+		if !failing[ex.TraceID] {
+			t.Errorf("example trace %s is not a failing span sent", ex.TraceID)
+		}
+		if i > 0 && ex.Time.After(inc.ExampleTraces[i-1].Time) {
+			t.Errorf("example traces not newest first: %v after %v", ex.Time, inc.ExampleTraces[i-1].Time)
+		}
 	}
 }
