@@ -173,7 +173,7 @@ func (h *TracesHandler) serve(r *http.Request, ct string) (*otlpResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return h.Consume(r.Context(), td)
+	return h.consume(r.Context(), td)
 }
 
 // decodeTraces decodes an ExportTraceServiceRequest after a pre-scan that
@@ -213,11 +213,11 @@ func decodeTraces(body []byte, ct string, lim Limits, res *Reservation) (ptrace.
 	return td, nil
 }
 
-// Consume counts the spans of td into the span metrics and appends the
+// consume counts the spans of td into the span metrics and appends the
 // new totals of every series they touched in one transaction. Spans that
 // cannot be counted are reported in the result; an error means nothing of
 // td was counted.
-func (h *TracesHandler) Consume(ctx context.Context, td ptrace.Traces) (*otlpResult, error) {
+func (h *TracesHandler) consume(ctx context.Context, td ptrace.Traces) (*otlpResult, error) {
 	res := &otlpResult{points: td.SpanCount()}
 	now := h.opts.Now()
 	nowMs := timestamp.FromTime(now)

@@ -92,7 +92,7 @@ func BenchmarkTracesConsume(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
-			if _, err := h.Consume(ctx, td); err != nil {
+			if _, err := h.consume(ctx, td); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -199,7 +199,7 @@ func benchSeriesMemory(b *testing.B, td ptrace.Traces, sets int, withTSDB bool) 
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
 		b.StartTimer()
-		if _, err := h.Consume(context.Background(), td); err != nil {
+		if _, err := h.consume(context.Background(), td); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
