@@ -8,15 +8,18 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // DispatcherOptions configure a Dispatcher. Store is required.
@@ -58,6 +61,20 @@ type DispatcherOptions struct {
 	// Now is the clock of outbox timestamps and expiry. Retry waits use
 	// real timers.
 	Now func() time.Time
+	// Traces, if set, looks up example traces of the burning window of
+	// every firing burn-rate alert; they become the example_traces and
+	// trace_url annotations. Each look-up is bounded by TraceTimeout
+	// (default 2s), so a slow trace backend delays a page by at most
+	// that much and never drops it.
+	Traces       TraceFinder
+	TraceTimeout time.Duration
+}
+
+// TraceFinder finds example traces of an SLO's bad events in [start,
+// end], newest first; *tracelink.Finder implements it. It must be safe
+// for concurrent use.
+type TraceFinder interface {
+	ForSLO(ctx context.Context, slo string, start, end time.Time) ([]tracelink.Example, error)
 }
 
 // Dispatcher turns alert transitions into notifications and delivers
@@ -162,16 +179,67 @@ func (d *Dispatcher) OnTransitions(ctx context.Context, ts []engine.Transition) 
 	if len(relevant) == 0 {
 		return
 	}
+	traces := d.exampleTraces(ctx, relevant)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.loadKnown(ctx)
-	b := d.build(relevant)
+	b := d.build(relevant, traces)
 	if len(b.rows) == 0 && len(b.alerts) == 0 {
 		return
 	}
 	d.unsaved = append(d.unsaved, b)
 	d.flushLocked(ctx)
 	d.wakeAll()
+}
+
+// Annotations with example traces of a firing burn-rate alert.
+const (
+	// AnnotationExampleTraces lists up to 5 trace links (or trace IDs
+	// without traces.urlTemplate) of bad events in the alert's long
+	// window, newest first, separated by spaces.
+	AnnotationExampleTraces = "example_traces"
+	// AnnotationTraceURL is the newest of them, for a one-click link.
+	AnnotationTraceURL = "trace_url"
+)
+
+// exampleTraces looks up, before the outbox lock is taken, example traces
+// of each firing burn-rate alert's long window, keyed by key|severity. A
+// failed look-up only logs: the alert goes out without them.
+func (d *Dispatcher) exampleTraces(ctx context.Context, ts []engine.Transition) map[string]map[string]string {
+	if d.opts.Traces == nil {
+		return nil
+	}
+	out := map[string]map[string]string{}
+	for _, t := range ts {
+		if t.To != slo.Firing || (t.Severity != spec.SeverityPage && t.Severity != spec.SeverityTicket) {
+			continue
+		}
+		long, _, _ := strings.Cut(t.Condition, "/")
+		window, err := model.ParseDuration(long)
+		if err != nil || window <= 0 {
+			window = model.Duration(time.Hour)
+		}
+		lctx, cancel := context.WithTimeout(ctx, cmp.Or(d.opts.TraceTimeout, 2*time.Second))
+		exs, err := d.opts.Traces.ForSLO(lctx, t.SLO, t.At.Add(-time.Duration(window)), t.At)
+		cancel()
+		if err != nil {
+			d.logger.Warn("example traces of a firing alert", "slo", t.SLO, "err", err)
+			continue
+		}
+		if len(exs) == 0 {
+			continue
+		}
+		refs := make([]string, 0, len(exs))
+		for _, ex := range exs {
+			refs = append(refs, cmp.Or(ex.URL, ex.TraceID))
+		}
+		an := map[string]string{AnnotationExampleTraces: strings.Join(refs, " ")}
+		if exs[0].URL != "" {
+			an[AnnotationTraceURL] = exs[0].URL
+		}
+		out[t.Key+"|"+t.Severity] = an
+	}
+	return out
 }
 
 // loadKnown reads what receivers were told before a restart, once.
@@ -196,7 +264,7 @@ func (d *Dispatcher) loadKnown(ctx context.Context) {
 
 // build is the first stage of the enqueue side: alerts and messages from
 // transitions, deduplicated against what receivers were told.
-func (d *Dispatcher) build(ts []engine.Transition) outboxBatch {
+func (d *Dispatcher) build(ts []engine.Transition, traces map[string]map[string]string) outboxBatch {
 	set := d.opts.Specs()
 	now := d.opts.Now()
 	var b outboxBatch
@@ -223,6 +291,9 @@ func (d *Dispatcher) build(ts []engine.Transition) outboxBatch {
 		case slo.Firing:
 			a := Build(t, set, d.opts.ExternalURL, "")
 			a.StartsAt = t.At
+			for k, v := range traces[t.Key+"|"+t.Severity] {
+				a.Annotations[k] = v
+			}
 			fp := Fingerprint(a.Labels)
 			if had && prev.State == store.AlertFiring {
 				if prev.Fingerprint == fp {
@@ -384,7 +455,7 @@ func (d *Dispatcher) resolveOrphans(ctx context.Context) {
 	}
 	slices.SortFunc(ts, func(a, b engine.Transition) int { return cmp.Compare(a.Key+"|"+a.Severity, b.Key+"|"+b.Severity) })
 	d.logger.Info("resolving alerts of SLOs no longer declared", "alerts", len(ts))
-	d.unsaved = append(d.unsaved, d.build(ts))
+	d.unsaved = append(d.unsaved, d.build(ts, nil))
 	d.flushLocked(ctx)
 	d.wakeAll()
 }

@@ -33,6 +33,7 @@ var routeRules = map[string]Rule{
 	// the embedded TSDB (GET and POST queries).
 	"POST /api/v1/write":  {Role: RoleIngest, MaxBody: -1},
 	"POST /v1/metrics":    {Role: RoleIngest, MaxBody: -1},
+	"POST /v1/traces":     {Role: RoleIngest, MaxBody: -1},
 	"POST /api/v1/events": {Role: RoleIngest, MaxBody: -1},
 	"/prometheus/api/v1/": {Role: RoleViewer},
 
@@ -44,6 +45,7 @@ var routeRules = map[string]Rule{
 	"GET /api/v1/slos":                {Role: RoleViewer},
 	"GET /api/v1/slos/{name}":         {Role: RoleViewer},
 	"GET /api/v1/slos/{name}/history": {Role: RoleViewer},
+	"GET /api/v1/slos/{name}/traces":  {Role: RoleViewer},
 	// Alerts and incidents (incidents.go).
 	"GET /api/v1/alerts":              {Role: RoleViewer},
 	"GET /api/v1/incidents":           {Role: RoleViewer},

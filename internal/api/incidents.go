@@ -21,6 +21,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/jsonpos"
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 func init() { routeSets = append(routeSets, incidentRoutes) }
@@ -69,7 +70,15 @@ func incidentRoutes(a *API) {
 			return nil, err
 		}
 		inc, err := keeper.Get(r.Context(), id)
-		return inc, incidentError(err)
+		if err != nil {
+			return nil, incidentError(err)
+		}
+		finder, _ := a.opts.Extra["traces"].(TraceFinder)
+		exs := IncidentTraces(r.Context(), finder, inc, a.opts.Now())
+		if exs == nil {
+			exs = []tracelink.Example{}
+		}
+		return incidentWithTraces{Incident: inc, ExampleTraces: exs}, nil
 	})
 	a.handle("POST /api/v1/incidents/{id}/ack", func(r *http.Request) (any, error) {
 		id, err := incidentID(r)

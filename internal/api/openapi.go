@@ -108,6 +108,9 @@ var apiDocs = map[string]opDoc{
 		Response: page[*engine.Status]{}, Errors: []int{400}},
 	"GET /api/v1/slos/{name}": {Tag: "slos", Summary: "An SLO's groups (one for an ungrouped SLO) with their status.",
 		Params: []paramDoc{pathParam("name", "The SLO.")}, Response: sloGroups{}, Errors: []int{404}},
+	"GET /api/v1/slos/{name}/traces": {Tag: "slos", Summary: "Example traces of an SLO's bad events, spread over the window, newest first.",
+		Description: "From exemplars: the embedded exemplar storage or the remote backend's query_exemplars. Served when the telemetry source has exemplars.",
+		Params:      []paramDoc{pathParam("name", "The SLO."), query("window", "How far back, e.g. 1h (default), at most 31d.")}, Response: sloTraces{}, Errors: []int{400, 404, 502}},
 	"GET /api/v1/slos/{name}/history": {Tag: "slos", Summary: "An SLO group's SLI, remaining budget and error ratio over a time range.",
 		Description: "Default range: the SLO window up to the last evaluation; default step: about 300 points.",
 		Params: params([]paramDoc{
@@ -132,7 +135,7 @@ var apiDocs = map[string]opDoc{
 	"GET /api/v1/incidents/stats": {Tag: "incidents", Summary: "Time to detect, acknowledge and repair per service.",
 		Params: []paramDoc{query("window", "How far back, e.g. 7d; default 30d.")}, Response: incidentStatsView{}, Errors: []int{400}},
 	"GET /api/v1/incidents/{id}": {Tag: "incidents", Summary: "An incident with its alerts and timeline.",
-		Params: []paramDoc{pathParam("id", "The incident's number.")}, Response: alert.Incident{}, Errors: []int{400, 404}},
+		Params: []paramDoc{pathParam("id", "The incident's number.")}, Response: incidentWithTraces{}, Errors: []int{400, 404}},
 	"POST /api/v1/incidents/{id}/ack": {Tag: "incidents", Summary: "Acknowledge an incident (operator).",
 		Params: []paramDoc{pathParam("id", "The incident's number.")}, Body: ackRequest{}, Response: alert.Incident{}, Errors: []int{400, 404, 409, 413, 415}},
 

@@ -55,10 +55,18 @@ func buildAlerting(_ context.Context, a *App) error {
 		// Replicas share the outbox: each notification is claimed by one.
 		replica, replicaTTL = a.members.ID(), a.members.TTL()
 	}
-	d, err := alert.NewDispatcher(alert.DispatcherOptions{
+	traces, err := a.traceFinder()
+	if err != nil {
+		return err
+	}
+	opts := alert.DispatcherOptions{
 		Store: a.store, Notifiers: notifiers, Specs: a.Specs, ExternalURL: a.cfg.ExternalURL, ResendInterval: resend,
 		Replica: replica, ReplicaTTL: replicaTTL, Logger: a.logger, Registerer: a.registry, Now: a.now,
-	})
+	}
+	if traces != nil {
+		opts.Traces = traces
+	}
+	d, err := alert.NewDispatcher(opts)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
 	"github.com/qsp-dev/qsp/internal/telemetry"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // Options configure an App.
@@ -53,6 +54,8 @@ type App struct {
 	embedded *telemetry.Embedded // nil in remote mode
 	source   engine.Source
 	engine   *engine.Engine
+	// traces finds example traces of bad events (traces.go).
+	traces *tracelink.Finder
 	// members is set when replicas share a PostgreSQL store.
 	members *cluster.Membership
 	// snapshots serves SLO statuses to the API and UI: the engine's own,
@@ -303,6 +306,7 @@ func (a *App) openSource() error {
 			MinBlockDuration:     ec.MinBlockDuration.D(),
 			MaxBlockDuration:     ec.MaxBlockDuration.D(),
 			OutOfOrderTimeWindow: ec.OutOfOrderWindow.D(),
+			MaxExemplars:         ec.MaxExemplars,
 			MaxSamples:           a.cfg.Query.MaxSamples,
 			QueryTimeout:         a.cfg.Query.Timeout.D(),
 			Logger:               a.logger,

@@ -40,6 +40,7 @@ var critical = map[string]api.Role{
 	"POST /-/reload":                        api.RoleAdmin,
 	"POST /api/v1/write":                    api.RoleIngest,
 	"POST /v1/metrics":                      api.RoleIngest,
+	"POST /v1/traces":                       api.RoleIngest,
 	"POST /api/v1/events":                   api.RoleIngest,
 	"GET /api/v1/slos":                      api.RoleViewer,
 	"POST /api/v1/incidents/{id}/ack":       api.RoleOperator,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/telemetry"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // Config is the server configuration (qsp.yaml): where QSP listens, keeps
@@ -38,6 +39,7 @@ type Config struct {
 	Cluster    ClusterConfig    `yaml:"cluster"`
 	Query      QueryConfig      `yaml:"query"`
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
+	Traces     TracesConfig     `yaml:"traces"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
 
@@ -59,6 +61,20 @@ const (
 	ModeRemote   = "remote"
 )
 
+// TracesConfig links burns to traces: example traces of bad events come
+// from exemplars (embedded exemplar storage, or the remote backend's
+// query_exemplars) and link to a trace UI.
+type TracesConfig struct {
+	// URLTemplate is a Go template of a trace's link with .TraceID,
+	// .SpanID, .Time, .StartMillis and .EndMillis, e.g.
+	// "http://jaeger:16686/trace/{{.TraceID}}". Empty: trace IDs without
+	// links.
+	URLTemplate string `yaml:"urlTemplate"`
+	// MaxExamples is how many example traces a page, API answer, alert
+	// or verdict lists. Default 5, at most 50.
+	MaxExamples int `yaml:"maxExamples"`
+}
+
 // EmbeddedConfig tunes the embedded TSDB.
 type EmbeddedConfig struct {
 	Retention        spec.Duration `yaml:"retention"`      // default 35d: the longest SLO window and then some
@@ -70,6 +86,10 @@ type EmbeddedConfig struct {
 	// newest; default 10m, so a remote_write backlog after a partition is
 	// stored.
 	OutOfOrderWindow spec.Duration `yaml:"outOfOrderWindow"`
+	// MaxExemplars sizes the in-memory ring of exemplars (trace IDs on
+	// samples) from remote_write and OTLP. Default 100000; negative
+	// turns exemplar storage off.
+	MaxExemplars int64 `yaml:"maxExemplars"`
 }
 
 // RemoteConfig is a Prometheus-compatible query API.
@@ -83,6 +103,10 @@ type RemoteConfig struct {
 	TenantID        string            `yaml:"tenantID"`
 	TenantHeader    string            `yaml:"tenantHeader"`
 	Headers         map[string]string `yaml:"headers"`
+	// WriteURL is the remote_write endpoint that the span metrics of
+	// /v1/traces go to in remote mode (default URL + /api/v1/write, as
+	// Prometheus with --web.enable-remote-write-receiver serves it).
+	WriteURL string `yaml:"writeURL"`
 }
 
 // BasicAuthConfig holds basic credentials; the password is read from a file.
@@ -149,11 +173,14 @@ type QueryConfig struct {
 	// MaxConcurrent bounds the API's queries evaluated at once; others
 	// wait within their timeout. Default 20.
 	MaxConcurrent int `yaml:"maxConcurrent"`
+	// MaxExemplars bounds the exemplars of one query_exemplars answer;
+	// the newest are kept. Default 10000.
+	MaxExemplars int `yaml:"maxExemplars"`
 }
 
 func (q QueryConfig) check() error {
-	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 || q.MaxConcurrent < 0 {
-		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples, timeout and maxConcurrent must not be negative")
+	if q.MaxLength < 0 || q.MaxDepth < 0 || q.MaxPoints < 0 || q.MaxSamples < 0 || q.Timeout < 0 || q.MaxConcurrent < 0 || q.MaxExemplars < 0 {
+		return errors.New("config: query: maxLength, maxDepth, maxPoints, maxSamples, timeout, maxConcurrent and maxExemplars must not be negative")
 	}
 	return nil
 }
@@ -161,7 +188,7 @@ func (q QueryConfig) check() error {
 // limits are the query API's bounds; zero fields stay zero and take the
 // telemetry defaults.
 func (q QueryConfig) limits() telemetry.QueryLimits {
-	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D(), MaxConcurrent: q.MaxConcurrent}
+	return telemetry.QueryLimits{MaxLength: q.MaxLength, MaxDepth: q.MaxDepth, MaxPoints: q.MaxPoints, Timeout: q.Timeout.D(), MaxConcurrent: q.MaxConcurrent, MaxExemplars: q.MaxExemplars}
 }
 
 // ReceiverConfig bounds ingestion. Zero means the default of
@@ -187,6 +214,46 @@ type ReceiverConfig struct {
 	// shared by remote_write, OTLP and the events API (256 MiB); beyond
 	// it they get 429 with Retry-After.
 	BudgetBytes int64 `yaml:"budgetBytes"`
+	// Traces configures the OTLP traces receiver (/v1/traces) and the
+	// span metrics it derives.
+	Traces SpanMetricsConfig `yaml:"traces"`
+}
+
+// SpanMetricsConfig configures the span metrics derived from OTLP spans; the
+// defaults are the OpenTelemetry Collector spanmetrics connector's.
+type SpanMetricsConfig struct {
+	// Dimensions are span (else resource) attributes added as labels.
+	Dimensions []SpanDimensionConfig `yaml:"dimensions"`
+	// Unit of the duration histogram: ms (default) or s.
+	Unit string `yaml:"unit"`
+	// Buckets of the duration histogram (default the connector's, 2ms…15s).
+	Buckets []spec.Duration `yaml:"buckets"`
+	// Namespace of the metric names (default traces.span.metrics).
+	Namespace string `yaml:"namespace"`
+	// MaxSeriesPerService bounds the label sets of one service (1,000).
+	MaxSeriesPerService int `yaml:"maxSeriesPerService"`
+	// MaxSeries bounds the label sets of all services (100,000).
+	MaxSeries int `yaml:"maxSeries"`
+	// SlowSpan: spans at least this long get exemplars (1s).
+	SlowSpan spec.Duration `yaml:"slowSpan"`
+}
+
+// SpanDimensionConfig is one extra span-metric label.
+type SpanDimensionConfig struct {
+	Name    string  `yaml:"name"`
+	Default *string `yaml:"default"`
+}
+
+// spanMetrics converts the config to the receiver's options.
+func (t SpanMetricsConfig) spanMetrics() telemetry.SpanMetricsOptions {
+	o := telemetry.SpanMetricsOptions{Unit: t.Unit, Namespace: t.Namespace, MaxSeriesPerService: t.MaxSeriesPerService, MaxSeries: t.MaxSeries, SlowSpan: t.SlowSpan.D()}
+	for _, d := range t.Dimensions {
+		o.Dimensions = append(o.Dimensions, telemetry.SpanDimension{Name: d.Name, Default: d.Default})
+	}
+	for _, b := range t.Buckets {
+		o.Buckets = append(o.Buckets, b.D())
+	}
+	return o
 }
 
 // AlertingConfig lists where alerts go.
@@ -363,6 +430,14 @@ func (c *Config) Normalize() error {
 	}
 	if err := c.Query.check(); err != nil {
 		return err
+	}
+	if c.Traces.MaxExamples < 0 || c.Traces.MaxExamples > tracelink.MaxMax {
+		return fmt.Errorf("config: traces.maxExamples: %d: want 0 (default %d) to %d", c.Traces.MaxExamples, tracelink.DefaultMax, tracelink.MaxMax)
+	}
+	if c.Traces.URLTemplate != "" {
+		if _, err := tracelink.ParseTemplate(c.Traces.URLTemplate); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 	}
 	switch c.Store.Driver {
 	case "", "sqlite":

@@ -203,12 +203,17 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 			Logger:                a.logger,
 			Registerer:            a.registry,
 			Now:                   a.now,
+			SpanMetrics:           rc.Traces.spanMetrics(),
 		}
 		write, err := telemetry.NewWriteHandler(ropts)
 		if err != nil {
 			return nil, err
 		}
 		otlp, err := telemetry.NewOTLPHandler(withRegistry(ropts, prometheus.WrapRegistererWith(prometheus.Labels{"receiver": "otlp"}, a.registry)))
+		if err != nil {
+			return nil, err
+		}
+		traces, err := telemetry.NewTracesHandler(withRegistry(ropts, prometheus.WrapRegistererWith(prometheus.Labels{"receiver": "traces"}, a.registry)))
 		if err != nil {
 			return nil, err
 		}
@@ -223,8 +228,20 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 		before := len(mux.Routes())
 		mux.Handle("POST /api/v1/write", write)
 		mux.Handle("POST /v1/metrics", otlp)
+		mux.Handle("POST /v1/traces", traces)
 		mux.Handle("POST /api/v1/events", events)
 		mux.Handle("/prometheus/api/v1/", query)
+		routes = append(routes, mux.Routes()[before:]...)
+	}
+	if r, ok := a.source.(*telemetry.Remote); ok && a.embedded == nil {
+		// Remote mode: spans still arrive here; their metrics are
+		// remote-written to the backend the SLIs read.
+		h, err := a.remoteTraces(r)
+		if err != nil {
+			return nil, err
+		}
+		before := len(mux.Routes())
+		mux.Handle("POST /v1/traces", h)
 		routes = append(routes, mux.Routes()[before:]...)
 	}
 	slices.SortFunc(routes, func(x, y api.Route) int { return strings.Compare(x.Pattern, y.Pattern) })
@@ -250,6 +267,35 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 	}
 	rt.handler = api.SecurityHeaders(api.Guard(a.guardOptions(), api.CORS(a.cfg.Auth.CORSOrigins, h)), a.cfg.Auth.TLS.CertFile != "")
 	return rt, nil
+}
+
+// remoteTraces is the traces receiver of remote mode, writing to the
+// remote backend's remote_write endpoint.
+func (a *App) remoteTraces(r *telemetry.Remote) (*telemetry.TracesHandler, error) {
+	w, err := r.Writer(a.cfg.Source.Remote.WriteURL)
+	if err != nil {
+		return nil, fmt.Errorf("config: source.remote.writeURL: %w", err)
+	}
+	rc := a.cfg.Receivers
+	budget, err := telemetry.NewBudget(rc.BudgetBytes, a.registry)
+	if err != nil {
+		return nil, err
+	}
+	return telemetry.NewTracesHandler(telemetry.ReceiverOptions{
+		Storage: w,
+		Limits: telemetry.Limits{
+			MaxBodyBytes:         rc.MaxBodyBytes,
+			MaxDecompressedBytes: rc.MaxDecompressedBytes,
+			MaxSeriesPerRequest:  rc.MaxSeriesPerRequest,
+			MaxLabelsPerSeries:   rc.MaxLabelsPerSeries,
+			MaxLabelValueLength:  rc.MaxLabelValueLength,
+		},
+		Budget:      budget,
+		SpanMetrics: rc.Traces.spanMetrics(),
+		Logger:      a.logger,
+		Registerer:  prometheus.WrapRegistererWith(prometheus.Labels{"receiver": "traces"}, a.registry),
+		Now:         a.now,
+	})
 }
 
 func withRegistry(o telemetry.ReceiverOptions, r prometheus.Registerer) telemetry.ReceiverOptions {

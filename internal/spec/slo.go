@@ -167,6 +167,41 @@ type Indicator struct {
 	Threshold    *ThresholdIndicator    `yaml:"threshold,omitempty"`
 	Availability *AvailabilityIndicator `yaml:"availability,omitempty"`
 	Composite    *CompositeIndicator    `yaml:"composite,omitempty"`
+	// TraceCoverage is a ready ratio: validation replaces it by the ratio
+	// it stands for.
+	TraceCoverage *TraceCoverageIndicator `yaml:"traceCoverage,omitempty"`
+}
+
+// TraceCoverageIndicator is the share of a service's requests that have a
+// trace: the server spans QSP received for it (each counted once, whatever
+// its sampling weight; qsp_traces_sampled_spans_total from /v1/traces)
+// over its requests. Requests is a PromQL query with the window
+// placeholder counting them, e.g. sum(rate(http_requests_total{job="checkout"}[{{.window}}]));
+// without one, the weighted server-span count of the span metrics, which
+// estimates the requests when the samplers record their probability in
+// the tracestate (so the SLI is then the sampling rate itself).
+type TraceCoverageIndicator struct {
+	Service  string `yaml:"service"`
+	Requests string `yaml:"requests,omitempty"`
+	// SpanKind of the spans that count as requests (default SPAN_KIND_SERVER).
+	SpanKind string `yaml:"spanKind,omitempty"`
+}
+
+// Ratio returns the ratio indicator the trace coverage stands for.
+func (c TraceCoverageIndicator) Ratio() *RatioIndicator {
+	kind := c.SpanKind
+	if kind == "" {
+		kind = "SPAN_KIND_SERVER"
+	}
+	sel := fmt.Sprintf(`{service_name=%q, span_kind=%q}`, c.Service, kind)
+	total := c.Requests
+	if total == "" {
+		total = "sum(rate(traces_span_metrics_calls_total" + sel + "[" + WindowPlaceholder + "]))"
+	}
+	return &RatioIndicator{
+		Good:  "sum(rate(qsp_traces_sampled_spans_total" + sel + "[" + WindowPlaceholder + "]))",
+		Total: total,
+	}
 }
 
 // Indicator types, as returned by Type.
@@ -197,7 +232,7 @@ func (i Indicator) Type() string {
 
 func (i Indicator) count() int {
 	n := 0
-	for _, set := range []bool{i.Ratio != nil, i.Latency != nil, i.Threshold != nil, i.Availability != nil, i.Composite != nil} {
+	for _, set := range []bool{i.Ratio != nil, i.Latency != nil, i.Threshold != nil, i.Availability != nil, i.Composite != nil, i.TraceCoverage != nil} {
 		if set {
 			n++
 		}

@@ -218,12 +218,31 @@ func (v *validator) indicator(s *SLO) {
 	ind := &s.Spec.Indicator
 	switch ind.count() {
 	case 0:
-		v.errorf(s, "spec.indicator", "required: one of ratio, latency, threshold, availability, composite")
+		v.errorf(s, "spec.indicator", "required: one of ratio, latency, threshold, availability, composite, traceCoverage")
 		return
 	case 1:
 	default:
-		v.errorf(s, "spec.indicator", "set exactly one of ratio, latency, threshold, availability, composite")
+		v.errorf(s, "spec.indicator", "set exactly one of ratio, latency, threshold, availability, composite, traceCoverage")
 		return
+	}
+	if tc := ind.TraceCoverage; tc != nil {
+		bad := false
+		if tc.Service == "" {
+			v.errorf(s, "spec.indicator.traceCoverage.service", "required: the service.name of the spans")
+			bad = true
+		}
+		if tc.SpanKind != "" && !slices.Contains([]string{"SPAN_KIND_SERVER", "SPAN_KIND_CONSUMER", "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_INTERNAL", "SPAN_KIND_UNSPECIFIED"}, tc.SpanKind) {
+			v.errorf(s, "spec.indicator.traceCoverage.spanKind", "must be a span kind such as SPAN_KIND_SERVER, got %q", tc.SpanKind)
+			bad = true
+		}
+		if tc.Requests != "" {
+			v.windowedQuery(s, "spec.indicator.traceCoverage.requests", tc.Requests)
+		}
+		if bad {
+			return
+		}
+		// The engine, rules and dashboards see the ratio it stands for.
+		ind.Ratio, ind.TraceCoverage = tc.Ratio(), nil
 	}
 	switch {
 	case ind.Ratio != nil:

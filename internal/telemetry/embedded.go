@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
@@ -48,6 +49,13 @@ type EmbeddedOptions struct {
 	// newest sample of their series (default 0: out-of-order samples are
 	// rejected, as Prometheus does unless configured otherwise).
 	OutOfOrderTimeWindow time.Duration
+	// MaxExemplars is the size, in exemplars, of the circular buffer that
+	// keeps the exemplars (trace IDs) attached to samples (default
+	// 100,000, Prometheus' storage.exemplars.max_exemplars default when
+	// exemplar storage is on). Negative turns exemplar storage off: the
+	// receivers then drop exemplars, as Prometheus does by default. The
+	// buffer is in memory and replayed from the WAL.
+	MaxExemplars int64
 	// LookbackDelta is the PromQL lookback for instant vectors (default 5m).
 	LookbackDelta time.Duration
 	// QueryTimeout bounds every PromQL evaluation (default 2m).
@@ -76,6 +84,7 @@ type Embedded struct {
 	lookbackDelta time.Duration
 	log           *slog.Logger
 	retention     time.Duration
+	exemplars     bool // exemplar storage is on
 	// appended is what OldestAppended returns next.
 	appendedMu sync.Mutex
 	appended   map[string]int64
@@ -91,6 +100,7 @@ const (
 	DefaultLookbackDelta = 5 * time.Minute
 	DefaultQueryTimeout  = 2 * time.Minute
 	DefaultMaxSamples    = 50_000_000
+	DefaultMaxExemplars  = 100_000
 	maxMaxBlockDuration  = 31 * 24 * time.Hour
 )
 
@@ -125,6 +135,9 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	if opts.MaxSamples == 0 {
 		opts.MaxSamples = DefaultMaxSamples
 	}
+	if opts.MaxExemplars == 0 {
+		opts.MaxExemplars = DefaultMaxExemplars
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -153,6 +166,10 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	// Sharded selects let the engine read one metric's many series on
 	// every core (SamplesShard).
 	to.EnableSharding = true
+	if opts.MaxExemplars > 0 {
+		to.EnableExemplarStorage = true
+		to.MaxExemplars = opts.MaxExemplars
+	}
 
 	log := opts.Logger.With("component", "telemetry.embedded")
 	db, err := tsdb.Open(opts.Dir, log, opts.Registerer, to, nil)
@@ -171,7 +188,7 @@ func OpenEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		Parser:                   p,
 		NoStepSubqueryIntervalFn: defaultSubqueryStep,
 	})
-	return &Embedded{db: db, engine: engine, parser: p, lookbackDelta: opts.LookbackDelta, log: log, retention: opts.Retention}, nil
+	return &Embedded{db: db, engine: engine, parser: p, lookbackDelta: opts.LookbackDelta, log: log, retention: opts.Retention, exemplars: opts.MaxExemplars > 0}, nil
 }
 
 // defaultSubqueryStep is the step of a subquery written without one
@@ -235,6 +252,16 @@ func (a *watchedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t 
 		a.oldest[name] = t
 	}
 	return ref, err
+}
+
+// AppendExemplars implements storage.ExemplarAppenderV2 for receivers
+// that attach exemplars apart from samples (remote_write).
+func (a *watchedAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, exs []exemplar.Exemplar) (storage.SeriesRef, error) {
+	ea, ok := a.AppenderV2.(storage.ExemplarAppenderV2)
+	if !ok {
+		return 0, fmt.Errorf("appender %T does not take exemplars", a.AppenderV2)
+	}
+	return ea.AppendExemplars(ref, ls, exs)
 }
 
 func (a *watchedAppender) Commit() error {

@@ -57,9 +57,9 @@ func FuzzRemoteWriteDecode(f *testing.F) {
 		res := budget.Reserve("fuzz")
 		var bounded writeRequest
 		errBounded := bounded.decode(data, decodeLimits{series: 100, labelsPerSeries: 16, samples: 1000, buckets: 1000}, &res)
-		if len(bounded.series) > 100 || len(bounded.samples)+len(bounded.histograms)+bounded.exemplars > 1000 || (bounded.buckets > 1000 && errBounded == nil) {
+		if len(bounded.series) > 100 || len(bounded.samples)+len(bounded.histograms)+len(bounded.exemplars) > 1000 || (bounded.buckets > 1000 && errBounded == nil) {
 			t.Fatalf("limits passed: %d series, %d samples, %d histograms, %d exemplars, %d buckets",
-				len(bounded.series), len(bounded.samples), len(bounded.histograms), bounded.exemplars, bounded.buckets)
+				len(bounded.series), len(bounded.samples), len(bounded.histograms), len(bounded.exemplars), bounded.buckets)
 		}
 		if bounded.size() > res.Held() {
 			t.Fatalf("decoder holds %d bytes, took %d from the budget", bounded.size(), res.Held())

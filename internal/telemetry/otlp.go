@@ -670,8 +670,6 @@ func (a *otlpAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 	if a.fault != nil {
 		return 0, nil
 	}
-	// Exemplar storage is off, as in Prometheus by default.
-	opts.Exemplars = nil
 	if err := checkLabels(ls, a.limits); err != nil {
 		a.rejectSample(ls, t, opts.MetricFamilyName, err.Error())
 		return 0, nil
@@ -680,9 +678,23 @@ func (a *otlpAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 		a.rejectSample(ls, t, opts.MetricFamilyName, "timestamp is more than "+maxAheadTime.String()+" in the future")
 		return 0, nil
 	}
+	// Exemplars (trace and span IDs) ride along with the sample; the
+	// TSDB keeps them when exemplar storage is on.
 	ref, err := a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
 	if err != nil {
-		if errors.Is(err, (*storage.AppendPartialError)(nil)) {
+		var perr *storage.AppendPartialError
+		if errors.As(err, &perr) {
+			// The sample is stored; some exemplars were not. Out-of-order
+			// and duplicate ones are dropped silently, as Prometheus does.
+			for _, ee := range perr.ExemplarErrors {
+				if errors.Is(ee.Err, storage.ErrOutOfOrderExemplar) || errors.Is(ee.Err, storage.ErrDuplicateExemplar) || ee.Index >= len(opts.Exemplars) {
+					continue
+				}
+				ex := opts.Exemplars[ee.Index]
+				a.res.reject(0, func() string {
+					return fmt.Sprintf("series %s exemplar %s @%d: %v (the data point was stored)", ls.String(), ex.Labels.String(), ex.Ts, ee.Err)
+				})
+			}
 			return ref, nil
 		}
 		if reason := appendReason(err); reason != reasonNone {

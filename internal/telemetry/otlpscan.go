@@ -40,7 +40,7 @@ type pbNode struct {
 }
 
 const (
-	maxPBField = 12
+	maxPBField = 16 // Span (traces) has fields up to 16
 	numFixed64 = 1
 	numVarint  = 2
 )

@@ -78,7 +78,7 @@ func NewQueryAPI(opts QueryAPIOptions) (*QueryAPI, error) {
 		"/labels":               a.labelNames,
 		"/label/{name}/values":  a.labelValues,
 		"/metadata":             a.empty(map[string]any{}),
-		"/query_exemplars":      a.empty([]any{}),
+		"/query_exemplars":      a.queryExemplars,
 		"/status/buildinfo":     a.buildInfo,
 		"/format_query":         a.formatQuery,
 		"/status/runtimeinfo":   a.empty(map[string]any{}),
@@ -197,6 +197,56 @@ func encodeResponse(resp response) ([]byte, error) {
 
 func (a *QueryAPI) empty(v any) func(*http.Request) (any, annotations.Annotations, *apiError) {
 	return func(*http.Request) (any, annotations.Annotations, *apiError) { return v, nil, nil }
+}
+
+// queryExemplars answers as Prometheus' query_exemplars does: the
+// exemplars in [start, end] of the series any vector selector of query
+// selects, grouped by series. The query passes the same length and depth
+// limits as any other; the answer holds at most Limits.MaxExemplars.
+func (a *QueryAPI) queryExemplars(r *http.Request) (any, annotations.Annotations, *apiError) {
+	start, err := parseTimeParam(r, "start", minTime)
+	if err != nil {
+		return nil, nil, invalidParam(err, "start")
+	}
+	end, err := parseTimeParam(r, "end", maxTime)
+	if err != nil {
+		return nil, nil, invalidParam(err, "end")
+	}
+	if end.Before(start) {
+		return nil, nil, &apiError{errBadData, errors.New("end timestamp must not be before start timestamp")}
+	}
+	ctx, cancel, aerr := a.timeoutCtx(r)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	defer cancel()
+	expr, aerr := a.parse(ctx, r.FormValue("query"))
+	if aerr != nil {
+		if aerr.typ == errBadData {
+			// Prometheus words a parse error here without naming the
+			// parameter.
+			aerr = &apiError{errBadData, errors.Unwrap(aerr.err)}
+		}
+		return nil, nil, aerr
+	}
+	sets := parser.ExtractSelectors(expr)
+	if len(sets) == 0 {
+		return nil, nil, nil
+	}
+	res, err := a.opts.Embedded.selectExemplars(ctx, sets, timestamp.FromTime(start), timestamp.FromTime(end))
+	if err != nil {
+		return nil, nil, execError(err)
+	}
+	var annots annotations.Annotations
+	res, dropped := limitExemplars(res, a.opts.Limits.MaxExemplars)
+	if dropped > 0 {
+		annots = annotations.New().Add(fmt.Errorf("%w: %d older exemplars left out, more than query.maxExemplars (%s); narrow the time range or the selector", ErrQueryLimit, dropped, thousands(a.opts.Limits.MaxExemplars)))
+	}
+	b, err := appendExemplars(make([]byte, 0, 1024), res)
+	if err != nil {
+		return nil, annots, &apiError{errInternal, err}
+	}
+	return json.RawMessage(b), annots, nil
 }
 
 func (a *QueryAPI) buildInfo(*http.Request) (any, annotations.Annotations, *apiError) {

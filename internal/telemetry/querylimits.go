@@ -43,13 +43,19 @@ type QueryLimits struct {
 	// memory of all of them; others wait for a slot within their
 	// Timeout.
 	MaxConcurrent int
+	// MaxExemplars bounds the exemplars of one query_exemplars answer
+	// (default 10,000): the newest are kept and a warning says how many
+	// were left out. The time range is not bounded: exemplar storage is
+	// a fixed-size ring (source.embedded.maxExemplars).
+	MaxExemplars int
 }
 
 // Defaults of QueryLimits.
 const (
-	DefaultQueryMaxLength = 64 << 10
-	DefaultQueryMaxDepth  = 128
-	DefaultMaxConcurrent  = 20
+	DefaultQueryMaxLength    = 64 << 10
+	DefaultQueryMaxDepth     = 128
+	DefaultMaxConcurrent     = 20
+	DefaultQueryMaxExemplars = 10_000
 	// DefaultMaxPointsPerSeries is Prometheus' limit on range query points.
 	DefaultMaxPointsPerSeries = 11_000
 )
@@ -61,7 +67,7 @@ var ErrQueryLimit = errors.New("query exceeds a limit")
 // withDefaults returns l with zero fields set to their defaults, or an
 // error if a field is negative.
 func (l QueryLimits) withDefaults() (QueryLimits, error) {
-	if l.MaxLength < 0 || l.MaxDepth < 0 || l.MaxPoints < 0 || l.Timeout < 0 || l.MaxConcurrent < 0 {
+	if l.MaxLength < 0 || l.MaxDepth < 0 || l.MaxPoints < 0 || l.Timeout < 0 || l.MaxConcurrent < 0 || l.MaxExemplars < 0 {
 		return l, errors.New("query limits must not be negative")
 	}
 	l.MaxLength = cmp.Or(l.MaxLength, DefaultQueryMaxLength)
@@ -69,6 +75,7 @@ func (l QueryLimits) withDefaults() (QueryLimits, error) {
 	l.MaxPoints = cmp.Or(l.MaxPoints, DefaultMaxPointsPerSeries)
 	l.Timeout = cmp.Or(l.Timeout, DefaultQueryTimeout)
 	l.MaxConcurrent = cmp.Or(l.MaxConcurrent, DefaultMaxConcurrent)
+	l.MaxExemplars = cmp.Or(l.MaxExemplars, DefaultQueryMaxExemplars)
 	return l, nil
 }
 

@@ -128,6 +128,9 @@ type ReceiverOptions struct {
 	AcceptNonFiniteValues bool
 	// OTLP configures the translation of OTLP metrics.
 	OTLP OTLPTranslation
+	// SpanMetrics configures the metrics the traces receiver derives from
+	// spans.
+	SpanMetrics SpanMetricsOptions
 	// DeploySink receives deploy markers from the events API. Without one,
 	// deploy events are rejected with 422.
 	DeploySink DeploySink

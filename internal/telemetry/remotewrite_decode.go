@@ -23,13 +23,24 @@ type writeRequest struct {
 	labels     []wireLabel
 	samples    []prompb.Sample
 	histograms []prompb.Histogram
-	exemplars  int
-	buckets    int // native histogram spans and buckets
+	exemplars  []wireExemplar
+	// exLabels are the exemplars' labels, apart from the series' so each
+	// series' labels stay one contiguous span whatever the field order.
+	exLabels []wireLabel
+	buckets  int // native histogram spans and buckets
+}
+
+// wireExemplar is one prompb.Exemplar: its labels are a span of exLabels.
+type wireExemplar struct {
+	labels      span
+	extraLabels int // labels beyond the per-series limit, not stored
+	value       float64
+	ts          int64
 }
 
 // wireSeries is one TimeSeries: index ranges into the request's slices.
 type wireSeries struct {
-	labels, samples, histograms span
+	labels, samples, histograms, exemplars span
 	// extraLabels counts the labels beyond the per-series limit, which
 	// decode does not store.
 	extraLabels int
@@ -50,6 +61,9 @@ const (
 	fieldLabelValue             = 2
 	fieldSampleValue            = 1
 	fieldSampleTimestamp        = 2
+	fieldExemplarLabels         = 1
+	fieldExemplarValue          = 2
+	fieldExemplarTimestamp      = 3
 )
 
 func (r *writeRequest) reset() {
@@ -58,7 +72,8 @@ func (r *writeRequest) reset() {
 	r.samples = r.samples[:0]
 	clear(r.histograms)
 	r.histograms = r.histograms[:0]
-	r.exemplars = 0
+	r.exemplars = r.exemplars[:0]
+	r.exLabels = r.exLabels[:0]
 	r.buckets = 0
 }
 
@@ -68,7 +83,9 @@ func (r *writeRequest) size() int64 {
 	return int64(cap(r.series))*int64(unsafe.Sizeof(wireSeries{})) +
 		int64(cap(r.labels))*int64(unsafe.Sizeof(wireLabel{})) +
 		int64(cap(r.samples))*int64(unsafe.Sizeof(prompb.Sample{})) +
-		int64(cap(r.histograms))*int64(unsafe.Sizeof(prompb.Histogram{}))
+		int64(cap(r.histograms))*int64(unsafe.Sizeof(prompb.Histogram{})) +
+		int64(cap(r.exemplars))*int64(unsafe.Sizeof(wireExemplar{})) +
+		int64(cap(r.exLabels))*int64(unsafe.Sizeof(wireLabel{}))
 }
 
 // decodeLimits bound what decode allocates; zero fields are no bound.
@@ -152,6 +169,7 @@ func (r *writeRequest) decodeSeries(b []byte, lim decodeLimits, res *Reservation
 		labels:     span{len(r.labels), len(r.labels)},
 		samples:    span{len(r.samples), len(r.samples)},
 		histograms: span{len(r.histograms), len(r.histograms)},
+		exemplars:  span{len(r.exemplars), len(r.exemplars)},
 	}
 	var err error
 	for len(b) > 0 {
@@ -175,7 +193,7 @@ func (r *writeRequest) decodeSeries(b []byte, lim decodeLimits, res *Reservation
 		}
 		b = b[n:]
 		if num == fieldTimeSeriesSamples || num == fieldTimeSeriesExemplars || num == fieldTimeSeriesHistograms {
-			if lim.samples > 0 && len(r.samples)+len(r.histograms)+r.exemplars >= lim.samples {
+			if lim.samples > 0 && len(r.samples)+len(r.histograms)+len(r.exemplars) >= lim.samples {
 				return &limitError{what: "samples, histogram samples and exemplars", limit: lim.samples}
 			}
 		}
@@ -205,9 +223,14 @@ func (r *writeRequest) decodeSeries(b []byte, lim decodeLimits, res *Reservation
 			}
 			r.samples = append(r.samples, smp)
 		case fieldTimeSeriesExemplars:
-			// Exemplar storage is off in the embedded TSDB, as it is by
-			// default in Prometheus: exemplars are counted and dropped.
-			r.exemplars++
+			ex, err := r.decodeExemplar(msg, lim, res)
+			if err != nil {
+				return fmt.Errorf("exemplars[%d]: %w", len(r.exemplars)-s.exemplars.start, err)
+			}
+			if r.exemplars, err = grow(r.exemplars, res); err != nil {
+				return err
+			}
+			r.exemplars = append(r.exemplars, ex)
 		case fieldTimeSeriesHistograms:
 			i := len(r.histograms) - s.histograms.start
 			buckets, cost, err := scanHistogram(msg)
@@ -231,7 +254,7 @@ func (r *writeRequest) decodeSeries(b []byte, lim decodeLimits, res *Reservation
 			}
 		}
 	}
-	s.labels.end, s.samples.end, s.histograms.end = len(r.labels), len(r.samples), len(r.histograms)
+	s.labels.end, s.samples.end, s.histograms.end, s.exemplars.end = len(r.labels), len(r.samples), len(r.histograms), len(r.exemplars)
 	if r.series, err = grow(r.series, res); err != nil {
 		return err
 	}
@@ -334,6 +357,63 @@ func decodeLabel(b []byte) (wireLabel, error) {
 		b = b[n:]
 	}
 	return l, nil
+}
+
+// decodeExemplar parses one prompb.Exemplar, its labels into r.exLabels
+// (at most lim.labelsPerSeries of them; the rest are counted).
+func (r *writeRequest) decodeExemplar(b []byte, lim decodeLimits, res *Reservation) (wireExemplar, error) {
+	ex := wireExemplar{labels: span{len(r.exLabels), len(r.exLabels)}}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ex, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == fieldExemplarLabels && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return ex, protowire.ParseError(n)
+			}
+			b = b[n:]
+			if lim.labelsPerSeries > 0 && len(r.exLabels)-ex.labels.start >= lim.labelsPerSeries {
+				ex.extraLabels++
+				continue
+			}
+			l, err := decodeLabel(v)
+			if err != nil {
+				return ex, fmt.Errorf("labels[%d]: %w", len(r.exLabels)-ex.labels.start, err)
+			}
+			if r.exLabels, err = grow(r.exLabels, res); err != nil {
+				return ex, err
+			}
+			r.exLabels = append(r.exLabels, l)
+		case num == fieldExemplarValue && typ == protowire.Fixed64Type:
+			v, n := protowire.ConsumeFixed64(b)
+			if n < 0 {
+				return ex, protowire.ParseError(n)
+			}
+			b = b[n:]
+			ex.value = math.Float64frombits(v)
+		case num == fieldExemplarTimestamp && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return ex, protowire.ParseError(n)
+			}
+			b = b[n:]
+			ex.ts = int64(v)
+		case num == fieldExemplarLabels || num == fieldExemplarValue || num == fieldExemplarTimestamp:
+			return ex, fmt.Errorf("field %d: unexpected wire type %d", num, typ)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return ex, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	ex.labels.end = len(r.exLabels)
+	return ex, nil
 }
 
 func decodeSample(b []byte) (prompb.Sample, error) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
@@ -45,18 +47,21 @@ type writeMetrics struct {
 	requests *prometheus.CounterVec
 	samples  prometheus.Counter
 	rejected *prometheus.CounterVec
+	// exemplars counts exemplars by outcome: stored or rejected.
+	exemplars *prometheus.CounterVec
 }
 
 // writeBuffers is the per-request scratch space, pooled so the hot path
 // does not allocate.
 type writeBuffers struct {
-	body    []byte
-	decoded []byte
-	req     writeRequest
-	sb      labels.ScratchBuilder
-	key     []byte
-	hits    []cacheHit
-	misses  []cacheEntry
+	body      []byte
+	decoded   []byte
+	req       writeRequest
+	sb        labels.ScratchBuilder
+	key       []byte
+	hits      []cacheHit
+	misses    []cacheEntry
+	exemplars []exemplar.Exemplar
 }
 
 // Buffers larger than this are dropped instead of pooled, so one huge
@@ -88,8 +93,12 @@ func NewWriteHandler(opts ReceiverOptions) (*WriteHandler, error) {
 			Name: "qsp_remote_write_samples_rejected_total",
 			Help: "Samples rejected from remote write requests, by reason.",
 		}, []string{"reason"}),
+		exemplars: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qsp_remote_write_exemplars_total",
+			Help: "Exemplars received on remote write, by outcome (stored, rejected).",
+		}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{h.metrics.requests, h.metrics.samples, h.metrics.rejected} {
+	for _, c := range []prometheus.Collector{h.metrics.requests, h.metrics.samples, h.metrics.rejected, h.metrics.exemplars} {
 		if err := opts.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("remote_write: register metrics: %w", err)
 		}
@@ -110,6 +119,10 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.pool.Put(buf)
 	}
 	h.metrics.samples.Add(float64(stats.stored))
+	if stats.exTotal > 0 {
+		h.metrics.exemplars.WithLabelValues("stored").Add(float64(stats.exStored))
+		h.metrics.exemplars.WithLabelValues("rejected").Add(float64(stats.exRejected))
+	}
 	if err == nil {
 		w.WriteHeader(http.StatusNoContent)
 		h.metrics.requests.WithLabelValues("204").Inc()
@@ -285,6 +298,12 @@ func (h *WriteHandler) append(r *http.Request, buf *writeBuffers) (writeStats, e
 			ref = nref
 			stats.stored++
 		}
+		if s.exemplars.end > s.exemplars.start {
+			if err := h.appendExemplars(app, ref, ls, req, s, buf, maxT, &stats); err != nil {
+				_ = app.Rollback()
+				return writeStats{}, err
+			}
+		}
 		if ref != 0 && (!hit.found || hit.stale || ref != ref0) {
 			buf.misses = append(buf.misses, cacheEntry{ref: ref, labels: ls, key: hit.key})
 		}
@@ -295,10 +314,93 @@ func (h *WriteHandler) append(r *http.Request, buf *writeBuffers) (writeStats, e
 	// Only series the TSDB accepted are cached, after the commit made
 	// their refs real.
 	h.cache.add(buf.misses)
-	if stats.rejected > 0 {
+	if stats.rejected > 0 || stats.exRejected > 0 {
 		return stats, errorf(http.StatusBadRequest, "%s", stats.message())
 	}
 	return stats, nil
+}
+
+// appendExemplars attaches the exemplars of series s (stored as ref) to
+// it. Invalid exemplars (labels, length over 128 runes, future
+// timestamps) are rejected with a reason like samples; out-of-order and
+// duplicate ones are dropped silently, as Prometheus does, since senders
+// resend the newest exemplar with every batch. A storage fault is
+// returned.
+func (h *WriteHandler) appendExemplars(app storage.AppenderV2, ref storage.SeriesRef, ls labels.Labels, req *writeRequest, s *wireSeries, buf *writeBuffers, maxT int64, stats *writeStats) error {
+	wexs := req.exemplars[s.exemplars.start:s.exemplars.end]
+	stats.exTotal += len(wexs)
+	if ref == 0 {
+		stats.rejectExemplar(len(wexs), func() string {
+			return fmt.Sprintf("series %s: %d exemplars: the series has no stored sample to attach them to", ls.String(), len(wexs))
+		})
+		return nil
+	}
+	ea, ok := app.(storage.ExemplarAppenderV2)
+	if !ok {
+		return fmt.Errorf("append exemplars: appender %T does not take exemplars", app)
+	}
+	exs := buf.exemplars[:0]
+	for _, we := range wexs {
+		ex, err := buildExemplar(req, we, &buf.sb, h.opts.Limits)
+		if err == nil && ex.Ts > maxT {
+			err = fmt.Errorf("timestamp %s is more than %s in the future", sampleTime(ex.Ts), maxAheadTime)
+		}
+		if err != nil {
+			stats.rejectExemplar(1, func() string { return fmt.Sprintf("series %s exemplar @%d: %v", ls.String(), we.ts, err) })
+			continue
+		}
+		exs = append(exs, ex)
+	}
+	buf.exemplars = exs[:0]
+	if len(exs) == 0 {
+		return nil
+	}
+	// The TSDB requires exemplars sorted by time.
+	slices.SortFunc(exs, exemplar.Compare)
+	_, err := ea.AppendExemplars(ref, ls, exs)
+	var perr *storage.AppendPartialError
+	stored := len(exs)
+	switch {
+	case err == nil:
+	case errors.As(err, &perr):
+		stored -= len(perr.ExemplarErrors)
+		for _, ee := range perr.ExemplarErrors {
+			if errors.Is(ee.Err, storage.ErrOutOfOrderExemplar) || errors.Is(ee.Err, storage.ErrDuplicateExemplar) {
+				continue
+			}
+			ex := exs[ee.Index]
+			stats.rejectExemplar(1, func() string {
+				return fmt.Sprintf("series %s exemplar %s @%d: %v", ls.String(), ex.Labels.String(), ex.Ts, ee.Err)
+			})
+		}
+	case errors.Is(err, storage.ErrExemplarsDisabled):
+		stored = 0
+	default:
+		return fmt.Errorf("append exemplars %s: %w", ls, err)
+	}
+	stats.exStored += max(stored, 0)
+	return nil
+}
+
+// buildExemplar validates and copies the labels of one wire exemplar.
+// The TSDB checks the 128-rune length of the whole set and duplicates.
+func buildExemplar(req *writeRequest, we wireExemplar, sb *labels.ScratchBuilder, lim Limits) (exemplar.Exemplar, error) {
+	wls := req.exLabels[we.labels.start:we.labels.end]
+	if n := len(wls) + we.extraLabels; n > lim.MaxLabelsPerSeries {
+		return exemplar.Exemplar{}, fmt.Errorf("%d labels exceed the limit of %d", n, lim.MaxLabelsPerSeries)
+	}
+	sb.Reset()
+	for _, l := range wls {
+		if err := validateLabel(l.name, l.value, lim); err != nil {
+			return exemplar.Exemplar{}, err
+		}
+		if utf8.RuneCount(l.name)+utf8.RuneCount(l.value) > exemplar.ExemplarMaxLabelSetLength {
+			return exemplar.Exemplar{}, storage.ErrExemplarLabelLength
+		}
+		sb.Add(unsafeString(l.name), unsafeString(l.value))
+	}
+	sb.Sort()
+	return exemplar.Exemplar{Labels: sb.Labels(), Value: we.value, Ts: we.ts, HasTs: we.ts != 0}, nil
 }
 
 // checkSample applies the receiver's own rules (the TSDB applies the rest).
@@ -454,8 +556,11 @@ func (r rejectReason) String() string {
 // rejection messages, built lazily so accepted data costs nothing.
 type writeStats struct {
 	total, stored, rejected int
-	byReason                [numReasons]int
-	first                   []string
+	// exTotal, exStored and exRejected count exemplars apart: a request
+	// whose samples were all stored may still have bad exemplars.
+	exTotal, exStored, exRejected int
+	byReason                      [numReasons]int
+	first                         []string
 }
 
 const maxRejectMessages = 5
@@ -468,8 +573,20 @@ func (s *writeStats) reject(reason rejectReason, n int, msg func() string) {
 	}
 }
 
+func (s *writeStats) rejectExemplar(n int, msg func() string) {
+	s.exRejected += n
+	if len(s.first) < maxRejectMessages {
+		s.first = append(s.first, msg())
+	}
+}
+
 func (s *writeStats) message() string {
 	var b strings.Builder
+	if s.rejected == 0 {
+		fmt.Fprintf(&b, "%d of %d exemplars rejected, the samples and the other exemplars were stored: ", s.exRejected, s.exTotal)
+		b.WriteString(strings.Join(s.first, "; "))
+		return b.String()
+	}
 	if s.rejected == s.total {
 		fmt.Fprintf(&b, "all %d samples rejected (", s.total)
 	} else {
@@ -486,6 +603,9 @@ func (s *writeStats) message() string {
 		b.WriteString("): ")
 	} else {
 		b.WriteString("), the others were stored: ")
+	}
+	if s.exRejected > 0 {
+		fmt.Fprintf(&b, "(and %d of %d exemplars) ", s.exRejected, s.exTotal)
 	}
 	b.WriteString(strings.Join(s.first, "; "))
 	return b.String()
