@@ -24,9 +24,12 @@ func newGenerateRulesCommand() *cobra.Command {
 		Long: `prometheus-rules writes a Prometheus rule file for the SLOs in the specs:
 recording rules slo:sli_error:ratio_rate<window> for each window the SLO's
 alert pairs use, and one page and one ticket alerting rule per SLO with the
-labels and annotations of QSP's own alerts. SLOs Prometheus cannot evaluate
-the same way (composite, threshold, availability, percentile, time-slice
-budgets) are listed in the file's header and on stderr.
+labels and annotations of QSP's own alerts. Every indicator kind is written:
+slice-judged SLIs (threshold, latency percentile, timeslices budgeting) also
+record their condition every evaluation step (slo:sli_value_good), and
+composites combine their children's ratios. An SLO that cannot be written
+(for example a composite over grouped children) is listed with its reason in
+the file's header and on stderr.
 
 The file passes promtool check rules. Exit status 0 on success, 1 when the
 specs are invalid, 2 on other errors.`,

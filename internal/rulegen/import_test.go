@@ -62,3 +62,46 @@ func TestImportedCorpusRules(t *testing.T) {
 	}
 	t.Logf("promtool: %d rule files checked", len(all))
 }
+
+// TestExamplesRules generates the rules of every example SLO in
+// examples/ and checks them with promtool: each SLO is written, none
+// skipped.
+func TestExamplesRules(t *testing.T) {
+	set, diags := spec.Load("../../examples")
+	if diags.HasErrors() {
+		t.Fatalf("examples: %s", diags.Error())
+	}
+	if len(set.SLOs) != 19 {
+		t.Errorf("examples have %d SLOs, this test expects 19", len(set.SLOs))
+	}
+	res, err := rulegen.Generate(set, rulegen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Skipped {
+		t.Errorf("skipped SLO %s: %s", s.SLO, s.Reason)
+	}
+	alerting := map[string]int{}
+	for _, g := range res.Groups.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				alerting[r.Labels["slo"]]++
+			}
+		}
+	}
+	for _, s := range set.SLOs {
+		if alerting[s.Name()] == 0 {
+			t.Errorf("SLO %s has no alerting rule", s.Name())
+		}
+	}
+	path := filepath.Join(t.TempDir(), "examples.rules.yml")
+	if err := os.WriteFile(path, generate(t, set), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	promtool := externaltest.LookPath(t, "promtool")
+	out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
