@@ -28,10 +28,10 @@ import (
 func init() { generators = append(generators, newGenerateGrafanaCommand) }
 
 func newGenerateGrafanaCommand() *cobra.Command {
-	var specs []string
+	var src specSource
 	var output string
 	cmd := &cobra.Command{
-		Use:   "grafana [--specs PATH...] [-o DIR]",
+		Use:   "grafana (--config FILE | --specs PATH...) [-o DIR]",
 		Short: "Generate Grafana dashboards over QSP's /metrics",
 		Long: `grafana writes Grafana dashboards (JSON) over the qsp_slo_* series QSP
 exports on /metrics: one overview of every SLO (states, error budget
@@ -44,10 +44,10 @@ Files are named qsp-overview.json and qsp-service-<service>.json. Exit
 status 0 on success, 1 when the specs are invalid, 2 on other errors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(specs) == 0 {
-				specs = []string{"."}
+			set, _, diags, err := src.load()
+			if err != nil {
+				return err
 			}
-			set, diags := spec.Load(specs...)
 			if diags.HasErrors() {
 				printDiagnostics(cmd.ErrOrStderr(), diags)
 				return errCheckFailed
@@ -73,7 +73,7 @@ status 0 on success, 1 when the specs are invalid, 2 on other errors.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&specs, "specs", nil, "spec files or folders (default: the current folder)")
+	src.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", ".", "folder to write the dashboards to")
 	return cmd
 }

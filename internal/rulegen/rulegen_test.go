@@ -328,6 +328,18 @@ func TestCommand(t *testing.T) {
 	if code := cli.Run([]string{"generate", "prometheus-rules", "--specs", dir}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "groups:") {
 		t.Errorf("to stdout: exit %d, %q", code, stdout.String()[:min(100, stdout.Len())])
 	}
+	// Without --specs the configured specs are read, relative to the
+	// configuration file; without either, nothing is guessed.
+	cfg := filepath.Join(t.TempDir(), "qsp.yaml")
+	must(t, os.WriteFile(cfg, []byte("specs: ["+filepath.Join(dir, "slos.yaml")+"]\n"), 0o644))
+	stdout.Reset()
+	if code := cli.Run([]string{"generate", "prometheus-rules", "--config", cfg}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "qsp-slo-fast-outage") {
+		t.Errorf("--config: exit %d, %q", code, stdout.String()[:min(100, stdout.Len())])
+	}
+	stderr.Reset()
+	if code := cli.Run([]string{"generate", "prometheus-rules"}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "no specs: pass --config FILE") {
+		t.Errorf("no specs: exit %d, %s; want 2 naming --config and --specs", code, stderr.String())
+	}
 	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("apiVersion: qsp/v1\nkind: SLO\nmetadata: {name: x}\nspec: {objective: 120}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
