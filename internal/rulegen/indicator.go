@@ -288,3 +288,19 @@ func occurrences(s *spec.SLO) (*errorRatio, string) {
 	}
 	return nil, "no indicator"
 }
+
+// ErrorRatioExpr returns the PromQL of an SLO's error ratio over w as the
+// generated rules compute it, or the reason there is none. Slice-judged
+// SLIs read the step series the rules record (ValueGoodRecord); the
+// others are plain PromQL over the SLI's own series.
+func ErrorRatioExpr(set *spec.Set, s *spec.SLO, w time.Duration) (string, string) {
+	er, reason := indicator(s, set, 0)
+	if reason != "" {
+		return "", reason
+	}
+	return er.expr(w), ""
+}
+
+// RecordName is the recorded error ratio of one window:
+// slo:sli_error:ratio_rate5m.
+func RecordName(w time.Duration) string { return ErrorRatioRecord + spec.Duration(w).String() }
