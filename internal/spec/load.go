@@ -200,6 +200,10 @@ func (p *loader) parseDocument(doc document) {
 		if record(FormatOpenSLO) {
 			p.parseOpenSLO(doc, kind)
 		}
+	case apiVersion == openSLOv1alpha || apiVersion == openSLOv2alpha:
+		if record(FormatOpenSLO) {
+			p.upgradeOpenSLO(doc, apiVersion, kind)
+		}
 	case apiVersion == "sloth.slok.dev/v1" && kind == "PrometheusServiceLevel":
 		if record(FormatSloth) {
 			p.parseSloth(doc, field(doc.node, "spec"), true)
