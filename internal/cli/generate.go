@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -76,3 +78,15 @@ func (s *specSource) load() (*spec.Set, []string, spec.Diagnostics, error) {
 	}
 	return set, paths, nil, nil
 }
+
+// Environment variables that default the address flags, so scripts (and
+// the documentation's command test) can move every command to another
+// port without changing the commands.
+const (
+	envListen = "QSP_LISTEN" // serve and demo --listen
+	envURL    = "QSP_URL"    // status and gate --url
+	// envDataDir defaults serve --data-dir.
+	envDataDir = "QSP_DATA_DIR"
+)
+
+func envOr(key, def string) string { return cmp.Or(os.Getenv(key), def) }

@@ -63,7 +63,7 @@ rates and prints them as a table, or as JSON with -o json.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&addr, "url", "http://127.0.0.1:8080", "URL of the running qsp serve")
+	fl.StringVar(&addr, "url", envOr(envURL, "http://127.0.0.1:8080"), "URL of the running qsp serve (default $"+envURL+" or http://127.0.0.1:8080)")
 	fl.StringVarP(&output, "output", "o", "table", "table or json")
 	fl.StringVar(&token, "token", "", "API token (default $QSP_TOKEN)")
 	fl.StringVar(&service, "service", "", "only this service")

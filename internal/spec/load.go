@@ -71,7 +71,9 @@ func specFiles(path string) ([]string, error) {
 			return err
 		}
 		if d.IsDir() {
-			if p != path && strings.HasPrefix(d.Name(), ".") {
+			// Hidden folders, and test fixtures as Go tools skip them:
+			// a repository's root then loads its specs, not its tests'.
+			if p != path && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
 				return filepath.SkipDir
 			}
 			return nil
