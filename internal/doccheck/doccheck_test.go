@@ -65,7 +65,7 @@ var commands = map[string]map[string]expect{
 		"go run ./cmd/qsp status": {dir: "root", out: "checkout-availability"},
 		// The sample report has a critical finding: the gate says no.
 		"go run ./cmd/qsp gate checkout-deploy --report examples/trivy.json": {dir: "root", exit: 1, out: "policy decision"},
-		"go run ./cmd/qsp generate prometheus-rules --specs examples":       {dir: "root", out: "qsp-slo-checkout-journey"},
+		"go run ./cmd/qsp generate prometheus-rules --specs examples":        {dir: "root", out: "qsp-slo-checkout-journey"},
 	},
 	"docs/getting-started.md": {
 		"go run ./cmd/qsp demo --speed 60": {kind: server, dir: "root", probe: "/"},
