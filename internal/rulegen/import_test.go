@@ -1,6 +1,7 @@
 package rulegen_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,4 +105,66 @@ func TestExamplesRules(t *testing.T) {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// TestSlicedRulesPromtool runs Prometheus' rule unit tests (promtool test
+// rules) on the rules of a threshold SLO judged per 1m slice: good for an
+// hour, then bad. The recorded error ratio over 14m is the share of bad
+// slices exactly as QSP counts them (4 of the 14 slices ending at 50m …
+// 63m are bad at 63m), and the page alert fires once the 14m/1m pair
+// holds.
+func TestSlicedRulesPromtool(t *testing.T) {
+	promtool := externaltest.LookPath(t, "promtool")
+	set, diags := spec.LoadBytes("saturation.yaml", []byte(`apiVersion: qsp/v1
+kind: Service
+metadata: {name: shop}
+spec: {owner: payments}
+---
+apiVersion: qsp/v1
+kind: SLO
+metadata: {name: saturation}
+spec:
+  service: shop
+  category: performance
+  objective: 99
+  window: 7d
+  budgeting: timeslices
+  indicator:
+    threshold: {query: 'max(cpu_usage{job="shop"})', op: "<", value: 70%}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), generate(t, set), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ratio := func(at string, v string) string {
+		return fmt.Sprintf(`      - expr: slo:sli_error:ratio_rate14m{slo="saturation"}
+        eval_time: %s
+        exp_samples: [{labels: 'slo:sli_error:ratio_rate14m{service="shop", slo="saturation"}', value: %s}]
+`, at, v)
+	}
+	paging := func(at string, n int) string {
+		return fmt.Sprintf(`      - expr: count(ALERTS{slo="saturation", severity="page", window="14m/1m", alertstate="firing"}) or vector(0)
+        eval_time: %s
+        exp_samples: [{labels: '{}', value: %d}]
+`, at, n)
+	}
+	test := `rule_files: [rules.yml]
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+      - series: 'cpu_usage{job="shop"}'
+        values: '0.5x239 0.9x120'
+    promql_expr_test:
+` + ratio("55m", "0") + ratio("63m", "0.2857142857142857") + ratio("80m", "1") + paging("55m", 0) + paging("80m", 1)
+	if err := os.WriteFile(filepath.Join(dir, "rules_test.yml"), []byte(test), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(promtool, "test", "rules", filepath.Join(dir, "rules_test.yml")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
 }

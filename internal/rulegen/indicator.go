@@ -127,8 +127,15 @@ func sliced(s *spec.SLO, step, slice time.Duration, cond string) *errorRatio {
 		by = " by (" + strings.Join(s.Spec.GroupBy, ", ") + ")"
 	}
 	sl := spec.Duration(slice).String()
+	// Both ranges are a millisecond short of their length: Prometheus 2
+	// closes ranges at both ends, Prometheus 3 only at the end, and a
+	// range of exactly the slice would take the previous slice's last
+	// step (and a window one slice too many) in Prometheus 2. One
+	// millisecond short, both hold exactly the steps of the slice and
+	// exactly the window's slices.
+	short := func(d time.Duration) string { return model.Duration(d - time.Millisecond).String() }
 	slices := func(w time.Duration) string {
-		return fmt.Sprintf("min_over_time(%s{%s=%q}[%s])[%s:%s]", ValueGoodRecord, alert.LabelSLO, name, sl, spec.Duration(w), sl)
+		return fmt.Sprintf("min_over_time(%s{%s=%q}[%s])[%s:%s]", ValueGoodRecord, alert.LabelSLO, name, short(slice), short(w), sl)
 	}
 	return &errorRatio{
 		expr: func(w time.Duration) string {

@@ -222,9 +222,9 @@ func TestGenerate(t *testing.T) {
 		expr     string        // in the group's first rule
 	}{
 		{"qsp-slo-p99-steps", 5 * time.Minute, `histogram_quantile(0.99, sum by (le) (rate(lat_seconds_bucket{slo="latency"}[5m])))`},
-		{"qsp-slo-p99", 0, `min_over_time(slo:sli_value_good{slo="p99"}[5m])[1m:5m]`},
+		{"qsp-slo-p99", 0, `min_over_time(slo:sli_value_good{slo="p99"}[4m59s999ms])[59s999ms:5m]`},
 		{"qsp-slo-saturation-steps", 15 * time.Second, `((max(cpu_usage{job="shop"})) >= -Inf) < bool 0.7`},
-		{"qsp-slo-saturation", 0, `min_over_time(slo:sli_value_good{slo="saturation"}[1m])[1m:1m]`},
+		{"qsp-slo-saturation", 0, `min_over_time(slo:sli_value_good{slo="saturation"}[59s999ms])[59s999ms:1m]`},
 		{"qsp-slo-probes", 0, `sum (sum_over_time(probe_success{job="shop"}[1m]))`},
 		{"qsp-slo-combined", 0, `0.5 * sum(`},
 	} {
