@@ -168,3 +168,23 @@ tests:
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
 }
+
+// BenchmarkGenerateExamples generates and writes the rules of the 19
+// example SLOs, as qsp generate prometheus-rules does.
+func BenchmarkGenerateExamples(b *testing.B) {
+	set, diags := spec.Load("../../examples")
+	if diags.HasErrors() {
+		b.Fatal(diags.Error())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := rulegen.Generate(set, rulegen.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out strings.Builder
+		if err := res.Write(&out, rulegen.Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
