@@ -146,6 +146,10 @@ type Limit struct {
 var (
 	DefaultRateLimit       = Limit{PerSecond: 50, Burst: 200}
 	DefaultIngestRateLimit = Limit{PerSecond: 1000, Burst: 2000}
+	// DefaultQueryRateLimit bounds a token's requests to the
+	// Prometheus-compatible query API: a Grafana dashboard or a remote
+	// QSP backfilling sends hundreds of queries at once.
+	DefaultQueryRateLimit = Limit{PerSecond: 1000, Burst: 2000}
 )
 
 // DefaultMaxBodyBytes bounds request bodies of routes without a limit of
@@ -190,8 +194,12 @@ type AuthOptions struct {
 	// RateLimit bounds each principal's requests to the API and UI,
 	// IngestRateLimit to the receivers. Zero values use the defaults.
 	RateLimit, IngestRateLimit Limit
-	Logger                     *slog.Logger
-	Now                        func() time.Time
+	// QueryRateLimit bounds each token's requests to routes of rule
+	// Query (the Prometheus-compatible query API); requests without a
+	// token there keep RateLimit. Zero uses DefaultQueryRateLimit.
+	QueryRateLimit Limit
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Auth authenticates requests (bearer tokens, UI sessions, anonymous
@@ -211,6 +219,7 @@ type Auth struct {
 	log         *slog.Logger
 	now         func() time.Time
 	api, ingest *limiters
+	query       *limiters // tokens on Query routes
 }
 
 // NewAuth checks the tokens and builds an Auth.
@@ -282,6 +291,7 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 	a.bodyTimeout.ingest = cmp.Or(opts.IngestBodyTimeout, DefaultIngestBodyTimeout)
 	a.api = newLimiters(opts.RateLimit, DefaultRateLimit)
 	a.ingest = newLimiters(opts.IngestRateLimit, DefaultIngestRateLimit)
+	a.query = newLimiters(opts.QueryRateLimit, DefaultQueryRateLimit)
 	return a, nil
 }
 
@@ -452,6 +462,13 @@ func (a *Auth) RequireRule(rule Rule, deny Denier, h http.Handler) http.Handler 
 			return
 		}
 		if !rule.Unlimited {
+			lims := lims
+			if rule.Query && p.Via == ViaToken {
+				// A machine client with a token (Grafana, a remote
+				// QSP) gets the query API's own bucket; anonymous
+				// callers keep the API's.
+				lims = a.query
+			}
 			if wait, ok := lims.allow(limitKey(p, r), a.now()); !ok {
 				tooMany(w, r, deny, p.Name, wait)
 				return

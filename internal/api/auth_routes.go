@@ -16,6 +16,10 @@ type Rule struct {
 	// Unlimited keeps the route outside every rate limit: health probes
 	// must answer 200 however many wrong tokens a client guessed.
 	Unlimited bool
+	// Query marks the Prometheus-compatible query API: requests with a
+	// token count against AuthOptions.QueryRateLimit instead of the API's
+	// limit, since data sources send queries in bursts.
+	Query bool
 }
 
 // routeRules is the role every route of the server needs, in one place:
@@ -35,7 +39,10 @@ var routeRules = map[string]Rule{
 	"POST /v1/metrics":    {Role: RoleIngest, MaxBody: -1},
 	"POST /v1/traces":     {Role: RoleIngest, MaxBody: -1},
 	"POST /api/v1/events": {Role: RoleIngest, MaxBody: -1},
-	"/prometheus/api/v1/": {Role: RoleViewer},
+	"/prometheus/api/v1/": {Role: RoleViewer, Query: true},
+	// Its root, which Grafana and people open to check the data source URL.
+	"GET /prometheus":     {Role: RoleViewer, Query: true},
+	"GET /prometheus/{$}": {Role: RoleViewer, Query: true},
 
 	// The JSON API: SLOs and services (api.go).
 	"GET /api/v1/openapi.json":        {Role: RolePublic},

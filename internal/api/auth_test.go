@@ -555,3 +555,47 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 	})
 }
+
+// TestQueryRateLimit: on the query API a token has the query bucket, so
+// a data source's burst (Grafana, a remote QSP backfilling) is not cut
+// at the API's limit, while anonymous callers keep the API's limit.
+func TestQueryRateLimit(t *testing.T) {
+	tt := newTestTokens(t)
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	a, err := NewAuth(AuthOptions{Tokens: tt.conf, Anonymous: RoleViewer, AnonymousSet: true, Now: clk.now,
+		RateLimit: Limit{PerSecond: 1, Burst: 3}, QueryRateLimit: Limit{PerSecond: 1, Burst: 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(rule Rule, tok string) int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/prometheus/api/v1/query", nil)
+		req.RemoteAddr = "192.0.2.1:1234"
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		a.RequireRule(rule, nil, echoPrincipal).ServeHTTP(rec, req)
+		return rec.Code
+	}
+	query := Rule{Role: RoleViewer, Query: true}
+	for _, tc := range []struct {
+		name  string
+		rule  Rule
+		tok   string
+		burst int // requests answered before the first 429
+	}{
+		{"token on the query API", query, tt.raw[RoleViewer], 20},
+		{"anonymous on the query API", query, "", 3},
+		{"token elsewhere", Rule{Role: RoleViewer}, tt.raw[RoleOperator], 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 0
+			for n < 100 && call(tc.rule, tc.tok) == http.StatusOK {
+				n++
+			}
+			if n != tc.burst {
+				t.Errorf("%d requests answered before a 429, want %d", n, tc.burst)
+			}
+		})
+	}
+}

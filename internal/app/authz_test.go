@@ -58,7 +58,7 @@ func concrete(rt api.Route) (methods []string, path string) {
 	path = rt.Path()
 	r := strings.NewReplacer("{name}", "checkout-availability", "{id}", "1", "{file}", "style.css", "{$}", "")
 	path = r.Replace(path)
-	if strings.HasSuffix(path, "/") && path != "/" {
+	if strings.HasSuffix(path, "/") && path != "/" && !strings.HasSuffix(rt.Path(), "{$}") {
 		path += "query?query=up"
 	}
 	if m := rt.Method(); m != "" {

@@ -297,6 +297,11 @@ type AuthConfig struct {
 	// (default 1000/s, burst 2000: Prometheus sends in parallel shards).
 	RateLimit       RateLimitConfig `yaml:"rateLimit"`
 	IngestRateLimit RateLimitConfig `yaml:"ingestRateLimit"`
+	// QueryRateLimit bounds each token's requests to the
+	// Prometheus-compatible query API under /prometheus (default 1000/s,
+	// burst 2000: Grafana and remote clients query in bursts); requests
+	// without a token there keep rateLimit.
+	QueryRateLimit RateLimitConfig `yaml:"queryRateLimit"`
 	// InsecureAnonymousAdmin lets every request without a token act as
 	// admin when no tokens are configured (the demo; a laptop). Without
 	// it anonymous requests are read-only viewers, and a listen address
@@ -465,7 +470,7 @@ func (c *Config) Normalize() error {
 	if c.Auth.BodyTimeout < 0 || c.Auth.IngestBodyTimeout < 0 {
 		return errors.New("config: auth.bodyTimeout and auth.ingestBodyTimeout must not be negative")
 	}
-	for name, l := range map[string]RateLimitConfig{"auth.rateLimit": c.Auth.RateLimit, "auth.ingestRateLimit": c.Auth.IngestRateLimit, "auth.loginRateLimit": c.Auth.LoginRateLimit} {
+	for name, l := range map[string]RateLimitConfig{"auth.rateLimit": c.Auth.RateLimit, "auth.ingestRateLimit": c.Auth.IngestRateLimit, "auth.loginRateLimit": c.Auth.LoginRateLimit, "auth.queryRateLimit": c.Auth.QueryRateLimit} {
 		if l.PerSecond < 0 || l.Burst < 0 {
 			return fmt.Errorf("config: %s: perSecond and burst must not be negative", name)
 		}

@@ -66,6 +66,7 @@ func (a *App) newAuth(ctx context.Context) (*api.Auth, error) {
 		InsecureAnonymousAdmin: ac.InsecureAnonymousAdmin, Sessions: a.store,
 		RateLimit:       api.Limit{PerSecond: ac.RateLimit.PerSecond, Burst: ac.RateLimit.Burst},
 		IngestRateLimit: api.Limit{PerSecond: ac.IngestRateLimit.PerSecond, Burst: ac.IngestRateLimit.Burst},
+		QueryRateLimit:  api.Limit{PerSecond: ac.QueryRateLimit.PerSecond, Burst: ac.QueryRateLimit.Burst},
 		LoginLimit:      api.Limit{PerSecond: ac.LoginRateLimit.PerSecond, Burst: ac.LoginRateLimit.Burst},
 		BodyTimeout:     ac.BodyTimeout.D(), IngestBodyTimeout: ac.IngestBodyTimeout.D(),
 		SecureCookies: ac.TLS.CertFile != "", Logger: a.logger, Now: a.now,
@@ -231,6 +232,16 @@ func (a *App) routes(ctx context.Context) (*router, error) {
 		mux.Handle("POST /v1/traces", traces)
 		mux.Handle("POST /api/v1/events", events)
 		mux.Handle("/prometheus/api/v1/", query)
+		// The data source's root: Grafana users paste this URL and open
+		// it to check it, so it answers instead of 404.
+		promRoot := func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("QSP's Prometheus-compatible query API over the embedded TSDB.\n" +
+				"Use this URL as the server URL of a Grafana Prometheus data source (with an Authorization: Bearer token header when auth.tokens is set);\n" +
+				"the endpoints are under /prometheus/api/v1/ (query, query_range, series, labels, label/NAME/values, status/buildinfo).\n"))
+		}
+		mux.HandleFunc("GET /prometheus", promRoot)
+		mux.HandleFunc("GET /prometheus/{$}", promRoot)
 		routes = append(routes, mux.Routes()[before:]...)
 	}
 	if r, ok := a.source.(*telemetry.Remote); ok && a.embedded == nil {

@@ -53,7 +53,7 @@ minute.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.dataDir, "data-dir", "", "data directory (default a temporary directory, removed at exit unless --keep)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the temporary data directory at exit")
-	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "dashboard and API address")
+	fl.StringVar(&f.listen, "listen", envOr(envListen, "127.0.0.1:8080"), "dashboard and API address (default $"+envListen+" or 127.0.0.1:8080)")
 	fl.BoolVar(&f.open, "open", false, "open the dashboard in a browser (xdg-open)")
 	fl.Float64Var(&f.speed, "speed", 1, "simulated seconds per second (60: an hour a minute)")
 	fl.StringVar(&f.scenario, "scenario", "", "run only this scenario: "+strings.Join(demo.ScenarioNames(), ", "))

@@ -84,7 +84,7 @@ the gate from --specs when given, else from the server.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.url, "url", "http://127.0.0.1:8080", "URL of the running qsp serve")
+	fl.StringVar(&f.url, "url", envOr(envURL, "http://127.0.0.1:8080"), "URL of the running qsp serve (default $"+envURL+" or http://127.0.0.1:8080)")
 	fl.StringVar(&f.token, "token", "", "API token (default $QSP_TOKEN)")
 	fl.StringArrayVar(&f.reports, "report", nil, "Trivy or Grype JSON report to judge (repeatable)")
 	fl.StringVar(&f.kind, "kind", policy.ChangeFeature, "kind of change: "+strings.Join(policy.ChangeKinds, ", "))

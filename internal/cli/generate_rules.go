@@ -10,32 +10,34 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qsp-dev/qsp/internal/rulegen"
-	"github.com/qsp-dev/qsp/internal/spec"
 )
 
 func init() { generators = append(generators, newGenerateRulesCommand) }
 
 func newGenerateRulesCommand() *cobra.Command {
-	var specs []string
+	var src specSource
 	var output, externalURL string
 	cmd := &cobra.Command{
-		Use:   "prometheus-rules [--specs PATH...] [-o FILE]",
+		Use:   "prometheus-rules (--config FILE | --specs PATH...) [-o FILE]",
 		Short: "Generate Prometheus recording and multi-window burn-rate alerting rules",
 		Long: `prometheus-rules writes a Prometheus rule file for the SLOs in the specs:
 recording rules slo:sli_error:ratio_rate<window> for each window the SLO's
 alert pairs use, and one page and one ticket alerting rule per SLO with the
-labels and annotations of QSP's own alerts. SLOs Prometheus cannot evaluate
-the same way (composite, threshold, availability, percentile, time-slice
-budgets) are listed in the file's header and on stderr.
+labels and annotations of QSP's own alerts. Every indicator kind is written:
+slice-judged SLIs (threshold, latency percentile, timeslices budgeting) also
+record their condition every evaluation step (slo:sli_value_good), and
+composites combine their children's ratios. An SLO that cannot be written
+(for example a composite over grouped children) is listed with its reason in
+the file's header and on stderr.
 
 The file passes promtool check rules. Exit status 0 on success, 1 when the
 specs are invalid, 2 on other errors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(specs) == 0 {
-				specs = []string{"."}
+			set, specs, diags, err := src.load()
+			if err != nil {
+				return err
 			}
-			set, diags := spec.Load(specs...)
 			if diags.HasErrors() {
 				printDiagnostics(cmd.ErrOrStderr(), diags)
 				return errCheckFailed
@@ -58,7 +60,7 @@ specs are invalid, 2 on other errors.`,
 			return writeFileAtomic(output, b.Bytes())
 		},
 	}
-	cmd.Flags().StringSliceVar(&specs, "specs", nil, "spec files or folders (default: the current folder)")
+	src.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write the rules to FILE instead of stdout")
 	cmd.Flags().StringVar(&externalURL, "external-url", "", "QSP's external URL, for the dashboard annotation")
 	return cmd

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -35,8 +36,8 @@ type serveFlags struct {
 func (f *serveFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVarP(&f.config, "config", "c", "", "server configuration file (qsp.yaml)")
-	fl.StringVar(&f.listen, "listen", "", "HTTP listen address (default 127.0.0.1:8080)")
-	fl.StringVar(&f.dataDir, "data-dir", "", "data directory for the TSDB and the database (default ./data)")
+	fl.StringVar(&f.listen, "listen", "", "HTTP listen address (default $"+envListen+", the configuration's listen, or 127.0.0.1:8080)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "data directory for the TSDB and the database (default $"+envDataDir+", the configuration's dataDir, or ./data)")
 	fl.StringSliceVar(&f.specs, "specs", nil, "spec files or folders (repeatable)")
 	fl.StringVar(&f.source, "source", "", "telemetry source: embedded or remote")
 	fl.StringVar(&f.remoteURL, "remote-url", "", "Prometheus-compatible API of the remote source")
@@ -58,11 +59,12 @@ func (f *serveFlags) loadConfig() (*app.Config, error) {
 		}
 		cfg = c
 	}
-	if f.listen != "" {
-		cfg.Listen = f.listen
+	if l := cmp.Or(f.listen, os.Getenv(envListen)); l != "" {
+		// The flag, then the environment, then the file.
+		cfg.Listen = l
 	}
-	if f.dataDir != "" {
-		cfg.DataDir = f.dataDir
+	if d := cmp.Or(f.dataDir, os.Getenv(envDataDir)); d != "" {
+		cfg.DataDir = d
 	}
 	if len(f.specs) > 0 {
 		cfg.Specs = f.specs

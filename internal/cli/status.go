@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -63,7 +65,7 @@ rates and prints them as a table, or as JSON with -o json.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&addr, "url", "http://127.0.0.1:8080", "URL of the running qsp serve")
+	fl.StringVar(&addr, "url", envOr(envURL, "http://127.0.0.1:8080"), "URL of the running qsp serve (default $"+envURL+" or http://127.0.0.1:8080)")
 	fl.StringVarP(&output, "output", "o", "table", "table or json")
 	fl.StringVar(&token, "token", "", "API token (default $QSP_TOKEN)")
 	fl.StringVar(&service, "service", "", "only this service")
@@ -72,10 +74,40 @@ rates and prints them as a table, or as JSON with -o json.`,
 	return cmd
 }
 
+// stateRank orders states worst first, as the engine lists them: no
+// data, firing, pending, low traffic, not evaluated yet, ok.
+var stateRank = map[engine.State]int{
+	engine.StateNoData: 0, engine.StateFiring: 1, engine.StatePending: 2,
+	engine.StateLowTraffic: 3, engine.StateUnknown: 4, engine.StateOK: 5,
+}
+
+// sortWorstFirst orders statuses by state, worst first, then by the
+// budget left (least first), then by name.
+func sortWorstFirst(sts []*engine.Status) {
+	slices.SortStableFunc(sts, func(a, b *engine.Status) int {
+		ra, oka := stateRank[a.State]
+		rb, okb := stateRank[b.State]
+		if !oka {
+			ra = len(stateRank)
+		}
+		if !okb {
+			rb = len(stateRank)
+		}
+		return cmp.Or(cmp.Compare(ra, rb), cmp.Compare(a.Budget.RemainingRatio, b.Budget.RemainingRatio), strings.Compare(a.Key, b.Key))
+	})
+}
+
+// printStatusTable prints the statuses worst first, the state coloured
+// on a terminal.
 func printStatusTable(w io.Writer, sts []*engine.Status) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	sts = slices.Clone(sts)
+	sortWorstFirst(sts)
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLO\tSERVICE\tCATEGORY\tSTATE\tOBJECTIVE\tSLI\tBUDGET LEFT\tBURN 1H\tBURN 5M\tALERTS")
-	for _, st := range sts {
+	states := make([]engine.State, len(sts))
+	for i, st := range sts {
+		states[i] = st.State
 		name := st.Key
 		alerts := []string{}
 		for _, a := range st.Alerts {
@@ -87,7 +119,16 @@ func printStatusTable(w io.Writer, sts []*engine.Status) error {
 			pct(st.Objective), optPct(st.SLI), fmt.Sprintf("%.1f%%", 100*st.Budget.RemainingRatio),
 			burn(st, time.Hour), burn(st, 5*time.Minute), strings.Join(alerts, ","))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	out := b.String()
+	if colorOn(w) {
+		header, _, _ := strings.Cut(out, "\n")
+		out = paintColumn(out, len([]rune(header[:strings.Index(header, "STATE")])), states)
+	}
+	_, err := io.WriteString(w, out)
+	return err
 }
 
 func pct(f float64) string {

@@ -60,9 +60,19 @@ message. Exit status 0 when valid (warnings allowed), 1 when invalid.`,
 	return cmd
 }
 
+// printDiagnostics prints one diagnostic a line; on a terminal errors
+// are red and warnings yellow.
 func printDiagnostics(w io.Writer, diags spec.Diagnostics) {
+	color := colorOn(w)
 	for _, d := range diags {
-		fmt.Fprintln(w, d.String())
+		switch {
+		case !color:
+			fmt.Fprintln(w, d.String())
+		case d.Warning:
+			fmt.Fprintln(w, "\x1b[33m"+d.String()+colorReset)
+		default:
+			fmt.Fprintln(w, "\x1b[31m"+d.String()+colorReset)
+		}
 	}
 }
 

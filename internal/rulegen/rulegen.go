@@ -4,14 +4,19 @@
 // spec → rulegen → a rule file that `promtool check rules` accepts and a
 // Prometheus loads.
 //
-// For every SLO whose indicator Prometheus can evaluate as a ratio of
-// counters (ratio indicators, latency indicators with a threshold and
-// occurrence budgeting) it writes, Sloth/Pyrra style, one recording rule
-// slo:sli_error:ratio_rate<window> per window its alert pairs use, each a
-// ratio of summed counter rates over that window (never an average of
-// shorter ratios), and one alerting rule per tier (page, ticket) whose
-// labels and annotations are those of QSP's own alerts. Other SLOs are
-// listed at the top of the file with the reason they were skipped.
+// For every SLO it writes, Sloth/Pyrra style, one recording rule
+// slo:sli_error:ratio_rate<window> per window its alert pairs use and one
+// alerting rule per tier (page, ticket) whose labels and annotations are
+// those of QSP's own alerts. Event-counted SLIs (ratios, latency
+// thresholds, probe samples) record a ratio of summed counts over the
+// window (never an average of shorter ratios). Slice-judged SLIs
+// (thresholds, latency percentiles, timeslices budgeting) record their
+// condition every evaluation step (slo:sli_value_good) in a group of its
+// own, and the window's error ratio is the share of bad slices. Composite
+// SLOs combine their children's error ratios with weights as the engine
+// does. An SLO that still cannot be written (objective 100%, both tiers
+// disabled, a composite over grouped children) is listed at the top of
+// the file with the reason.
 package rulegen
 
 import (
@@ -73,6 +78,7 @@ func Generate(set *spec.Set, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("rulegen: no specs")
 	}
 	res := &Result{Groups: rulefmt.RuleGroups{Groups: []rulefmt.RuleGroup{}}}
+	written := map[string]bool{}
 	for _, s := range set.SLOs {
 		groups, notes, reason, err := forSLO(s, set, opts)
 		if err != nil {
@@ -82,93 +88,16 @@ func Generate(set *spec.Set, opts Options) (*Result, error) {
 			res.Skipped = append(res.Skipped, Skipped{SLO: s.Name(), Reason: reason})
 			continue
 		}
-		res.Groups.Groups = append(res.Groups.Groups, groups...)
+		for _, g := range groups {
+			// A composite brings its children's per-step groups along.
+			if !written[g.Name] {
+				written[g.Name] = true
+				res.Groups.Groups = append(res.Groups.Groups, g)
+			}
+		}
 		res.Notes = append(res.Notes, notes...)
 	}
 	return res, nil
-}
-
-// errorRatio is the PromQL of an SLO's error ratio over one window.
-type errorRatio struct {
-	expr   func(w time.Duration) string
-	events func(w time.Duration) (string, bool) // event count over w
-}
-
-// indicator returns how to compute an SLO's error ratio, or why it
-// cannot be done in Prometheus.
-func indicator(s *spec.SLO) (*errorRatio, string) {
-	sp := s.Spec
-	ind := sp.Indicator
-	switch {
-	case ind.Latency != nil && ind.Latency.Percentile != 0:
-		return nil, "latency percentile indicator: a percentile per time slice is not a ratio of counters"
-	case (ind.Ratio != nil || ind.Latency != nil) && sp.Budgeting.IsTimeslices():
-		return nil, fmt.Sprintf("budgeting %s: its burn rates count time slices, which recording rules over event counters cannot reproduce", sp.Budgeting.Method)
-	case ind.Ratio != nil && ind.Ratio.ErrorRatio != "":
-		q := ind.Ratio.ErrorRatio
-		return &errorRatio{
-			expr: func(w time.Duration) string {
-				if spec.HasWindowPlaceholder(q) {
-					// As Sloth records a raw SLI: the query over the window.
-					return spec.ExpandWindow(q, w)
-				}
-				// A ratio without a range: its average over the window at
-				// the minute steps QSP evaluates it at.
-				return fmt.Sprintf("avg_over_time((%s)[%s:1m])", q, spec.Duration(w))
-			},
-			events: func(time.Duration) (string, bool) { return "", false },
-		}, ""
-	case ind.Ratio != nil:
-		r := ind.Ratio
-		return &errorRatio{
-			expr: func(w time.Duration) string {
-				total := spec.ExpandWindow(r.Total, w)
-				if r.Bad != "" {
-					return fmt.Sprintf("(%s)\n/\n(%s)", spec.ExpandWindow(r.Bad, w), total)
-				}
-				return fmt.Sprintf("1 - (\n  (%s)\n  /\n  (%s)\n)", spec.ExpandWindow(r.Good, w), total)
-			},
-			events: func(w time.Duration) (string, bool) { return increaseOf(spec.ExpandWindow(r.Total, w)) },
-		}, ""
-	case ind.Latency != nil:
-		l := ind.Latency
-		ms, err := spec.ParseSelector(l.Histogram)
-		if err != nil {
-			return nil, "latency histogram: " + err.Error()
-		}
-		var name string
-		var rest []string
-		for _, m := range ms {
-			if m.Name == model.MetricNameLabel {
-				name = m.Value
-				continue
-			}
-			rest = append(rest, m.String())
-		}
-		by := ""
-		if len(sp.GroupBy) > 0 {
-			by = " by (" + strings.Join(sp.GroupBy, ", ") + ")"
-		}
-		le := fmt.Sprintf("le=~%q", spec.LeRegexp(l.Threshold.D().Seconds()))
-		bucket := selector(name+"_bucket", append(slices.Clone(rest), le))
-		count := selector(name+"_count", rest)
-		return &errorRatio{
-			expr: func(w time.Duration) string {
-				ws := spec.Duration(w).String()
-				return fmt.Sprintf("1 - (\n  sum%s (rate(%s[%s]))\n  /\n  sum%s (rate(%s[%s]))\n)", by, bucket, ws, by, count, ws)
-			},
-			events: func(w time.Duration) (string, bool) {
-				return fmt.Sprintf("sum%s (increase(%s[%s]))", by, count, spec.Duration(w)), true
-			},
-		}, ""
-	case ind.Threshold != nil:
-		return nil, "threshold indicator: judged per time slice, not a ratio of counters"
-	case ind.Availability != nil:
-		return nil, "availability indicator: counts probe samples, which rate() over a gauge cannot reproduce"
-	case ind.Composite != nil:
-		return nil, "composite indicator: combines other SLOs' budgets with weights"
-	}
-	return nil, "no indicator"
 }
 
 func selector(name string, matchers []string) string {
@@ -207,7 +136,7 @@ func increaseOf(q string) (string, bool) {
 }
 
 func forSLO(s *spec.SLO, set *spec.Set, opts Options) (groups []rulefmt.RuleGroup, notes []string, skip string, err error) {
-	er, reason := indicator(s)
+	er, reason := indicator(s, set, 0)
 	if reason != "" {
 		return nil, nil, reason, nil
 	}
@@ -252,7 +181,12 @@ func forSLO(s *spec.SLO, set *spec.Set, opts Options) (groups []rulefmt.RuleGrou
 		})
 	}
 	name := s.Name()
+	// The per-step series of slice-judged SLIs come first: the window
+	// ratios read them.
+	groups = append(groups, er.groups...)
+	main := len(groups)
 	groups = append(groups, rulefmt.RuleGroup{Name: "qsp-slo-" + name, Rules: recording})
+	notes = append(notes, er.notes...)
 	if sp.Indicator.Ratio != nil && sp.Indicator.Ratio.ErrorRatio != "" && spec.HasWindowPlaceholder(sp.Indicator.Ratio.ErrorRatio) {
 		notes = append(notes, fmt.Sprintf("%s: the error-ratio query is recorded over each window, as Sloth does; QSP itself averages it minute by minute, so their burn rates may differ when traffic is uneven", name))
 	}
@@ -307,7 +241,7 @@ func forSLO(s *spec.SLO, set *spec.Set, opts Options) (groups []rulefmt.RuleGrou
 			Annotations: annotations,
 		})
 	}
-	groups[0].Rules = append(groups[0].Rules, alerting...)
+	groups[main].Rules = append(groups[main].Rules, alerting...)
 	if q := budgetRecord(s, er); q != nil {
 		// The SLO window is long: evaluated every 5 minutes, in a group of
 		// its own, it feeds the budget_remaining annotation only.

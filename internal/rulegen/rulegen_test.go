@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
 
 	"github.com/qsp-dev/qsp/internal/alert"
 	"github.com/qsp-dev/qsp/internal/cli"
@@ -148,6 +149,30 @@ spec:
   indicator:
     composite:
       objectives: [{slo: fast-outage, weight: 0.5}, {slo: healthy, weight: 0.5}]
+---
+apiVersion: qsp/v1
+kind: SLO
+metadata: {name: saturation}
+spec:
+  service: shop
+  category: performance
+  objective: 99
+  window: 7d
+  budgeting: timeslices
+  indicator:
+    threshold: {query: 'max(cpu_usage{job="shop"})', op: "<", value: 70%}
+---
+apiVersion: qsp/v1
+kind: SLO
+metadata: {name: per-tenant-journey}
+spec:
+  service: shop
+  category: quality
+  objective: 99
+  window: 30d
+  indicator:
+    composite:
+      objectives: [{slo: tenants, weight: 1}]
 `
 
 func loadSpecs(t testing.TB, y string) *spec.Set {
@@ -182,13 +207,35 @@ func TestGenerate(t *testing.T) {
 	for _, s := range res.Skipped {
 		skipped[s.SLO] = s.Reason
 	}
-	for name, why := range map[string]string{"probes": "availability", "p99": "percentile", "combined": "composite"} {
-		if !strings.Contains(skipped[name], why) {
-			t.Errorf("SLO %s: skipped for %q, want a reason mentioning %s", name, skipped[name], why)
-		}
+	// Every kind is written; a composite over grouped children is the one
+	// SLO here that cannot be.
+	if want := "child SLO tenants is grouped by tenant"; len(skipped) != 1 || !strings.Contains(skipped["per-tenant-journey"], want) {
+		t.Errorf("skipped %v, want per-tenant-journey only, for %q", skipped, want)
 	}
-	if len(skipped) != 3 {
-		t.Errorf("skipped %v, want probes, p99 and combined", skipped)
+	groups := map[string]rulefmt.RuleGroup{}
+	for _, g := range res.Groups.Groups {
+		groups[g.Name] = g
+	}
+	for _, tc := range []struct {
+		group    string
+		interval time.Duration // 0: the global evaluation interval
+		expr     string        // in the group's first rule
+	}{
+		{"qsp-slo-p99-steps", 5 * time.Minute, `histogram_quantile(0.99, sum by (le) (rate(lat_seconds_bucket{slo="latency"}[5m])))`},
+		{"qsp-slo-p99", 0, `min_over_time(slo:sli_value_good{slo="p99"}[4m59s999ms])[59s999ms:5m]`},
+		{"qsp-slo-saturation-steps", 15 * time.Second, `((max(cpu_usage{job="shop"})) >= -Inf) < bool 0.7`},
+		{"qsp-slo-saturation", 0, `min_over_time(slo:sli_value_good{slo="saturation"}[59s999ms])[59s999ms:1m]`},
+		{"qsp-slo-probes", 0, `sum (sum_over_time(probe_success{job="shop"}[1m]))`},
+		{"qsp-slo-combined", 0, `0.5 * sum(`},
+	} {
+		g, ok := groups[tc.group]
+		if !ok {
+			t.Errorf("no group %s", tc.group)
+			continue
+		}
+		if time.Duration(g.Interval) != tc.interval || !strings.Contains(g.Rules[0].Expr, tc.expr) {
+			t.Errorf("group %s: interval %v, first rule %s; want interval %v and %s", tc.group, time.Duration(g.Interval), g.Rules[0].Expr, tc.interval, tc.expr)
+		}
 	}
 	// fast-outage: one record per window of its alert pairs (5m, 30m, 1h,
 	// 2h, 6h, 1d, 3d), page and ticket alerts, and the 30d budget record
@@ -252,8 +299,10 @@ func TestPromtoolCheckRules(t *testing.T) {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 	// 5 SLOs: fast-outage, slow-burn, healthy and latency have 7 windows,
-	// tenants too; each 7 records + 2 alerts + 1 budget record.
-	if !strings.Contains(string(out), "SUCCESS: 50 rules found") {
+	// tenants too; each 7 records + 2 alerts + 1 budget record (50); the
+	// 30d composite as many (10); probes, p99 and saturation (7d) 7 records
+	// + 2 alerts + 1 budget record, the last two + 1 step record (32).
+	if !strings.Contains(string(out), "SUCCESS: 92 rules found") {
 		t.Errorf("promtool: %s", out)
 	}
 }
@@ -269,7 +318,7 @@ func TestCommand(t *testing.T) {
 	if code := cli.Run([]string{"generate", "prometheus-rules", "--specs", dir, "-o", out}, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "skipped SLO probes") {
+	if !strings.Contains(stderr.String(), "skipped SLO per-tenant-journey: composite indicator") {
 		t.Errorf("stderr does not list skipped SLOs: %s", stderr.String())
 	}
 	if b, err := exec.Command(promtool, "check", "rules", out).CombinedOutput(); err != nil {
@@ -278,6 +327,18 @@ func TestCommand(t *testing.T) {
 	stdout.Reset()
 	if code := cli.Run([]string{"generate", "prometheus-rules", "--specs", dir}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "groups:") {
 		t.Errorf("to stdout: exit %d, %q", code, stdout.String()[:min(100, stdout.Len())])
+	}
+	// Without --specs the configured specs are read, relative to the
+	// configuration file; without either, nothing is guessed.
+	cfg := filepath.Join(t.TempDir(), "qsp.yaml")
+	must(t, os.WriteFile(cfg, []byte("specs: ["+filepath.Join(dir, "slos.yaml")+"]\n"), 0o644))
+	stdout.Reset()
+	if code := cli.Run([]string{"generate", "prometheus-rules", "--config", cfg}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "qsp-slo-fast-outage") {
+		t.Errorf("--config: exit %d, %q", code, stdout.String()[:min(100, stdout.Len())])
+	}
+	stderr.Reset()
+	if code := cli.Run([]string{"generate", "prometheus-rules"}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "no specs: pass --config FILE") {
+		t.Errorf("no specs: exit %d, %s; want 2 naming --config and --specs", code, stderr.String())
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("apiVersion: qsp/v1\nkind: SLO\nmetadata: {name: x}\nspec: {objective: 120}\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -307,7 +368,9 @@ type series struct {
 //   - healthy: nothing fails;
 //   - tenants: tenant a fails completely for the last 10 minutes, b not;
 //   - latency: every request takes 0.5s (over the 300ms threshold) for
-//     the last 10 minutes, 50ms before.
+//     the last 10 minutes, 50ms before;
+//   - probes: the probe fails for the last 10 minutes;
+//   - combined: follows fast-outage.
 func scenario(end time.Time) []series {
 	start := end.Add(-4 * 24 * time.Hour)
 	var times []time.Time
@@ -371,7 +434,15 @@ func scenario(end time.Time) []series {
 		}))
 	}
 	out = append(out, counter(labels.FromStrings("__name__", "lat_seconds_count", "slo", "latency"), func(ts time.Time, dt time.Duration) float64 { return 10 * dt.Seconds() }))
-	return out
+	probe := series{labels: labels.FromStrings("__name__", "probe_success", "job", "shop")}
+	for _, ts := range times {
+		v := 1.0
+		if ts.After(end.Add(-10 * time.Minute)) {
+			v = 0
+		}
+		probe.points = append(probe.points, point{ts, v})
+	}
+	return append(out, probe)
 }
 
 // TestPrometheusFiresSameAlerts loads the generated rules into a real
@@ -409,8 +480,8 @@ func TestPrometheusFiresSameAlerts(t *testing.T) {
 	// QSP: the engine over an embedded TSDB with the same samples, at the
 	// end of the data.
 	want := qspFiring(t, set, data, end)
-	if len(want) != 7 {
-		t.Fatalf("QSP fires %d alerts, the scenario expects 7 (page and ticket of fast-outage, tenants{a} and latency; ticket of slow-burn):\n%s", len(want), strings.Join(want, "\n"))
+	if len(want) != 11 {
+		t.Fatalf("QSP fires %d alerts, the scenario expects 11 (page and ticket of fast-outage, tenants{a}, latency, probes and combined; ticket of slow-burn):\n%s", len(want), strings.Join(want, "\n"))
 	}
 	var got []string
 	deadline := time.Now().Add(60 * time.Second)
@@ -467,6 +538,13 @@ func qspFiring(t *testing.T, set *spec.Set, data []series, end time.Time) []stri
 	skipped := map[string]bool{}
 	for _, s := range res.Skipped {
 		skipped[s.SLO] = true
+	}
+	// Slice-judged SLOs read the step series their rules record, which a
+	// Prometheus started over backfilled data has no history of.
+	for _, s := range set.SLOs {
+		if s.Spec.Budgeting.IsTimeslices() {
+			skipped[s.Name()] = true
+		}
 	}
 	var out []string
 	for _, st := range e.Snapshot().Statuses {

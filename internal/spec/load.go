@@ -71,7 +71,9 @@ func specFiles(path string) ([]string, error) {
 			return err
 		}
 		if d.IsDir() {
-			if p != path && strings.HasPrefix(d.Name(), ".") {
+			// Hidden folders, and test fixtures as Go tools skip them:
+			// a repository's root then loads its specs, not its tests'.
+			if p != path && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
 				return filepath.SkipDir
 			}
 			return nil
@@ -199,6 +201,10 @@ func (p *loader) parseDocument(doc document) {
 	case apiVersion == "openslo/v1":
 		if record(FormatOpenSLO) {
 			p.parseOpenSLO(doc, kind)
+		}
+	case apiVersion == openSLOv1alpha || apiVersion == openSLOv2alpha:
+		if record(FormatOpenSLO) {
+			p.upgradeOpenSLO(doc, apiVersion, kind)
 		}
 	case apiVersion == "sloth.slok.dev/v1" && kind == "PrometheusServiceLevel":
 		if record(FormatSloth) {

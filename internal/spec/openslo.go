@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,9 @@ type osloSLO struct {
 	TimeWindow      []osloTimeWindow  `yaml:"timeWindow"`
 	Objectives      []osloObjective   `yaml:"objectives"`
 	AlertPolicies   []osloPolicyEntry `yaml:"alertPolicies"`
+	// independent is set for openslo/v1alpha, whose objectives each
+	// carry their own ratioMetrics as separate SLOs, not a composite.
+	independent bool
 }
 
 type osloInlineSLI struct {
@@ -204,6 +208,9 @@ type openSLODoc struct {
 	spec     any
 	pos      map[string]*yaml.Node
 	consumed bool // referenced by a converted SLO
+	// failed is set when rewriting a v1alpha or v2alpha document into v1
+	// reported an error: the document is not converted.
+	failed bool
 }
 
 func (o *openSLODoc) ref() string { return o.kind + "/" + o.meta.Name }
@@ -303,13 +310,13 @@ func (p *loader) convertOpenSLO() {
 	}
 	services := map[string]bool{}
 	for _, d := range p.openslo {
-		if d.kind == "Service" {
+		if d.kind == "Service" && !d.failed {
 			c.service(d)
 			services[d.meta.Name] = true
 		}
 	}
 	for _, d := range p.openslo {
-		if d.kind != "SLO" {
+		if d.kind != "SLO" || d.failed {
 			continue
 		}
 		slo := d.spec.(*osloSLO)
@@ -318,7 +325,7 @@ func (p *loader) convertOpenSLO() {
 			// that is not.
 			c.warnf(d, "spec.service", "service %q is not declared as an OpenSLO Service: a qsp Service with owner \"unassigned\" is created", slo.Service)
 			p.objects = append(p.objects, &Service{
-				Header: c.header(d, KindService, slo.Service, osloMeta{Name: slo.Service}),
+				Header: c.header(d, KindService, c.serviceName(slo.Service), osloMeta{Name: c.serviceName(slo.Service)}),
 				Spec:   ServiceSpec{Owner: "unassigned"},
 			})
 			services[slo.Service] = true
@@ -380,11 +387,45 @@ func (c *osloConverter) service(d *openSLODoc) {
 		owner = "unassigned"
 		c.warnf(d, "metadata", "OpenSLO services have no owner: spec.owner is set to %q (add an owner or team label to carry it over)", owner)
 	}
+	name := c.serviceName(d.meta.Name)
+	if name != d.meta.Name {
+		c.warnf(d, "metadata.name", "%q is not a valid qsp name (nor an OpenSLO v1 one, a DNS label): the Service is named %q, and SLOs of service %q refer to it", d.meta.Name, name, d.meta.Name)
+	}
 	c.p.objects = append(c.p.objects, &Service{
-		Header: c.header(d, KindService, d.meta.Name, d.meta),
+		Header: c.header(d, KindService, name, d.meta),
 		Spec:   ServiceSpec{Description: s.Description, Owner: owner},
 	})
 }
+
+// serviceName is the qsp name of an OpenSLO service: names with
+// characters qsp does not allow (oslo's examples have "example service")
+// become a slug, the same for the Service and the SLOs that name it,
+// unless another Service already has that name.
+func (c *osloConverter) serviceName(name string) string {
+	if name == "" || nameRE.MatchString(name) {
+		return name
+	}
+	slug := osloSlug(name)
+	for _, d := range c.p.openslo {
+		if d.kind == "Service" && d.meta.Name == slug {
+			return name // taken: validation names the original
+		}
+	}
+	return slug
+}
+
+func osloSlug(name string) string {
+	slug := strings.Trim(invalidNameRun.ReplaceAllString(name, "-"), "-_.")
+	if len(slug) > 128 {
+		slug = strings.Trim(slug[:128], "-_.")
+	}
+	if !nameRE.MatchString(slug) {
+		return name // nothing usable: validation names the original
+	}
+	return slug
+}
+
+var invalidNameRun = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
 
 func firstLabel(l osloLabels, keys ...string) string {
 	for _, k := range keys {
@@ -432,7 +473,7 @@ func (c *osloConverter) slo(d *openSLODoc) {
 		c.errorf(d, "spec.objectives", "required: at least one objective")
 		return
 	}
-	base := SLOSpec{Service: o.Service, Description: o.Description, Category: Quality}
+	base := SLOSpec{Service: c.serviceName(o.Service), Description: o.Description, Category: Quality}
 	if cat := firstLabel(d.meta.Labels, "category", "qsp_category"); slices.Contains(Categories, Category(cat)) {
 		base.Category = Category(cat)
 	} else {
@@ -502,7 +543,7 @@ func (c *osloConverter) slo(d *openSLODoc) {
 		return
 	}
 	c.p.objects = append(c.p.objects, converted...)
-	if !composite {
+	if !composite || o.independent {
 		return
 	}
 	// OpenSLO weights are relative; qsp's add up to 1.
