@@ -55,19 +55,35 @@ func trimFloat(f float64, digits int) string {
 	return strconv.FormatFloat(math.Round(f*math.Pow10(digits))/math.Pow10(digits), 'f', -1, 64)
 }
 
-// Seconds writes a duration in seconds as "4m30s", "2h5m", rounded to
-// the second.
+// Seconds writes a duration in seconds as "45s", "4m30s", "2h5m" (to
+// the minute from an hour on), "3d4h" (to the hour from a day on).
 func Seconds(s float64) string {
-	d := time.Duration(math.Round(s)) * time.Second
-	switch {
-	case d >= time.Hour:
-		d = d.Round(time.Minute)
-	case d == 0:
-		return "0s"
+	n := int64(math.Round(s))
+	if n < 0 {
+		return "-" + Seconds(-s)
 	}
-	out := d.String()
-	out = strings.TrimSuffix(out, "0s")
-	return strings.TrimSuffix(out, "0m")
+	d, h, m, sec := n/86400, n%86400/3600, n%3600/60, n%60
+	var b strings.Builder
+	switch {
+	case d > 0:
+		fmt.Fprintf(&b, "%dd", d)
+		if h > 0 {
+			fmt.Fprintf(&b, "%dh", h)
+		}
+	case h > 0:
+		fmt.Fprintf(&b, "%dh", h)
+		if m > 0 {
+			fmt.Fprintf(&b, "%dm", m)
+		}
+	case m > 0:
+		fmt.Fprintf(&b, "%dm", m)
+		if sec > 0 {
+			fmt.Fprintf(&b, "%ds", sec)
+		}
+	default:
+		fmt.Fprintf(&b, "%ds", sec)
+	}
+	return b.String()
 }
 
 func stamp(t time.Time) string {

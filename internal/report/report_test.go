@@ -273,6 +273,17 @@ func TestPercent(t *testing.T) {
 	}
 }
 
+func TestSeconds(t *testing.T) {
+	for _, c := range []struct {
+		in   float64
+		want string
+	}{{0, "0s"}, {45, "45s"}, {180, "3m"}, {270, "4m30s"}, {1800, "30m"}, {3600, "1h"}, {4500, "1h15m"}, {7200, "2h"}, {90000, "1d1h"}, {-60, "-1m"}} {
+		if got := report.Seconds(c.in); got != c.want {
+			t.Errorf("Seconds(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
 func FuzzParsePeriod(f *testing.F) {
 	for _, s := range []string{"2026-11", "2026-1", "", "x", "2026-11-01", "0000-00"} {
 		f.Add(s)
