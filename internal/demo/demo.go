@@ -98,9 +98,9 @@ type Summary struct {
 	HistoryWrite   time.Duration `json:"historyWrite"`
 	// PastIncidents are the incidents of the history recorded in the
 	// store.
-	PastIncidents int `json:"pastIncidents"`
-	Backfill       time.Duration `json:"backfill"`
-	Ready          time.Duration `json:"ready"`
+	PastIncidents int           `json:"pastIncidents"`
+	Backfill      time.Duration `json:"backfill"`
+	Ready         time.Duration `json:"ready"`
 	// Start and End are the simulated times of the live part.
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
