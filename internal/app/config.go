@@ -40,6 +40,8 @@ type Config struct {
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
+	// Reports configures the scheduled delivery of SLO reports.
+	Reports ReportsConfig `yaml:"reports"`
 
 	file string // where the config was read from
 }
@@ -405,5 +407,5 @@ func (c *Config) Normalize() error {
 			return fmt.Errorf("config: alerting.webhooks[%d].url: %q is not an absolute URL", i, w.URL)
 		}
 	}
-	return nil
+	return c.Reports.check(c.Alerting)
 }
