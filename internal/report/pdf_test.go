@@ -63,3 +63,26 @@ func TestPDFWithoutChromium(t *testing.T) {
 		t.Fatalf("got %v, want ErrNoChromium", err)
 	}
 }
+
+// BenchmarkPDF prints the fixture month's report: starting Chromium,
+// loading the document and printing it, as qsp report --format pdf does.
+func BenchmarkPDF(b *testing.B) {
+	chromium := externaltest.LookPath(b, "chromium", "chromium-browser", "google-chrome")
+	var f fixture
+	readJSON(b, "month.json", &f)
+	bl, _ := builder(b, &f)
+	r, err := bl.Build(context.Background(), report.Request{Period: f.Period})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var html bytes.Buffer
+	if err := ui.RenderReport(&html, r); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := report.PDF(context.Background(), chromium, html.Bytes()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

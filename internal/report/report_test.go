@@ -49,7 +49,7 @@ type fixture struct {
 	} `json:"deploys"`
 }
 
-func readJSON(t *testing.T, name string, v any) {
+func readJSON(t testing.TB, name string, v any) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
@@ -91,7 +91,7 @@ func (s staticSnapshot) Snapshot() *engine.Snapshot { return s.s }
 
 // builder builds a report Builder over the fixture: its SLOs in the
 // snapshot, its incidents and deploys in a real SQLite store.
-func builder(t *testing.T, f *fixture) (*report.Builder, *store.Store) {
+func builder(t testing.TB, f *fixture) (*report.Builder, *store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "qsp.db")})
@@ -303,4 +303,19 @@ func FuzzParsePeriod(f *testing.F) {
 			t.Fatalf("%q: [%s, %s) is not a month", s, from, to)
 		}
 	})
+}
+
+// BenchmarkBuildMonth builds the fixture month's report (3 SLOs, 30
+// daily points each, incidents and deploys from a real SQLite store).
+func BenchmarkBuildMonth(b *testing.B) {
+	var f fixture
+	readJSON(b, "month.json", &f)
+	bl, _ := builder(b, &f)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := bl.Build(ctx, report.Request{Period: f.Period}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
