@@ -42,6 +42,8 @@ type Config struct {
 	Traces     TracesConfig     `yaml:"traces"`
 	LogLevel   string           `yaml:"logLevel"`
 	LogFormat  string           `yaml:"logFormat"`
+	// Reports configures the scheduled delivery of SLO reports.
+	Reports ReportsConfig `yaml:"reports"`
 
 	file string // where the config was read from
 }
@@ -485,5 +487,5 @@ func (c *Config) Normalize() error {
 			return fmt.Errorf("config: alerting.webhooks[%d].url: %q is not an absolute URL", i, w.URL)
 		}
 	}
-	return nil
+	return c.Reports.check(c.Alerting)
 }

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 
+	"github.com/qsp-dev/qsp/internal/api"
+
 	"github.com/qsp-dev/qsp/internal/ui"
 )
 
@@ -22,6 +24,7 @@ func buildUI(ctx context.Context, a *App) error {
 	opts.Incidents, _ = a.apiExtra["incidents"].(ui.Incidents)
 	opts.Gates, _ = a.apiExtra["gates"].(ui.Gates)
 	opts.Playbooks, _ = a.apiExtra["playbooks"].(ui.Playbooks)
+	opts.Reports, _ = a.apiExtra["reports"].(api.Reporter)
 	opts.Cost, _ = a.source.(ui.Querier)
 	u, err := ui.New(opts)
 	if err != nil {

@@ -68,6 +68,8 @@ alerts on error-budget burn, gates deploys and runs guarded playbooks.`,
 		newGateCommand(),
 		newTokenCommand(),
 		newDemoCommand(),
+		newReportCommand(),
+		newIncidentCommand(),
 	)
 	for _, c := range []struct{ use, short string }{} {
 		root.AddCommand(pendingCommand(c.use, c.short))

@@ -119,7 +119,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 			}
 		}
 	case !sum.Start.IsZero() && sum.URL != "":
-		fmt.Fprintln(out, "no scenario started yet: the first starts after 10 simulated minutes (--speed 60 gets there in 10 seconds)")
+		fmt.Fprintln(out, "no scenario started yet: the first starts as soon as the dashboard is ready")
 	}
 	return err
 }

@@ -68,8 +68,13 @@ type Options struct {
 	History time.Duration
 	// Warmup is the quiet simulated time before the first scenario, and
 	// Quiet the time after each fault ends before the next scenario.
-	// Defaults 10m and 20m.
+	// Default no warmup, so that the first scenario (the payment
+	// outage) pages within 90 seconds of the dashboard being ready at
+	// the default speed, and 20m of quiet.
 	Warmup, Quiet time.Duration
+	// Webhooks are alerting webhooks the app notifies (tests, or a
+	// visitor's own receiver).
+	Webhooks []string
 	// Start is the simulated time the live part starts at. Default now.
 	Start time.Time
 	// Seed seeds the simulator. Default 1.
@@ -91,8 +96,11 @@ type Summary struct {
 	// the wall time from the start until the dashboard served data.
 	HistorySamples int64         `json:"historySamples"`
 	HistoryWrite   time.Duration `json:"historyWrite"`
-	Backfill       time.Duration `json:"backfill"`
-	Ready          time.Duration `json:"ready"`
+	// PastIncidents are the incidents of the history recorded in the
+	// store.
+	PastIncidents int           `json:"pastIncidents"`
+	Backfill      time.Duration `json:"backfill"`
+	Ready         time.Duration `json:"ready"`
 	// Start and End are the simulated times of the live part.
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
@@ -116,7 +124,6 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	opts.Speed = cmp.Or(opts.Speed, 1)
 	opts.Listen = cmp.Or(opts.Listen, app.DefaultListen)
 	opts.History = cmp.Or(opts.History, 30*day)
-	opts.Warmup = cmp.Or(opts.Warmup, 10*time.Minute)
 	opts.Quiet = cmp.Or(opts.Quiet, 20*time.Minute)
 	opts.Seed = cmp.Or(opts.Seed, 1)
 	if opts.Start.IsZero() {
@@ -201,6 +208,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		Evaluation: eval,
 		Playbooks:  app.PlaybookConfig{Allowlist: []string{platform.URL() + "/api/v1/"}, SecretsDir: secretsDir},
 	}
+	for i, u := range opts.Webhooks {
+		cfg.Alerting.Webhooks = append(cfg.Alerting.Webhooks, app.WebhookConfig{Name: fmt.Sprintf("demo-%d", i), URL: u})
+	}
 	backfillStart := time.Now()
 	a, err := app.New(ctx, app.Options{Config: cfg, Logger: opts.Logger, Progress: progress.Backfill(out), Now: clock.Now, Listener: opts.Listener})
 	if err != nil {
@@ -209,6 +219,15 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	url := "http://" + a.Addr()
 	sum.URL = url
+	if !reuse {
+		// The records of the past incidents go in before the dashboard
+		// serves: its incidents, report and postmortem pages have
+		// content from the first second.
+		if sum.PastIncidents, err = seedHistory(ctx, a.Store(), start, opts.History); err != nil {
+			pl.Close()
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+	}
 	appCtx, stopApp := context.WithCancel(context.Background())
 	defer stopApp()
 	appDone := make(chan error, 1)
@@ -232,6 +251,14 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 	sum.Backfill = time.Since(backfillStart)
+	if opts.Warmup == 0 && len(scenarios) > 0 {
+		// Without warmup the first fault is in force from the first live
+		// sample on (the runner starts it again, which changes nothing),
+		// not from whenever the runner gets to it after the streamer's
+		// first batch: the first live minute is bad in full, and pages
+		// as soon as it is folded.
+		scenarios[0].Start(sim)
+	}
 	clock.Start()
 	liveCtx, stopLive := context.WithCancel(ctx)
 	defer stopLive()

@@ -64,6 +64,7 @@ func TestDemoScenarios(t *testing.T) {
 		playbook, call          string
 		noData, restarts        bool
 	}{
+		{"payment-outage", "checkout-availability", "page", 3 * time.Minute, true, "", "", "", false, false},
 		{"deploy-latency", "checkout-latency", "page", 25 * time.Minute, true, "checkout-deploy", "checkout-rollback", PathRollback, false, false},
 		{"bot-attack", "auth-login-failures", "page", 15 * time.Minute, true, "", "auth-throttle-bots", PathRateLimit, false, false},
 		{"memory-leak", "auth-worker-memory", "page", 30 * time.Minute, true, "", "auth-restart-workers", "", false, true},

@@ -15,21 +15,39 @@ import (
 
 // pastIncident is a fault in the simulated history, so that budgets are
 // not all at 100% when the demo starts. Ago is measured back from the end
-// of the history.
+// of the history. A fault that paged (SLO set) also has the records QSP
+// would have kept of it (history_records.go): the incident, detected
+// Detect after it began, the deploy that came Deploy before it (if
+// Version is set), the gate evaluation of that deploy and the playbook
+// run that answered it.
 type pastIncident struct {
 	what   string
 	ago    time.Duration
 	length time.Duration
 	apply  func(e *Effects)
+
+	service, slo string
+	detect       time.Duration
+	version      string
+	deploy       time.Duration
+	playbook     string
 }
 
 // pastIncidents are the faults of the last 30 days.
 var pastIncidents = []pastIncident{
-	{"checkout: payment provider outage, 12% errors", 19*day + 3*time.Hour, 45 * time.Minute, func(e *Effects) { e.CheckoutErrors = 0.12 }},
-	{"search: slow index shard, 30% of queries at 0.5s", 4*day + 6*time.Hour, 3 * time.Hour, func(e *Effects) { e.SearchSlow = 0.3 }},
-	{"auth: retry storm, 3% throttled", 2*day + 5*time.Hour, 30 * time.Minute, func(e *Effects) { e.AuthThrottled = 0.03 }},
-	{"auth: worker memory leak", 3*day + 9*time.Hour, 50 * time.Minute, func(e *Effects) { e.Leak = 20 << 20 }},
-	{"search: stale cache entries", 6*day + 2*time.Hour, time.Hour, func(e *Effects) { e.Stale = 0.01 }},
+	{what: "checkout: payment provider outage, 12% errors", ago: 19*day + 3*time.Hour, length: 45 * time.Minute,
+		apply:   func(e *Effects) { e.CheckoutErrors = 0.12 },
+		service: "checkout", slo: "checkout-availability", detect: 4 * time.Minute, version: "v2.12.0", deploy: 25 * time.Minute},
+	{what: "search: slow index shard, 30% of queries at 0.5s", ago: 4*day + 6*time.Hour, length: 3 * time.Hour,
+		apply:   func(e *Effects) { e.SearchSlow = 0.3 },
+		service: "search", slo: "search-latency", detect: 9 * time.Minute, version: "v7.3.1", deploy: 40 * time.Minute, playbook: "search-scale-up"},
+	{what: "auth: retry storm, 3% throttled", ago: 2*day + 5*time.Hour, length: 30 * time.Minute,
+		apply:   func(e *Effects) { e.AuthThrottled = 0.03 },
+		service: "auth", slo: "auth-availability", detect: 6 * time.Minute},
+	{what: "auth: worker memory leak", ago: 3*day + 9*time.Hour, length: 50 * time.Minute,
+		apply:   func(e *Effects) { e.Leak = 20 << 20 },
+		service: "auth", slo: "auth-worker-memory", detect: 14 * time.Minute, version: "v5.8.0", deploy: 10 * time.Minute, playbook: "auth-restart-workers"},
+	{what: "search: stale cache entries", ago: 6*day + 2*time.Hour, length: time.Hour, apply: func(e *Effects) { e.Stale = 0.01 }},
 }
 
 // HistoryStep is the resolution of the written history.

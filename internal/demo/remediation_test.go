@@ -197,7 +197,7 @@ func TestRunBadOptions(t *testing.T) {
 	}{
 		{"no data dir", Options{}, "no data directory"},
 		{"negative speed", Options{DataDir: "x", Speed: -1}, "must not be negative"},
-		{"unknown scenario", Options{DataDir: "x", Scenarios: []string{"meteor"}}, `unknown scenario "meteor": want one of deploy-latency,`},
+		{"unknown scenario", Options{DataDir: "x", Scenarios: []string{"meteor"}}, `unknown scenario "meteor": want one of payment-outage, deploy-latency,`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

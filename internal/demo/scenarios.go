@@ -77,9 +77,21 @@ type Expectation struct {
 // Severity of the telemetry-missing alert.
 const SeverityNoData = "no_data"
 
-// Scenarios returns the six scenarios, in the order the demo runs them.
+// Scenarios returns the seven scenarios, in the order the demo runs them.
 func Scenarios() []Scenario {
 	return []Scenario{
+		{
+			Name:  "payment-outage",
+			Title: "Payment provider outage",
+			Story: "The payment provider fails: almost every checkout request answers 502 for five minutes. The first " +
+				"full bad minute burns the 99.9% availability budget sixteen times too fast over the hour, so the " +
+				"availability SLO pages about a minute and a half after the outage begins: the first page a demo " +
+				"visitor sees, within 90 seconds of the dashboard being ready at the default speed.",
+			Length: 5 * time.Minute,
+			Start:  func(s *Simulator) { s.Update(func(e *Effects) { e.CheckoutErrors = paymentOutageErrors }) },
+			End:    func(e *Effects) { e.CheckoutErrors = 0 },
+			Expect: Expectation{SLO: "checkout-availability", Severity: "page", Within: 3 * time.Minute, Incident: true},
+		},
 		{
 			Name:  "deploy-latency",
 			Title: "Latency spike after a deploy",
@@ -169,6 +181,11 @@ func Scenarios() []Scenario {
 		},
 	}
 }
+
+// paymentOutageErrors is the 5xx share of the payment outage: above
+// 86.4%, one bad minute is over the page tier's 14.4x burn over 1h for a
+// 99.9% objective (0.95 / 60 / 0.001 = 15.8).
+const paymentOutageErrors = 0.95
 
 // ScenarioNames lists the scenarios' names.
 func ScenarioNames() []string {

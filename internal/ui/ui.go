@@ -115,6 +115,8 @@ type Options struct {
 	Gates     Gates
 	Records   Records
 	Playbooks Playbooks
+	// Reports builds the /reports page and postmortem drafts.
+	Reports api.Reporter
 	// Cost evaluates the services' cost-per-request queries.
 	Cost Querier
 	// CostInterval is how often costs are queried; default 1m.
@@ -201,7 +203,7 @@ func (u *UI) parse() error {
 		}
 		u.pages[name] = t
 	}
-	return nil
+	return u.parseReport()
 }
 
 func (u *UI) routes() {
@@ -222,6 +224,8 @@ func (u *UI) routes() {
 	u.mux.Handle("GET /incidents", u.page(u.incidents))
 	u.mux.Handle("GET /incidents/{id}", u.page(u.incident))
 	u.mux.HandleFunc("POST /incidents/{id}/ack", u.ack)
+	u.mux.HandleFunc("GET /incidents/{id}/postmortem", u.postmortem)
+	u.mux.Handle("GET /reports", u.page(u.reportPage))
 	u.mux.Handle("GET /gates", u.page(u.gates))
 	u.mux.Handle("GET /gates/evaluations/{id}", u.page(u.evaluation))
 	u.mux.Handle("GET /decisions", u.page(u.decisions))

@@ -1,0 +1,70 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/qsp-dev/qsp/internal/slo"
+	"github.com/qsp-dev/qsp/internal/store"
+)
+
+// PeriodCounts are an SLO group's good and total events over a span, as
+// far as its rollup reaches: a rollup keeps the SLO window (and hourly
+// boundaries beyond the recent days), so a span older than that is
+// covered only in part, and From says where the counts really start.
+type PeriodCounts struct {
+	Counts slo.Counts `json:"counts"`
+	// From and To are the span the counts cover: From is the first stored
+	// boundary at or after the start asked (up to 59 minutes later in the
+	// hourly tier), To the end asked or the newest folded minute.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// DataMinutes are the minutes of [From, To) that had telemetry.
+	DataMinutes int64 `json:"dataMinutes"`
+}
+
+// Counts returns an SLO group's event counts over [from, to), from its
+// rollup, for reports. Like History it reads the persisted rollup of a
+// group another replica evaluates, and returns an error wrapping
+// ErrUnknownSLO for an unknown key or a composite SLO.
+func (e *Engine) Counts(ctx context.Context, key string, from, to time.Time) (PeriodCounts, error) {
+	if to.Before(from) {
+		return PeriodCounts{}, fmt.Errorf("counts: to %s is before from %s", to, from)
+	}
+	e.mu.Lock()
+	if _, g := e.groupOf(key); g != nil {
+		defer e.mu.Unlock()
+		return periodCounts(g.roll, from, to), nil
+	}
+	p := e.plans[sloOfKey(key)]
+	e.mu.Unlock()
+	if p == nil || p.composite != nil {
+		return PeriodCounts{}, fmt.Errorf("counts of %q: %w", key, ErrUnknownSLO)
+	}
+	r, err := e.opts.Store.LoadRollup(ctx, key)
+	if errors.Is(err, store.ErrNotFound) || err == nil && r.PlanHash != p.hash {
+		return PeriodCounts{}, fmt.Errorf("counts of %q: %w", key, ErrUnknownSLO)
+	}
+	if err != nil {
+		return PeriodCounts{}, fmt.Errorf("counts of %q: %w", key, err)
+	}
+	roll, err := unmarshalRollup(r.Data)
+	if err != nil {
+		return PeriodCounts{}, fmt.Errorf("counts of %q: persisted rollup: %w", key, err)
+	}
+	return periodCounts(roll, from, to), nil
+}
+
+func periodCounts(roll *rollup, from, to time.Time) PeriodCounts {
+	f, t := slo.CeilMinute(from), min(slo.MinuteOf(to), roll.next)
+	if f < roll.start {
+		f = roll.start
+	}
+	if t < f {
+		return PeriodCounts{From: f.Time(), To: f.Time()}
+	}
+	w := roll.window(f, t)
+	return PeriodCounts{Counts: w.counts, From: w.from.Time(), To: w.to.Time(), DataMinutes: int64(w.data)}
+}
