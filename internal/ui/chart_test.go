@@ -162,3 +162,37 @@ func TestBarChart(t *testing.T) {
 		t.Errorf("%d hatched bars, want the one over its threshold", hatched)
 	}
 }
+
+// TestLabelRows: labels wider than their slots go to further rows, and
+// no two labels of one row overlap (issue 22: "100.00× ▲100.00×", "DD").
+func TestLabelRows(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		xs, ws   []float64
+		wantRows int
+	}{
+		{"apart", []float64{10, 100, 200}, []float64{20, 20, 20}, 1},
+		{"14 bars", func() []float64 {
+			var xs []float64
+			for i := range 14 {
+				xs = append(xs, 23+45.7*float64(i))
+			}
+			return xs
+		}(), []float64{70, 70, 70, 70, 70, 70, 70, 70, 70, 70, 70, 70, 70, 70}, 2},
+		{"same instant", []float64{50, 50, 50}, []float64{30, 30, 30}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			row, n := rows(tc.xs, tc.ws, 2)
+			if n != tc.wantRows {
+				t.Errorf("got %d rows, want %d", n, tc.wantRows)
+			}
+			for i := range tc.xs {
+				for j := i + 1; j < len(tc.xs); j++ {
+					if row[i] == row[j] && math.Abs(tc.xs[i]-tc.xs[j]) < (tc.ws[i]+tc.ws[j])/2 {
+						t.Errorf("labels %d and %d overlap in row %d", i, j, row[i])
+					}
+				}
+			}
+		})
+	}
+}

@@ -280,6 +280,15 @@ type sloDetailData struct {
 	Grouped   bool
 	SLIChart  *LineChart
 	Budget    *LineChart
+	// Errors is the error ratio per step over the chosen range (6h by
+	// default), with the alert thresholds, firing spans, deploys and
+	// incidents: the chart that shows the incident one is in.
+	Errors      *LineChart
+	ErrorsRange string
+	// Zoom are the time picker's plain links: earlier, later, zoom in
+	// and out.
+	Zoom      []zoomLink
+	Composite []string
 	Burn      *BarChart
 	Deploys   []store.Deploy
 	Incidents []alert.Incident
@@ -292,6 +301,23 @@ type sloDetailData struct {
 	// window's name; Cropped says the range starts at the telemetry.
 	Range, Window string
 	Cropped       bool
+}
+
+// zoomLink is a link of the time picker.
+type zoomLink struct {
+	Text string
+	Href string
+}
+
+// sloRanges are the ranges of the time picker, shortest first.
+var sloRanges = []string{"1h", "3h", "6h", "12h", "1d", "3d", "7d", "30d"}
+
+func rangeDur(r string) time.Duration {
+	var sd spec.Duration
+	if err := sd.UnmarshalText([]byte(r)); err != nil {
+		return 0
+	}
+	return sd.D()
 }
 
 // historyPoints is about how many points an SLO chart has.
@@ -346,20 +372,38 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 	// the window starts where the telemetry does when it is younger.
 	d.Range = r.URL.Query().Get("range")
 	span := window
-	switch d.Range {
-	case "":
-	case "7d", "1d", "6h", "1h":
-		var sd spec.Duration
-		_ = sd.UnmarshalText([]byte(d.Range))
-		span = min(window, sd.D())
+	switch {
+	case d.Range == "":
+	case slices.Contains(sloRanges, d.Range):
+		span = min(window, rangeDur(d.Range))
 	default:
-		return nil, badRequestf("There is no range %q: 7d, 1d, 6h or 1h.", d.Range)
+		return nil, badRequestf("There is no range %q: %s.", d.Range, strings.Join(sloRanges, ", "))
+	}
+	// end pans the range back in time: a Unix time in seconds, within
+	// the window before now.
+	now := d.To
+	if v := r.URL.Query().Get("end"); v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		end := time.Unix(sec, 0).UTC()
+		if err != nil || end.After(now) || end.Before(now.Add(-window)) {
+			return nil, badRequestf("The end %q must be a Unix time in seconds within the SLO window before now.", v)
+		}
+		d.To = end
 	}
 	d.Window = spec.Duration(window).String()
 	if s != nil {
 		d.Window = s.Spec.Window.String()
 	}
 	d.From = d.To.Add(-span)
+	// A calendar window charts its current period, not a rolling
+	// window's length back.
+	if d.Range == "" && s != nil && s.Spec.Window.Calendar != "" && !st.PeriodStart.IsZero() && st.PeriodStart.Before(d.To) {
+		d.From = st.PeriodStart
+		span = d.To.Sub(d.From)
+	}
+	d.ErrorsRange = cmp.Or(d.Range, "6h")
+	errSpan := min(window, rangeDur(d.ErrorsRange))
+	d.Zoom = zoomLinks(st, d.ErrorsRange, d.To, now, window)
 	ctx := r.Context()
 	d.Burn = burnChart(st)
 	if u.opts.Records != nil {
@@ -388,8 +432,18 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 			}
 		}
 	}
-	if u.opts.History != nil {
-		pts, err := u.history(ctx, st.Key, &d.From, d.To, d.Range == "")
+	if s != nil && s.Spec.Indicator.Composite != nil {
+		// A composite SLO keeps no rollup of its own: its history is its
+		// parts'.
+		for _, p := range s.Spec.Indicator.Composite.Objectives {
+			d.Composite = append(d.Composite, p.SLO)
+		}
+	} else if u.opts.History != nil {
+		efrom := d.To.Add(-errSpan)
+		if epts, err := u.history(ctx, st.Key, &efrom, d.To, false); err == nil {
+			d.Errors = errorChart(st, epts, efrom, d.To, d.Deploys, d.Incidents, name, d.ErrorsRange)
+		}
+		pts, err := u.history(ctx, st.Key, &d.From, d.To, d.Range == "" && (s == nil || s.Spec.Window.Calendar == ""))
 		if err != nil {
 			d.Problems = append(d.Problems, "The history could not be read: "+err.Error())
 		} else {
@@ -463,6 +517,100 @@ func incidentHasSLO(inc alert.Incident, name string) bool {
 	return false
 }
 
+// zoomLinks are the time picker's links around a range ending at end.
+func zoomLinks(st *engine.Status, rng string, end, now time.Time, window time.Duration) []zoomLink {
+	i := slices.Index(sloRanges, rng)
+	d := rangeDur(rng)
+	href := func(r string, e time.Time) string {
+		base := "/slos/" + pathEscape(st.SLO)
+		endv := ""
+		if e.Before(now.Add(-time.Minute)) {
+			endv = strconv.FormatInt(e.Unix(), 10)
+		}
+		return base + string(query("group", st.Key, "range", r, "end", endv))
+	}
+	var out []zoomLink
+	if end.Add(-d).After(now.Add(-window)) {
+		out = append(out, zoomLink{"◀ earlier", href(rng, end.Add(-d/2))})
+	}
+	if end.Before(now) {
+		out = append(out, zoomLink{"later ▶", href(rng, minTime(now, end.Add(d/2)))})
+		out = append(out, zoomLink{"now", href(rng, now)})
+	}
+	if i > 0 {
+		out = append(out, zoomLink{"zoom in (" + sloRanges[i-1] + ")", href(sloRanges[i-1], end)})
+	}
+	if i >= 0 && i+1 < len(sloRanges) && rangeDur(sloRanges[i+1]) <= window {
+		out = append(out, zoomLink{"zoom out (" + sloRanges[i+1] + ")", href(sloRanges[i+1], end)})
+	}
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// markersOf are the deploy flags of a chart: "D v2.14.0".
+func markersOf(deps []store.Deploy) []Marker {
+	var markers []Marker
+	for _, dp := range deps {
+		label := "Deploy of " + dp.Service
+		if dp.Version != "" {
+			label += " " + dp.Version
+		}
+		flag := "D"
+		if dp.Version != "" {
+			flag = "D " + dp.Version
+		}
+		markers = append(markers, Marker{At: dp.At, Label: label + " at " + ts(dp.At), Flag: flag})
+	}
+	return markers
+}
+
+// errorChart draws the error ratio per step with the alert thresholds
+// (factor × error budget), the spans the SLO's alerts fired, deploys and
+// incidents.
+func errorChart(st *engine.Status, pts []engine.HistoryPoint, from, to time.Time, deps []store.Deploy, incs []alert.Incident, slo, rng string) *LineChart {
+	er := make([]Sample, len(pts))
+	for i, p := range pts {
+		er[i] = Sample{At: p.At, V: p.ErrorRatio}
+	}
+	zero := 0.0
+	budget := 1 - st.Objective
+	var ths []Threshold
+	seen := map[float64]bool{}
+	for _, a := range st.Alerts {
+		for _, c := range a.Conditions {
+			f := c.Condition.Factor
+			if f <= 0 || seen[f] || budget <= 0 {
+				continue
+			}
+			seen[f] = true
+			ths = append(ths, Threshold{V: min(1, f*budget), Label: fmt.Sprintf("%s %s× = %s", a.Severity, measure(f), pctN(f*budget, 2))})
+		}
+	}
+	var spans, firing []Span
+	for _, inc := range incs {
+		spans = append(spans, Span{From: inc.FirstBadAt, To: inc.ResolvedAt, Label: fmt.Sprintf("Incident %d: %s", inc.ID, inc.Title)})
+		for _, a := range inc.Alerts {
+			if a.SLO == slo && !a.FiredAt.IsZero() {
+				firing = append(firing, Span{From: a.FiredAt, To: a.ResolvedAt, Label: fmt.Sprintf("%s fired %s", a.Alert, ts(a.FiredAt))})
+			}
+		}
+	}
+	key := strings.NewReplacer("{", "-", "}", "", "\"", "", "=", "-", ",", "-").Replace(st.Key)
+	step := max(time.Minute, (to.Sub(from) / historyPoints).Truncate(time.Minute))
+	c := &LineChart{ID: "errors-" + key, Title: fmt.Sprintf("Error rate of %s over the last %s, per %s", st.Key, rng, span(step)), From: from, To: to,
+		Samples: er, Ref: &zero, Format: func(v float64) string { return pctN(v, 2) }, Thresholds: ths, Markers: markersOf(deps), Spans: spans, Firing: firing}
+	if s, ok := c.Latest(); ok {
+		c.Desc = fmt.Sprintf("The error rate is %s at %s; %d alert thresholds, %d deploys and %d incidents in the range.", pctN(*s.V, 2), ts(s.At), len(ths), len(c.Markers), len(spans))
+	}
+	return c
+}
+
 // historyCharts draws the SLI and the budget burn-down of a group.
 func historyCharts(st *engine.Status, pts []engine.HistoryPoint, from, to time.Time, deps []store.Deploy, incs []alert.Incident) (*LineChart, *LineChart) {
 	sli := make([]Sample, len(pts))
@@ -471,14 +619,7 @@ func historyCharts(st *engine.Status, pts []engine.HistoryPoint, from, to time.T
 		sli[i] = Sample{At: p.At, V: p.SLI}
 		bud[i] = Sample{At: p.At, V: p.BudgetRemaining}
 	}
-	var markers []Marker
-	for _, dp := range deps {
-		label := "Deploy of " + dp.Service
-		if dp.Version != "" {
-			label += " " + dp.Version
-		}
-		markers = append(markers, Marker{At: dp.At, Label: label + " at " + ts(dp.At)})
-	}
+	markers := markersOf(deps)
 	var spans []Span
 	for _, inc := range incs {
 		spans = append(spans, Span{From: inc.FirstBadAt, To: inc.ResolvedAt, Label: fmt.Sprintf("Incident %d: %s", inc.ID, inc.Title)})
@@ -515,10 +656,14 @@ func burnChart(st *engine.Status) *BarChart {
 	}
 	key := strings.NewReplacer("{", "-", "}", "", "\"", "", "=", "-", ",", "-").Replace(st.Key)
 	c := &BarChart{ID: "burn-" + key, Title: fmt.Sprintf("Burn rate per window of %s", st.Key), Ref: 1, RefLabel: "1× spends the budget exactly over the SLO window",
-		Format: func(v float64) string { return num(v) + "×" }}
+		Format: func(v float64) string { return measure(v) + "×" }}
 	var hot []string
 	for _, w := range st.Windows {
-		b := Bar{Label: w.Name, V: w.BurnRate}
+		label := w.Name
+		if w.Window > 0 {
+			label = span(w.Window)
+		}
+		b := Bar{Label: label, V: w.BurnRate}
 		if f, ok := factor[w.Name]; ok && w.BurnRate != nil && *w.BurnRate >= f {
 			b.Alert = true
 			hot = append(hot, w.Name)
