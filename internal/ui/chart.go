@@ -396,8 +396,6 @@ type BarChart struct {
 	Format   func(float64) string
 }
 
-
-
 func (c *BarChart) format(v float64) string {
 	if c.Format != nil {
 		return c.Format(v)
