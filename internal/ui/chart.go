@@ -501,3 +501,84 @@ func (c *BarChart) SVG() template.HTML {
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped
 }
+
+// TimelineEvent is one mark on an incident's timeline: an alert
+// transition, a deploy, a gate verdict or a playbook run.
+type TimelineEvent struct {
+	At time.Time
+	// Kind is alert, deploy, gate or playbook: the mark's shape and class.
+	Kind  string
+	Short string // the label on the strip
+	Text  string // the full line of the list and the mark's title
+	Href  string
+}
+
+// Timeline draws events on one time axis, labels stacked in rows so that
+// none overlaps, with the incident as a hatched span.
+type Timeline struct {
+	ID, Title string
+	From, To  time.Time
+	Events    []TimelineEvent
+	Span      Span
+}
+
+// SVG draws the timeline.
+func (c *Timeline) SVG() template.HTML {
+	var b strings.Builder
+	t0, t1 := c.From, c.To
+	if !t1.After(t0) {
+		t1 = t0.Add(time.Minute)
+	}
+	plotW := float64(chartW - padL - padR)
+	x := func(t time.Time) float64 {
+		f := float64(t.Sub(t0)) / float64(t1.Sub(t0))
+		return padL + math.Max(0, math.Min(1, f))*plotW
+	}
+	xs := make([]float64, len(c.Events))
+	ws := make([]float64, len(c.Events))
+	for i, e := range c.Events {
+		ws[i] = textWidth(e.Short, 11) + 4
+		// Labels start at their mark; the layout works on centres.
+		xs[i] = x(e.At) + ws[i]/2
+	}
+	row, n := rows(xs, ws, 3)
+	const axisY = 30
+	h := axisY + 24 + 14*max(1, n)
+	id := esc(c.ID)
+	fmt.Fprintf(&b, `<svg class="chart timeline" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t" xmlns="http://www.w3.org/2000/svg">`, chartW, h, id)
+	fmt.Fprintf(&b, `<title id="%s-t">%s</title>`, id, esc(c.Title))
+	fmt.Fprintf(&b, `<defs><pattern id="%s-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
+		`<rect width="6" height="6" fill="%s" fill-opacity="0.12"/><line x1="0" y1="0" x2="0" y2="6" stroke="%s" stroke-width="2" stroke-opacity="0.45"/></pattern></defs>`,
+		id, colVermillion, colVermillion)
+	if !c.Span.From.IsZero() {
+		to := c.Span.To
+		if to.IsZero() || to.After(t1) {
+			to = t1
+		}
+		x0, x1 := x(c.Span.From), x(to)
+		fmt.Fprintf(&b, `<rect class="span" x="%.1f" y="4" width="%.1f" height="%d" fill="url(#%s-hatch)"><title>%s</title></rect>`, x0, math.Max(2, x1-x0), h-8, id, esc(c.Span.Label))
+	}
+	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s"/>`, padL, chartW-padR, axisY, axisY, colGrey)
+	for i := range 5 {
+		t := t0.Add(time.Duration(float64(t1.Sub(t0)) * float64(i) / 4))
+		anchor := "middle"
+		switch i {
+		case 0:
+			anchor = "start"
+		case 4:
+			anchor = "end"
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="%s" class="tick">%s</text>`, x(t), axisY-8, anchor, esc(t.UTC().Format("15:04")))
+	}
+	colour := map[string]string{"alert": colVermillion, "deploy": colPurple, "gate": colBlue, "playbook": colGreen}
+	for i, e := range c.Events {
+		ex := x(e.At)
+		ly := float64(axisY + 22 + 14*row[i])
+		col := cmp.Or(colour[e.Kind], colInk)
+		fmt.Fprintf(&b, `<g class="tl tl-%s"><title>%s: %s</title><line x1="%.1f" x2="%.1f" y1="%d" y2="%.1f" stroke="%s" stroke-width="1.5"/>`+
+			`<circle cx="%.1f" cy="%d" r="3.5" fill="%s"/><text x="%.1f" y="%.1f" class="label">%s</text></g>`,
+			esc(e.Kind), esc(e.At.UTC().Format("15:04:05")), esc(e.Text), ex, ex, axisY, ly-9, col, ex, axisY, col, ex+2, ly, esc(e.Short))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped
+}

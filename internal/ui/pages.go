@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -767,6 +769,11 @@ type incidentData struct {
 	Incident alert.Incident
 	CanAck   bool
 	Role     string
+	// Events are the incident's timeline merged with the service's
+	// deploys, gate verdicts and playbook runs around it; Strip draws them.
+	Events   []TimelineEvent
+	Strip    *Timeline
+	Problems []string
 }
 
 func (u *UI) incident(r *http.Request) (*view, error) {
@@ -783,7 +790,102 @@ func (u *UI) incident(r *http.Request) (*view, error) {
 	}
 	p, _ := api.PrincipalFrom(r.Context())
 	d := incidentData{Incident: inc, CanAck: inc.State == "open" && inc.AckedAt.IsZero(), Role: roleLabel(p.Role)}
+	d.Events, d.Problems = u.incidentEvents(r.Context(), inc)
+	from, to := inc.FirstBadAt.Add(-time.Hour), inc.ResolvedAt
+	if to.IsZero() {
+		to = u.opts.Now()
+	}
+	to = to.Add(10 * time.Minute)
+	d.Strip = &Timeline{ID: fmt.Sprintf("incident-%d", inc.ID), Title: fmt.Sprintf("Timeline of incident %d", inc.ID), From: from, To: to, Events: d.Events,
+		Span: Span{From: inc.FirstBadAt, To: inc.ResolvedAt, Label: inc.Title}}
 	return &view{Template: "incident", Title: fmt.Sprintf("Incident %d", id), Nav: "incidents", Data: d, Form: d.CanAck}, nil
+}
+
+// incidentEvents merges an incident's own timeline with the deploys,
+// gate evaluations and playbook runs of its service from an hour before
+// the first bad minute to its resolution.
+func (u *UI) incidentEvents(ctx context.Context, inc alert.Incident) ([]TimelineEvent, []string) {
+	var out []TimelineEvent
+	var problems []string
+	for _, e := range inc.Timeline {
+		text := strings.ReplaceAll(e.Kind, "_", " ")
+		if e.Key != "" {
+			text += " " + e.Key
+		}
+		if e.By != "" {
+			text += " by " + e.By
+		}
+		if e.Detail != "" {
+			text += ": " + e.Detail
+		}
+		out = append(out, TimelineEvent{At: e.At, Kind: "alert", Short: incidentShort(e.Kind), Text: text})
+	}
+	if inc.Service == "" {
+		return out, problems
+	}
+	from, to := inc.FirstBadAt.Add(-time.Hour), inc.ResolvedAt
+	if to.IsZero() {
+		to = u.opts.Now()
+	}
+	if u.opts.Records != nil {
+		deps, _, err := u.opts.Records.Deploys(ctx, store.DeployFilter{Service: inc.Service, From: from, To: to, Limit: 50})
+		if err != nil {
+			problems = append(problems, "Deploys could not be read.")
+		}
+		for _, dp := range deps {
+			out = append(out, TimelineEvent{At: dp.At, Kind: "deploy", Short: cmp.Or("D "+dp.Version, "D"), Text: strings.TrimSpace("deploy " + dp.Version + " " + dp.Description)})
+		}
+	}
+	if u.opts.Gates != nil {
+		evs, _, err := u.opts.Gates.Evaluations(ctx, gate.Filter{Service: inc.Service, From: from, To: to, Limit: 50})
+		if err != nil {
+			problems = append(problems, "Gate evaluations could not be read.")
+		}
+		for _, ev := range evs {
+			out = append(out, TimelineEvent{At: ev.CreatedAt, Kind: "gate", Short: "G " + string(ev.State), Text: gateText(ev), Href: "/gates/evaluations/" + pathEscape(ev.ID)})
+		}
+	}
+	if u.opts.Playbooks != nil {
+		runs, _, err := u.opts.Playbooks.Runs(ctx, playbook.RunFilter{Service: inc.Service, From: from, To: to, Limit: 50})
+		if err != nil {
+			problems = append(problems, "Playbook runs could not be read.")
+		}
+		for _, run := range runs {
+			out = append(out, TimelineEvent{At: run.CreatedAt, Kind: "playbook", Short: "P " + string(run.State), Text: fmt.Sprintf("playbook %s: %s", run.Playbook, badge(run.State).Text), Href: "/playbooks/runs/" + pathEscape(run.ID)})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b TimelineEvent) int { return a.At.Compare(b.At) })
+	return out, problems
+}
+
+// gateText is a gate verdict in one line, without "gate gate" when the
+// summary already names the gate.
+func gateText(ev *gate.Evaluation) string {
+	head := "gate " + ev.Gate + ": " + badge(ev.State).Text
+	sum := strings.TrimPrefix(strings.TrimPrefix(ev.Summary, "gate "), ev.Gate)
+	sum = strings.TrimLeft(sum, " :")
+	if sum == "" {
+		return head
+	}
+	return head + " — " + sum
+}
+
+func incidentShort(kind string) string {
+	switch kind {
+	case alert.EventFirstBad:
+		return "first bad"
+	case alert.EventDetected:
+		return "paged"
+	case alert.EventAlertFired:
+		return "fired"
+	case alert.EventAlertResolved:
+		return "cleared"
+	case alert.EventAcknowledged:
+		return "ack"
+	case alert.EventResolved:
+		return "resolved"
+	}
+	return kind
 }
 
 type gatesData struct {
@@ -812,7 +914,67 @@ func (u *UI) gates(r *http.Request) (*view, error) {
 
 type evaluationData struct {
 	Evaluation *gate.Evaluation
-	Details    string
+	Details    []detailRow
+}
+
+// detailRow is one number behind a verdict: "canary › latency ›
+// pValue" and its value for people.
+type detailRow struct {
+	Name, Value string
+}
+
+// maxDetailRows bounds the table of a verdict's numbers.
+const maxDetailRows = 400
+
+// flatten appends the leaves of a JSON tree as rows named by their path,
+// numbers written for people: p-values in words, effects in words, and
+// no 16-digit floats.
+func flatten(path string, v any, out *[]detailRow) {
+	if len(*out) >= maxDetailRows {
+		return
+	}
+	join := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + " › " + k
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			flatten(join(k), v[k], out)
+		}
+	case []any:
+		for i, e := range v {
+			// A list of named things is named by its items' names.
+			name := strconv.Itoa(i + 1)
+			if m, ok := e.(map[string]any); ok {
+				for _, k := range []string{"name", "metric", "slo", "key"} {
+					if s, ok := m[k].(string); ok && s != "" {
+						name = s
+						break
+					}
+				}
+			}
+			flatten(join(name), e, out)
+		}
+	case float64:
+		key := strings.ToLower(path[strings.LastIndex(path, " ")+1:])
+		val := measure(v)
+		switch {
+		case key == "pvalue" || key == "p":
+			val = evidence(v)
+		case strings.Contains(key, "effect") || strings.Contains(key, "delta"):
+			val = effect(v)
+		case v == math.Trunc(v) && math.Abs(v) < 1e15:
+			val = countInt(v)
+		}
+		*out = append(*out, detailRow{path, val})
+	case nil:
+		*out = append(*out, detailRow{path, "–"})
+	default:
+		*out = append(*out, detailRow{path, fmt.Sprint(v)})
+	}
 }
 
 func (u *UI) evaluation(r *http.Request) (*view, error) {
@@ -835,8 +997,12 @@ func (u *UI) evaluation(r *http.Request) (*view, error) {
 		details["canary"] = ev.Canary
 	}
 	if len(details) > 0 {
-		b, _ := json.MarshalIndent(details, "", "  ")
-		d.Details = string(b)
+		// The numbers as a table for people: a JSON round trip gives one
+		// generic tree of every result, flattened to named rows.
+		raw, _ := json.Marshal(details)
+		var tree any
+		_ = json.Unmarshal(raw, &tree)
+		flatten("", tree, &d.Details)
 	}
 	return &view{Template: "evaluation", Title: "Gate evaluation " + ev.ID, Nav: "gates", Data: d}, nil
 }
