@@ -140,6 +140,22 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 	if err != nil {
 		return err
 	}
+	if len(open) == 0 {
+		// Another cause's incident whose trouble began at about the same
+		// time is the same trouble seen by another SLO: an outage burns
+		// availability and latency together.
+		all, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, State: store.IncidentOpen, Limit: 20})
+		if err != nil {
+			return err
+		}
+		fb := i.firstBad(t)
+		for _, o := range all {
+			if d := fb.Sub(o.FirstBadAt); d < sameTrouble && d > -sameTrouble {
+				open = []*store.Incident{o}
+				break
+			}
+		}
+	}
 	tier := Tier(t, set)
 	if len(open) == 1 {
 		return i.opts.Store.UpdateIncident(ctx, store.IncidentUpdate{
@@ -189,6 +205,10 @@ type firingAlert struct {
 	detail string
 	cause  string
 }
+
+// sameTrouble is how close two first bad minutes of one service must be
+// for alerts of different causes to be one trouble.
+const sameTrouble = 15 * time.Minute
 
 // Causes of incidents besides the SLO categories.
 const (

@@ -235,7 +235,7 @@ func (c *LineChart) SVG() template.HTML {
 	fmt.Fprintf(&b, `<defs><pattern id="%s-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
 		`<rect width="6" height="6" fill="%s" fill-opacity="0.12"/><line x1="0" y1="0" x2="0" y2="6" stroke="%s" stroke-width="2" stroke-opacity="0.45"/></pattern></defs>`,
 		id, colVermillion, colVermillion)
-	fmt.Fprintf(&b, `<rect x="%d" y="%.0f" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
+	fmt.Fprintf(&b, `<rect class="plot" x="%d" y="%.0f" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
 	for _, s := range c.Firing {
 		to := s.To
 		if to.IsZero() || to.After(t1) {
@@ -289,6 +289,11 @@ func (c *LineChart) SVG() template.HTML {
 		fmt.Fprintf(&b, `<line class="threshold" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.2" stroke-dasharray="3 3"><title>%s</title></line>`,
 			padL, chartW-padR, ty, ty, colOrange, esc(t.Label))
 		ly := math.Max(ty-3, lastY+12)
+		if ly > padT+plotH-4 {
+			// No room left inside the plot: the line keeps its title and
+			// the chart's description names every threshold.
+			continue
+		}
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="label">%s</text>`, chartW-padR-4, ly, esc(t.Label))
 		lastY = ly
 	}

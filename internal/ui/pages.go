@@ -608,7 +608,11 @@ func errorChart(st *engine.Status, pts []engine.HistoryPoint, from, to time.Time
 	c := &LineChart{ID: "errors-" + key, Title: fmt.Sprintf("Error rate of %s over the last %s, per %s", st.Key, rng, span(step)), From: from, To: to,
 		Samples: er, Ref: &zero, Format: func(v float64) string { return pctN(v, 2) }, Thresholds: ths, Markers: markersOf(deps), Spans: spans, Firing: firing}
 	if s, ok := c.Latest(); ok {
-		c.Desc = fmt.Sprintf("The error rate is %s at %s; %d alert thresholds, %d deploys and %d incidents in the range.", pctN(*s.V, 2), ts(s.At), len(ths), len(c.Markers), len(spans))
+		var names []string
+		for _, t := range ths {
+			names = append(names, t.Label)
+		}
+		c.Desc = fmt.Sprintf("The error rate is %s at %s; alert thresholds: %s; %d deploys and %d incidents in the range.", pctN(*s.V, 2), ts(s.At), orNone(names), len(c.Markers), len(spans))
 	}
 	return c
 }
