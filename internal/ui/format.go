@@ -285,6 +285,7 @@ var funcs = template.FuncMap{
 	"effect":     effect,
 	"measure":    measure,
 	"stepBadge":  stepBadge,
+	"humanize":   humanize,
 	"list":       func(s ...string) []string { return s },
 	"deref": func(f *float64) float64 {
 		if f == nil {
@@ -438,4 +439,32 @@ func measure(f float64) string {
 		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	}
 	return s
+}
+
+var (
+	pValueRe = regexp.MustCompile(`\bp=([0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)`)
+	infPctRe = regexp.MustCompile(`[+-]inf%`)
+	longNum  = regexp.MustCompile(`\b[0-9]+\.[0-9]{5,}(?:[eE][-+]?[0-9]+)?\b|\b[0-9](?:\.[0-9]+)?[eE]-[0-9]+\b`)
+)
+
+// humanize rewrites the figures of a verdict's message for people: a
+// p-value in words with its figure ("strong evidence (p < 0.001)"), an
+// infinite change from a zero baseline in words, and no 16-digit floats
+// or e-notation. The messages themselves stay exact in the API.
+func humanize(msg string) string {
+	msg = pValueRe.ReplaceAllStringFunc(msg, func(m string) string {
+		p, err := strconv.ParseFloat(m[2:], 64)
+		if err != nil {
+			return m
+		}
+		return evidence(p)
+	})
+	msg = infPctRe.ReplaceAllString(msg, "from none (baseline 0)")
+	return longNum.ReplaceAllStringFunc(msg, func(m string) string {
+		f, err := strconv.ParseFloat(m, 64)
+		if err != nil {
+			return m
+		}
+		return measure(f)
+	})
 }

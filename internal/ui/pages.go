@@ -114,6 +114,14 @@ func (u *UI) executive(r *http.Request) (*view, error) {
 			if c.SLOs == 1 {
 				cell.SLOs = "1 SLO"
 			}
+			// Never "OK" over SLOs without data: a cell with one is at
+			// best "No data".
+			if c.NoData > 0 && (c.State == engine.StateOK || c.State == engine.StateUnknown || c.State == engine.StateLowTraffic) {
+				cell.Badge = badge(engine.StateNoData)
+			}
+			if c.NoData > 0 {
+				cell.SLOs += fmt.Sprintf(", %d without data", c.NoData)
+			}
 			if c.BudgetRemaining != nil {
 				cell.Budget = pct(*c.BudgetRemaining)
 			}
@@ -866,7 +874,7 @@ func (u *UI) incidentEvents(ctx context.Context, inc alert.Incident) ([]Timeline
 // summary already names the gate.
 func gateText(ev *gate.Evaluation) string {
 	head := "gate " + ev.Gate + ": " + badge(ev.State).Text
-	sum := strings.TrimPrefix(strings.TrimPrefix(ev.Summary, "gate "), ev.Gate)
+	sum := strings.TrimPrefix(strings.TrimPrefix(humanize(ev.Summary), "gate "), ev.Gate)
 	sum = strings.TrimLeft(sum, " :")
 	if sum == "" {
 		return head
