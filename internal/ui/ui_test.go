@@ -259,7 +259,7 @@ func TestFormats(t *testing.T) {
 		{effect(0.62), "large (0.62)"}, {effect(-0.1), "negligible (-0.10)"},
 		{measure(0.123456), "0.1235"}, {measure(1234.5678), "1235"}, {measure(2.5e-9), "< 0.0001"}, {measure(0), "0"},
 		{humanize("shift +3.0%, Mann-Whitney p=1.5e-14 (alpha 0.013), change +inf%, ratio 0.1234567890123"), "shift +3.0%, Mann-Whitney strong evidence (p < 0.001) (alpha 0.013), change from none (baseline 0), ratio 0.1235"},
-				{stepBadge("stop", "succeeded").Text, "Done"}, {stepBadge("stop", "failed").Text, "Stop"}, {stepBadge("pass", "succeeded").Text, "Pass"},
+		{stepBadge("stop", "succeeded").Text, "Done"}, {stepBadge("stop", "failed").Text, "Stop"}, {stepBadge("pass", "succeeded").Text, "Pass"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
