@@ -399,13 +399,6 @@ func alertDetail(t engine.Transition, tier string) string {
 	return d
 }
 
-func orSource(service string) string {
-	if service == "" {
-		return "telemetry source"
-	}
-	return service
-}
-
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
