@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,9 +135,26 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 	a := Build(t, set, i.opts.ExternalURL, "")
 	ia := store.IncidentAlert{Key: t.Key, Severity: t.Severity, Fingerprint: Fingerprint(a.Labels), Name: t.Alert, SLO: t.SLO,
 		Labels: a.Labels, State: store.AlertFiring, FiredAt: t.At}
-	open, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, State: store.IncidentOpen, Limit: 1})
+	cause := causeOf(t, set)
+	open, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, Cause: cause, HasCause: true, State: store.IncidentOpen, Limit: 1})
 	if err != nil {
 		return err
+	}
+	if len(open) == 0 {
+		// Another cause's incident whose trouble began at about the same
+		// time is the same trouble seen by another SLO: an outage burns
+		// availability and latency together.
+		all, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, State: store.IncidentOpen, Limit: 20})
+		if err != nil {
+			return err
+		}
+		fb := i.firstBad(t)
+		for _, o := range all {
+			if d := fb.Sub(o.FirstBadAt); d < sameTrouble && d > -sameTrouble {
+				open = []*store.Incident{o}
+				break
+			}
+		}
 	}
 	tier := Tier(t, set)
 	if len(open) == 1 {
@@ -149,12 +167,8 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 		return nil
 	}
 	firstBad := i.firstBad(t)
-	title := fmt.Sprintf("%s pages: %s", orSource(t.Service), t.Alert)
-	if t.SLO != "" {
-		title = fmt.Sprintf("%s: %s (%s)", orSource(t.Service), t.SLO, t.Alert)
-	}
 	inc := store.Incident{
-		Service: t.Service, Title: title, Severity: spec.SeverityPage, OpenedAt: t.At, FirstBadAt: firstBad, DetectedAt: t.At, UpdatedAt: t.At,
+		Service: t.Service, Cause: cause, Title: i.title(ctx, t, set, firstBad), Severity: spec.SeverityPage, OpenedAt: t.At, FirstBadAt: firstBad, DetectedAt: t.At, UpdatedAt: t.At,
 		Alerts: []store.IncidentAlert{ia},
 		Events: []store.IncidentEvent{
 			{At: firstBad, Kind: EventFirstBad, Key: t.Key, Severity: t.Severity, Detail: "first bad minute"},
@@ -164,6 +178,9 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 	// Alerts of the service already firing (a ticket that came first) are
 	// the same trouble: they join, and the incident closes after them.
 	for _, other := range i.firingOf(t, set) {
+		if other.cause != cause {
+			continue
+		}
 		inc.Alerts = append(inc.Alerts, other.alert)
 		inc.Events = append(inc.Events, store.IncidentEvent{At: other.alert.FiredAt, Kind: EventAlertFired, Key: other.alert.Key,
 			Severity: other.alert.Severity, Detail: other.detail})
@@ -186,6 +203,91 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 type firingAlert struct {
 	alert  store.IncidentAlert
 	detail string
+	cause  string
+}
+
+// sameTrouble is how close two first bad minutes of one service must be
+// for alerts of different causes to be one trouble.
+const sameTrouble = 15 * time.Minute
+
+// Causes of incidents besides the SLO categories.
+const (
+	causeNoData = "no data"
+	causeSource = "telemetry source"
+)
+
+// causeOf is the trouble an alert is part of: its SLO's category (a
+// bot attack on a security SLO and a memory leak on a performance SLO of
+// one service are two incidents), "no data" for telemetry alerts, so one
+// telemetry loss is one incident of the service.
+func causeOf(t engine.Transition, set *spec.Set) string {
+	switch {
+	case t.Alert == engine.AlertSourceDown || t.Key == "":
+		return causeSource
+	case t.Severity == engine.SeverityNoData:
+		return causeNoData
+	case t.Status != nil && t.Status.Category != "":
+		return string(t.Status.Category)
+	}
+	if set != nil {
+		if s := set.SLO(t.SLO); s != nil {
+			return string(s.Spec.Category)
+		}
+	}
+	return ""
+}
+
+// title names an incident in words for the people it pages: "Checkout
+// latency p99 burning its error budget since 03:21 UTC, after deploy
+// v2.14.0".
+func (i *Incidents) title(ctx context.Context, t engine.Transition, set *spec.Set, firstBad time.Time) string {
+	since := firstBad.UTC().Format("15:04") + " UTC"
+	svc := t.Service
+	if set != nil {
+		if sv := set.Service(t.Service); sv != nil && sv.Metadata.DisplayName != "" {
+			svc = sv.Metadata.DisplayName
+		}
+	}
+	svc = upperFirst(svc)
+	var what string
+	switch {
+	case t.Alert == engine.AlertSourceDown || t.Key == "":
+		return "Telemetry source down since " + since
+	case t.Severity == engine.SeverityNoData:
+		what = "has no telemetry"
+		if t.SLO != "" {
+			what = sloWords(t.Service, t.SLO) + " has no telemetry"
+		}
+		return strings.TrimSpace(svc+" "+what) + " since " + since
+	default:
+		what = sloWords(t.Service, t.SLO) + " burning its error budget"
+		if t.SLO == "" {
+			what = t.Alert
+		}
+	}
+	title := strings.TrimSpace(svc+" "+what) + " since " + since
+	// The deploy of the service in the hour before the trouble began is
+	// the first suspect; the title says so.
+	deps, _, err := i.opts.Store.Deploys(ctx, store.DeployFilter{Service: t.Service, From: firstBad.Add(-time.Hour), To: firstBad.Add(time.Minute), Limit: 1})
+	if err == nil && len(deps) > 0 && deps[0].Version != "" {
+		title += ", after deploy " + deps[0].Version
+	}
+	return title
+}
+
+// sloWords writes an SLO name without its service prefix, in words:
+// "checkout-latency-p99" of checkout is "latency p99".
+func sloWords(service, name string) string {
+	w := strings.TrimPrefix(name, service+"-")
+	return strings.ReplaceAll(w, "-", " ")
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	r := []rune(s)
+	return strings.ToUpper(string(r[0])) + string(r[1:])
 }
 
 // firingOf returns the other alerts of t's service firing in the engine's
@@ -210,6 +312,7 @@ func (i *Incidents) firingOf(t engine.Transition, set *spec.Set) []firingAlert {
 				alert: store.IncidentAlert{Key: st.Key, Severity: as.Severity, Fingerprint: Fingerprint(a.Labels), Name: as.Name, SLO: st.SLO,
 					Labels: a.Labels, State: store.AlertFiring, FiredAt: as.FiredAt},
 				detail: alertDetail(ot, Tier(ot, set)),
+				cause:  causeOf(ot, set),
 			})
 		}
 	}
@@ -294,13 +397,6 @@ func alertDetail(t engine.Transition, tier string) string {
 		d += " (" + t.Condition + ")"
 	}
 	return d
-}
-
-func orSource(service string) string {
-	if service == "" {
-		return "telemetry source"
-	}
-	return service
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -220,7 +220,7 @@ func TestIncidentsFromTelemetryAlerts(t *testing.T) {
 	if i := byService["shop"]; i.TimeToDetect != 420 {
 		t.Errorf("no_data incident: time to detect %vs, want 420 (from the end of the last minute with data)", i.TimeToDetect)
 	}
-	if i, ok := byService[""]; !ok || i.TimeToDetect != 120 || !strings.Contains(i.Title, "telemetry source") {
+	if i, ok := byService[""]; !ok || i.TimeToDetect != 120 || !strings.Contains(i.Title, "Telemetry source down since") {
 		t.Errorf("source-down incident: %+v", i)
 	}
 }
@@ -278,5 +278,58 @@ func TestStats(t *testing.T) {
 	}
 	if stats, _ := k.Stats(ctx, t0.Add(60*24*time.Hour), t0.Add(90*24*time.Hour)); len(stats) != 0 {
 		t.Errorf("an empty period has stats: %+v", stats)
+	}
+}
+
+// TestIncidentsByCause (issue 22): one incident per service and trouble.
+// A performance page of a service that starts long after its open
+// security incident does not join it, a second performance page does,
+// and the
+// title is in words with the deploy that came before the trouble.
+func TestIncidentsByCause(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, filepath.Join(t.TempDir(), "qsp.db"))
+	defer st.Close()
+	t0 := time.Date(2026, 11, 25, 3, 21, 0, 0, time.UTC)
+	eng := &fakeEngine{bad: map[string]time.Time{}}
+	inc, err := NewIncidents(IncidentOptions{Store: st, Engine: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RecordDeploy(ctx, store.Deploy{At: t0.Add(-10 * time.Minute), Service: "shop", Version: "v2.14.0", Source: "events"}); err != nil {
+		t.Fatal(err)
+	}
+	page := func(key string, cat spec.Category, at time.Time) engine.Transition {
+		tr := transition(key, "page", slo.Pending, slo.Firing, at)
+		tr.Status.Category = cat
+		tr.Status.Alerts[0].Since = at
+		return tr
+	}
+	inc.OnTransitions(ctx, []engine.Transition{page("shop-waf-blocks", spec.Security, t0)})
+	// The leak shows 40 minutes later: another trouble. Within the same
+	// minutes, as in an outage, it would be one.
+	if err := st.RecordDeploy(ctx, store.Deploy{At: t0.Add(30 * time.Minute), Service: "shop", Version: "v2.14.1", Source: "events"}); err != nil {
+		t.Fatal(err)
+	}
+	inc.OnTransitions(ctx, []engine.Transition{page("shop-latency-p99", spec.Performance, t0.Add(40*time.Minute))})
+	inc.OnTransitions(ctx, []engine.Transition{page("shop-memory", spec.Performance, t0.Add(42*time.Minute))})
+	l, err := inc.List(ctx, IncidentFilter{Service: "shop", HasService: true, State: "open"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 2 {
+		t.Fatalf("got %d open incidents, want 2 (security, performance): %+v", len(l), l)
+	}
+	titles := map[string]int{}
+	for _, i := range l {
+		titles[i.Title] = len(i.Alerts)
+	}
+	for title, alerts := range map[string]int{
+		"Shop waf blocks burning its error budget since 03:21 UTC, after deploy v2.14.0":  1,
+		"Shop latency p99 burning its error budget since 04:01 UTC, after deploy v2.14.1": 2,
+	} {
+		if got, ok := titles[title]; !ok || got != alerts {
+			t.Errorf("incident %q: got %d alerts (present %v), want %d; titles %v", title, got, ok, alerts, titles)
+		}
 	}
 }

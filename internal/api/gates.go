@@ -144,6 +144,7 @@ type changeWire struct {
 	Category       string            `json:"category"`
 	ExpectedImpact *impactWire       `json:"expectedImpact"`
 	Labels         map[string]string `json:"labels"`
+	Deploy         bool              `json:"deploy"`
 }
 
 type impactWire struct {
@@ -190,7 +191,7 @@ func decodeEvaluationRequest(body io.Reader) (gate.Request, error) {
 	req := gate.Request{
 		Change: gate.Change{
 			Kind: w.Change.Kind, Version: w.Change.Version, Description: w.Change.Description,
-			Category: spec.Category(w.Change.Category), Labels: w.Change.Labels,
+			Category: spec.Category(w.Change.Category), Labels: w.Change.Labels, Deploy: w.Change.Deploy,
 		},
 		Runs: w.Runs,
 	}

@@ -36,6 +36,7 @@ type gateFlags struct {
 	kind        string
 	version     string
 	description string
+	deploy      bool
 	category    string
 	labels      []string
 	samples     string
@@ -90,6 +91,7 @@ the gate from --specs when given, else from the server.`,
 	fl.StringVar(&f.kind, "kind", policy.ChangeFeature, "kind of change: "+strings.Join(policy.ChangeKinds, ", "))
 	fl.StringVar(&f.version, "version", "", "version being deployed")
 	fl.StringVar(&f.description, "description", "", "description of the change")
+	fl.BoolVar(&f.deploy, "deploy", false, "the change is being deployed: record a deploy marker (without it a gate run is a check, not a deploy)")
 	fl.StringVar(&f.category, "category", "", "what the change is for: quality, security or performance (required for mitigations)")
 	fl.StringArrayVar(&f.labels, "label", nil, "label of the change as key=value (repeatable)")
 	fl.StringVar(&f.samples, "samples", "", "canary data as JSON samples instead of querying telemetry")
@@ -199,7 +201,7 @@ func runGate(cmd *cobra.Command, name string, f *gateFlags) error {
 // request builds the evaluation request from the flags.
 func (f *gateFlags) request() (gate.Request, error) {
 	req := gate.Request{
-		Change: gate.Change{Kind: f.kind, Version: f.version, Description: f.description, Category: spec.Category(f.category)},
+		Change: gate.Change{Kind: f.kind, Version: f.version, Description: f.description, Category: spec.Category(f.category), Deploy: f.deploy},
 		Runs:   f.runs,
 	}
 	if !slices.Contains(policy.ChangeKinds, f.kind) {

@@ -273,7 +273,12 @@ func TestGateCommand(t *testing.T) {
 		t.Errorf("timeout: exit %d: %s", code, stderr)
 	}
 
-	// Deploy markers: one per evaluation, and the events API's.
+	// Deploy markers: the events API's and those of evaluations told the
+	// change is deployed (--deploy); the runs above were checks, not
+	// deploys (issue 22).
+	if code, stdout, stderr := runGateCLI("gate", "timed", "--url", url, "--poll", "100ms", "--deploy", "--version", "9.9.8"); code != 0 {
+		t.Fatalf("--deploy: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
 	body := `{"events": [{"type": "deploy", "service": "checkout", "version": "9.9.9", "description": "from CD"}]}`
 	resp, err := http.Post(url+"/api/v1/events", "application/json", strings.NewReader(body))
 	if err != nil {
@@ -301,7 +306,7 @@ func TestGateCommand(t *testing.T) {
 	for _, d := range deploys.Items {
 		sources[d.Source]++
 	}
-	if sources["events"] != 1 || sources["gate"] < 7 || deploys.Items[0].Version != "9.9.9" {
+	if sources["events"] != 1 || sources["gate"] != 1 || deploys.Items[0].Version != "9.9.9" || deploys.Items[1].Version != "9.9.8" {
 		t.Errorf("deploys %+v", deploys.Items)
 	}
 }

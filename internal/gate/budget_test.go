@@ -52,7 +52,7 @@ func TestBudgetGate(t *testing.T) {
 		{"search-budget", policy.ChangeFeature, StatePass, LevelInfo, []string{"every SLO within budget (1 checked)"}},
 	} {
 		t.Run(tc.gate+"/"+tc.kind, func(t *testing.T) {
-			ev := f.evaluate(tc.gate, Request{Change: Change{Kind: tc.kind, Version: "2.0.0"}})
+			ev := f.evaluate(tc.gate, Request{Change: Change{Kind: tc.kind, Version: "2.0.0", Deploy: true}})
 			mustState(t, ev, tc.want)
 			if ev.State.ExitCode() != map[State]int{StatePass: 0, StateFail: 1}[tc.want] {
 				t.Errorf("exit code %d for %s", ev.State.ExitCode(), ev.State)

@@ -93,6 +93,10 @@ type Change struct {
 	Category       spec.Category     `json:"category,omitempty"`
 	ExpectedImpact *policy.Impact    `json:"expectedImpact,omitempty"`
 	Labels         map[string]string `json:"labels,omitempty"`
+	// Deploy says the change is being deployed: only then does the
+	// evaluation record a deploy marker. A dry gate run from a laptop or
+	// a CI test is not a deploy and must not flag the SLO charts.
+	Deploy bool `json:"deploy,omitempty"`
 }
 
 // Report is one vulnerability report (Trivy or Grype JSON) uploaded with

@@ -103,7 +103,7 @@ func (recordStage) exec(ctx context.Context, x *run) error {
 	ev.FinishedAt = x.r.now()
 	ev.Progress.Stage = stageDone
 	ev.Progress.NextRunAt = time.Time{}
-	if err := x.r.opts.Deploys.RecordDeploy(ctx, deployMarker(ev)); err != nil {
+	if err := recordDeploy(ctx, x.r.opts.Deploys, ev); err != nil {
 		x.addError(stageRecord, fmt.Errorf("record deploy marker: %w", err))
 		ev.State = StateError
 	}

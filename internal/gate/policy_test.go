@@ -156,7 +156,7 @@ func TestInterruptedEvaluation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "qsp.db")
 	f := newFixture(t, fixtureOptions{specs: baseSpecs + canaryGates, now: testNow, series: healthySeries(), storePath: path})
 	ctx := context.Background()
-	ev := &Evaluation{ID: ids.New(testNow), Gate: "canary-good", Service: "search", State: StateRunning, Change: Change{Kind: "feature", Version: "7"},
+	ev := &Evaluation{ID: ids.New(testNow), Gate: "canary-good", Service: "search", State: StateRunning, Change: Change{Kind: "feature", Version: "7", Deploy: true},
 		CreatedAt: testNow, UpdatedAt: testNow, Reasons: []Reason{}, Progress: Progress{Stage: stageCanary, CanaryRuns: 3}}
 	data, _ := json.Marshal(ev)
 	if err := f.store.SaveGateEvaluation(ctx, storedEvaluation(ev, data)); err != nil {

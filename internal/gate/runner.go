@@ -329,7 +329,7 @@ func (r *Runner) recoverInterrupted(ctx context.Context, all bool) {
 		ev.Progress.Stage = stageDone
 		ev.summarize()
 		// The marker first: an evaluation seen finished has its marker.
-		if err := r.opts.Deploys.RecordDeploy(ctx, deployMarker(&ev)); err != nil {
+		if err := recordDeploy(ctx, r.opts.Deploys, &ev); err != nil {
 			r.logger.Error("record deploy", "id", s.ID, "err", err)
 		}
 		if err := r.save(ctx, &ev); err != nil {
@@ -578,7 +578,7 @@ func (r *Runner) begin(ctx context.Context, x *run) error {
 	if err := r.opts.Evaluations.SaveGateEvaluation(ctx, storedEvaluation(x.ev, data)); err != nil {
 		return fmt.Errorf("start evaluation: %w", err)
 	}
-	if err := r.opts.Deploys.RecordDeploy(ctx, deployMarker(x.ev)); err != nil {
+	if err := recordDeploy(ctx, r.opts.Deploys, x.ev); err != nil {
 		return fmt.Errorf("start evaluation: %w", err)
 	}
 	r.mu.Lock()
@@ -710,6 +710,15 @@ func storedEvaluation(ev *Evaluation, data []byte) store.GateEvaluation {
 
 // deployMarker is the deploy marker of an evaluation: one per
 // evaluation, its verdict updated as the evaluation ends.
+// recordDeploy records the evaluation's deploy marker when its change
+// says it is deployed (Change.Deploy), and nothing otherwise.
+func recordDeploy(ctx context.Context, d DeployRecorder, ev *Evaluation) error {
+	if !ev.Change.Deploy {
+		return nil
+	}
+	return d.RecordDeploy(ctx, deployMarker(ev))
+}
+
 func deployMarker(ev *Evaluation) store.Deploy {
 	return store.Deploy{
 		Key: "gate|" + ev.ID, At: ev.CreatedAt, Service: ev.Service, Version: ev.Change.Version,

@@ -32,6 +32,13 @@ func (securityStage) exec(ctx context.Context, x *run) error {
 		return err
 	}
 	if len(reports) == 0 {
+		// A rollback goes back to an image that was judged when it
+		// shipped: demanding a fresh report would block the emergency
+		// the rollback is for. It passes with a warning instead.
+		if x.ev.Change.Kind == policy.ChangeRollback {
+			x.addReason(CheckSecurity, LevelWarn, "", "no vulnerability report: a rollback is not blocked for lack of one; the image was judged when it first shipped")
+			return nil
+		}
 		return ErrNoReports
 	}
 	res := &SecurityResult{

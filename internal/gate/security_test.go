@@ -10,6 +10,7 @@ import (
 
 	"github.com/qsp-dev/qsp/internal/gate/vuln"
 	"github.com/qsp-dev/qsp/internal/policy"
+	"github.com/qsp-dev/qsp/internal/store"
 )
 
 const securityGates = `
@@ -294,6 +295,43 @@ func TestRequestValidation(t *testing.T) {
 				if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
 					t.Errorf("start %v: got %v, want %v with %q", start, err, tc.want, tc.msg)
 				}
+			}
+		})
+	}
+}
+
+// TestDeployOnlyWhenTold and rollbacks without reports (issue 22): a gate
+// run records a deploy marker only when its change says it is deployed,
+// and a rollback is not blocked for lack of a vulnerability report.
+func TestDeployOnlyWhenTold(t *testing.T) {
+	f := securityFixture(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		req     Request
+		want    State
+		deploys int
+	}{
+		{"dry run is no deploy", Request{Change: Change{Kind: policy.ChangeFeature, Version: "9.9.1"}, Reports: []Report{grypeReport(t)}}, StateFail, 0},
+		{"deploy is recorded", Request{Change: Change{Kind: policy.ChangeFeature, Version: "9.9.2", Deploy: true}, Reports: []Report{grypeReport(t)}}, StateFail, 1},
+		{"feature without report errors", Request{Change: Change{Kind: policy.ChangeFeature, Version: "9.9.3"}}, StateError, 0},
+		{"rollback without report passes", Request{Change: Change{Kind: policy.ChangeRollback, Version: "9.9.4", Deploy: true}}, StatePass, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := f.evaluate("strict", tc.req)
+			mustState(t, ev, tc.want)
+			ds, _, err := f.store.Deploys(ctx, store.DeployFilter{Service: ev.Service})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, d := range ds {
+				if d.EvaluationID == ev.ID {
+					n++
+				}
+			}
+			if n != tc.deploys {
+				t.Errorf("got %d deploy markers, want %d", n, tc.deploys)
 			}
 		})
 	}

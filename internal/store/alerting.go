@@ -438,8 +438,13 @@ func (s *Store) NotificationCounts(ctx context.Context) (map[string]map[string]i
 // Incident is a service's trouble from the first page to the last
 // resolution: the alerts it grouped and its timeline.
 type Incident struct {
-	ID       int64
-	Service  string
+	ID      int64
+	Service string
+	// Cause is the kind of trouble within the service (the SLO category,
+	// "no data"): a service has at most one open incident per cause, so a
+	// memory leak does not merge into another SLO class's bot attack.
+	// Written at creation only; filter on it with IncidentFilter.Cause.
+	Cause    string
 	Title    string
 	Severity string
 	State    string // IncidentOpen or IncidentClosed
@@ -497,9 +502,9 @@ func (s *Store) CreateIncident(ctx context.Context, inc Incident) (int64, error)
 		if state == "" {
 			state = IncidentOpen
 		}
-		row := tx.QueryRowContext(ctx, s.dialect.rebind(`INSERT INTO incidents (service, title, severity, state, opened_at, first_bad_at, detected_at, acked_at, acked_by, ack_note, resolved_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-			inc.Service, inc.Title, inc.Severity, state, ms(inc.OpenedAt), ms(inc.FirstBadAt), ms(inc.DetectedAt),
+		row := tx.QueryRowContext(ctx, s.dialect.rebind(`INSERT INTO incidents (service, cause, title, severity, state, opened_at, first_bad_at, detected_at, acked_at, acked_by, ack_note, resolved_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			inc.Service, inc.Cause, inc.Title, inc.Severity, state, ms(inc.OpenedAt), ms(inc.FirstBadAt), ms(inc.DetectedAt),
 			ms(inc.AckedAt), inc.AckedBy, inc.AckNote, ms(inc.ResolvedAt), ms(inc.UpdatedAt))
 		if err := row.Scan(&id); err != nil {
 			return err
@@ -508,7 +513,7 @@ func (s *Store) CreateIncident(ctx context.Context, inc Incident) (int64, error)
 	})
 	if isUniqueViolation(err) {
 		// Another replica opened the service's incident first.
-		return 0, fmt.Errorf("create incident: an incident of %q is already open: %w", inc.Service, ErrConflict)
+		return 0, fmt.Errorf("create incident: an incident of %q (%s) is already open: %w", inc.Service, inc.Cause, ErrConflict)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("create incident: %w", err)
@@ -658,7 +663,10 @@ type IncidentFilter struct {
 	// HasService filters on Service even when it is empty (the incidents
 	// of the telemetry source have no service).
 	HasService bool
-	State      string
+	// Cause, with HasCause, selects one cause (see Incident.Cause).
+	Cause    string
+	HasCause bool
+	State    string
 	// OpenedFrom and OpenedTo bound the opening time, [from, to).
 	OpenedFrom, OpenedTo time.Time
 	// WithAlerts loads each incident's alerts; WithEvents its timeline.
@@ -674,6 +682,10 @@ func incidentWhere(f IncidentFilter) (string, []any) {
 	if f.Service != "" || f.HasService {
 		q += ` AND service = ?`
 		args = append(args, f.Service)
+	}
+	if f.Cause != "" || f.HasCause {
+		q += ` AND cause = ?`
+		args = append(args, f.Cause)
 	}
 	if f.State != "" {
 		q += ` AND state = ?`

@@ -17,6 +17,13 @@ func init() {
 	ALTER TABLE notifications ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0`)
 	// At most one open incident per service, whichever replica opens it.
 	register(7, `CREATE UNIQUE INDEX incidents_one_open ON incidents (service) WHERE state = 'open'`)
+	// Then at most one open incident per service and cause (issue 22):
+	// a service's unrelated troubles are separate incidents. The version
+	// is high so that migrations added meanwhile on other branches keep
+	// their numbers.
+	register(220, `ALTER TABLE incidents ADD COLUMN cause TEXT NOT NULL DEFAULT '';
+	DROP INDEX incidents_one_open;
+	CREATE UNIQUE INDEX incidents_one_open_cause ON incidents (service, cause) WHERE state = 'open'`)
 }
 
 // isUniqueViolation reports whether err is a unique constraint failure of

@@ -1,10 +1,12 @@
 package ui
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"html/template"
 	"math"
+	"sort"
 	"strings"
 	"time"
 )
@@ -37,9 +39,17 @@ type Sample struct {
 	V  *float64
 }
 
-// Marker is an instant on a time chart: a deploy.
+// Marker is an instant on a time chart: a deploy. Flag is the short
+// text on its flag ("D v2.14.0"); empty writes "D".
 type Marker struct {
 	At    time.Time
+	Label string
+	Flag  string
+}
+
+// Threshold is a further dashed line: an alert threshold.
+type Threshold struct {
+	V     float64
 	Label string
 }
 
@@ -70,7 +80,43 @@ type LineChart struct {
 	Format  func(float64) string
 	Markers []Marker
 	Spans   []Span
-	Loc     *time.Location
+	// Firing are the spans an alert fired, drawn as a solid band along
+	// the bottom of the plot, apart from the hatched incidents.
+	Firing     []Span
+	Thresholds []Threshold
+	Loc        *time.Location
+}
+
+// textWidth estimates the width of a label in SVG user units at a font
+// size: the pages' sans-serif digits are about 0.62 em wide in bold.
+func textWidth(s string, size float64) float64 {
+	return float64(len([]rune(s)))*size*0.62 + 2
+}
+
+// rows lays labels out so that none overlaps another: each label, in x
+// order, goes to the first row whose last label ends before it starts.
+// It returns the row of each label and the number of rows.
+func rows(xs, widths []float64, gap float64) ([]int, int) {
+	row := make([]int, len(xs))
+	var ends []float64
+	order := make([]int, len(xs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return xs[order[a]] < xs[order[b]] })
+	for _, i := range order {
+		left := xs[i] - widths[i]/2
+		r := 0
+		for r < len(ends) && ends[r]+gap > left {
+			r++
+		}
+		if r == len(ends) {
+			ends = append(ends, 0)
+		}
+		ends[r] = xs[i] + widths[i]/2
+		row[i] = r
+	}
+	return row, len(ends)
 }
 
 // Chart geometry, in SVG user units; the SVG scales to its container.
@@ -106,6 +152,9 @@ func (c *LineChart) yRange() (lo, hi float64) {
 	}
 	if c.Ref != nil {
 		lo, hi = math.Min(lo, *c.Ref), math.Max(hi, *c.Ref)
+	}
+	for _, t := range c.Thresholds {
+		lo, hi = math.Min(lo, t.V), math.Max(hi, t.V)
 	}
 	if math.IsInf(lo, 1) {
 		return 0, 1
@@ -148,11 +197,29 @@ func (c *LineChart) SVG() template.HTML {
 	if loc == nil {
 		loc = time.UTC
 	}
-	plotW, plotH := float64(chartW-padL-padR), float64(chartH-padT-padB)
+	plotW := float64(chartW - padL - padR)
 	x := func(t time.Time) float64 {
 		f := float64(t.Sub(t0)) / float64(t1.Sub(t0))
 		return padL + math.Max(0, math.Min(1, f))*plotW
 	}
+	// Deploy flags are stacked in rows above the plot, so that two
+	// deploys close in time never print over each other ("DD").
+	var marks []Marker
+	var mxs, mws []float64
+	for _, m := range c.Markers {
+		if m.At.Before(t0) || m.At.After(t1) {
+			continue
+		}
+		marks = append(marks, m)
+		mxs = append(mxs, x(m.At)+4+textWidth(m.flag(), 10)/2)
+		mws = append(mws, textWidth(m.flag(), 10)+8)
+	}
+	mrow, nrows := rows(mxs, mws, 2)
+	padT := float64(padT)
+	if nrows > 1 {
+		padT += float64(nrows-1) * 12
+	}
+	plotH := float64(chartH) - padT - padB
 	y := func(v float64) float64 {
 		f := (v - lo) / (hi - lo)
 		return padT + (1-math.Max(-0.02, math.Min(1.02, f)))*plotH
@@ -168,7 +235,19 @@ func (c *LineChart) SVG() template.HTML {
 	fmt.Fprintf(&b, `<defs><pattern id="%s-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
 		`<rect width="6" height="6" fill="%s" fill-opacity="0.12"/><line x1="0" y1="0" x2="0" y2="6" stroke="%s" stroke-width="2" stroke-opacity="0.45"/></pattern></defs>`,
 		id, colVermillion, colVermillion)
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
+	fmt.Fprintf(&b, `<rect class="plot" x="%d" y="%.0f" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
+	for _, s := range c.Firing {
+		to := s.To
+		if to.IsZero() || to.After(t1) {
+			to = t1
+		}
+		if to.Before(t0) || s.From.After(t1) {
+			continue
+		}
+		x0, x1 := x(s.From), x(to)
+		fmt.Fprintf(&b, `<rect class="firing" x="%.1f" y="%.1f" width="%.1f" height="6" fill="%s"><title>%s</title></rect>`,
+			x0, padT+plotH-6, math.Max(x1-x0, 2), colVermillion, esc(s.Label))
+	}
 	for _, s := range c.Spans {
 		to := s.To
 		if to.IsZero() || to.After(t1) {
@@ -178,7 +257,7 @@ func (c *LineChart) SVG() template.HTML {
 			continue
 		}
 		x0, x1 := x(s.From), x(to)
-		fmt.Fprintf(&b, `<rect class="span" x="%.1f" y="%d" width="%.1f" height="%.0f" fill="url(#%s-hatch)"><title>%s</title></rect>`,
+		fmt.Fprintf(&b, `<rect class="span" x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="url(#%s-hatch)"><title>%s</title></rect>`,
 			x0, padT, math.Max(x1-x0, 2), plotH, id, esc(s.Label))
 	}
 	// Value axis: five ticks.
@@ -199,6 +278,24 @@ func (c *LineChart) SVG() template.HTML {
 			anchor = "end"
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="%s" class="tick">%s</text>`, x(t), chartH-padB+16, anchor, esc(timeTick(t.In(loc), t1.Sub(t0))))
+	}
+	// Alert thresholds: dashed lines labelled at the right end, each
+	// label moved down until it clears the one above it.
+	lastY := math.Inf(-1)
+	ths := append([]Threshold(nil), c.Thresholds...)
+	sort.Slice(ths, func(i, j int) bool { return ths[i].V > ths[j].V })
+	for _, t := range ths {
+		ty := y(t.V)
+		fmt.Fprintf(&b, `<line class="threshold" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.2" stroke-dasharray="3 3"><title>%s</title></line>`,
+			padL, chartW-padR, ty, ty, colOrange, esc(t.Label))
+		ly := math.Max(ty-3, lastY+12)
+		if ly > padT+plotH-4 {
+			// No room left inside the plot: the line keeps its title and
+			// the chart's description names every threshold.
+			continue
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="label">%s</text>`, chartW-padR-4, ly, esc(t.Label))
+		lastY = ly
 	}
 	if c.Ref != nil {
 		ry := y(*c.Ref)
@@ -229,14 +326,12 @@ func (c *LineChart) SVG() template.HTML {
 		fmt.Fprintf(&b, `<path class="series" d="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round"/>`, strings.TrimSpace(path.String()), colBlue)
 	}
 	// Deploys: a vertical line with a labelled flag.
-	for _, m := range c.Markers {
-		if m.At.Before(t0) || m.At.After(t1) {
-			continue
-		}
+	for i, m := range marks {
 		mx := x(m.At)
-		fmt.Fprintf(&b, `<g class="marker"><title>%s</title><line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="2 2"/>`+
-			`<path d="M%.1f %d l7 -5 l-7 -5 z" fill="%s"/><text x="%.1f" y="%d" class="flag">D</text></g>`,
-			esc(m.Label), mx, mx, padT, chartH-padB, colPurple, mx, padT, colPurple, mx+8, padT-6)
+		fy := padT - 6 - float64(mrow[i])*12
+		fmt.Fprintf(&b, `<g class="marker"><title>%s</title><line x1="%.1f" x2="%.1f" y1="%.1f" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="2 2"/>`+
+			`<path d="M%.1f %.1f l4 -3 l-4 -3 z" fill="%s"/><text x="%.1f" y="%.1f" class="flag">%s</text></g>`,
+			esc(m.Label), mx, mx, fy-6, chartH-padB, colPurple, mx, fy, colPurple, mx+5, fy, esc(m.flag()))
 	}
 	if len(c.Samples) == 0 || path.Len() == 0 {
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle" class="empty">No data in this range</text>`, padL+plotW/2, padT+plotH/2)
@@ -244,6 +339,8 @@ func (c *LineChart) SVG() template.HTML {
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped
 }
+
+func (m Marker) flag() string { return cmp.Or(m.Flag, "D") }
 
 func timeTick(t time.Time, span time.Duration) string {
 	switch {
@@ -314,8 +411,29 @@ func (c *BarChart) format(v float64) string {
 // SVG draws the chart.
 func (c *BarChart) SVG() template.HTML {
 	var b strings.Builder
-	const h = 200
-	plotW, plotH := float64(chartW-padL-padR), float64(h-padT-padB)
+	// The chart grows by a row for each extra row of labels (see below).
+	h := 200
+	plotW := float64(chartW - padL - padR)
+	var extraTop, extraBottom int
+	{
+		slot := plotW / float64(max(1, len(c.Bars)))
+		var cxs, vw, tw []float64
+		for i, bar := range c.Bars {
+			l := "no data"
+			if bar.V != nil {
+				l = c.format(*bar.V) + " ▲"
+			}
+			cxs = append(cxs, slot*(float64(i)+0.5))
+			vw = append(vw, textWidth(l, 12))
+			tw = append(tw, textWidth(bar.Label, 11))
+		}
+		_, nv := rows(cxs, vw, 3)
+		_, nt := rows(cxs, tw, 3)
+		h += 14*max(0, nv-1) + 12*max(0, nt-1)
+		extraTop, extraBottom = 14*max(0, nv-1), 12*max(0, nt-1)
+	}
+	padT := float64(padT + extraTop)
+	plotH := float64(h-padB-extraBottom) - padT
 	hi := c.Ref * 1.25
 	for _, bar := range c.Bars {
 		if bar.V != nil && !math.IsInf(*bar.V, 0) && !math.IsNaN(*bar.V) {
@@ -331,7 +449,7 @@ func (c *BarChart) SVG() template.HTML {
 	fmt.Fprintf(&b, `<title id="%s-t">%s</title><desc id="%s-d">%s</desc>`, id, esc(c.Title), id, esc(c.Desc))
 	fmt.Fprintf(&b, `<defs><pattern id="%s-hot" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
 		`<rect width="6" height="6" fill="%s"/><line x1="0" y1="0" x2="0" y2="6" stroke="#ffffff" stroke-width="2"/></pattern></defs>`, id, colVermillion)
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
+	fmt.Fprintf(&b, `<rect x="%d" y="%.0f" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
 	for i := range 5 {
 		v := hi * float64(i) / 4
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="tick">%s</text>`, padL-6, y(v)+4, esc(c.format(v)))
@@ -339,11 +457,30 @@ func (c *BarChart) SVG() template.HTML {
 	n := max(1, len(c.Bars))
 	slot := plotW / float64(n)
 	bw := math.Min(slot*0.6, 60)
+	// Value labels sit in rows in a band above the bars and window names
+	// in rows below them: with 14 windows a label is wider than its slot,
+	// and side by side they would print over each other.
+	labels := make([]string, len(c.Bars))
+	cxs := make([]float64, len(c.Bars))
+	vw := make([]float64, len(c.Bars))
+	tw := make([]float64, len(c.Bars))
 	for i, bar := range c.Bars {
-		cx := padL + slot*(float64(i)+0.5)
-		label := "no data"
+		cxs[i] = padL + slot*(float64(i)+0.5)
+		labels[i] = "no data"
 		if bar.V != nil {
-			label = c.format(*bar.V)
+			labels[i] = c.format(*bar.V)
+			if bar.Alert {
+				labels[i] += " ▲"
+			}
+		}
+		vw[i], tw[i] = textWidth(labels[i], 12), textWidth(bar.Label, 11)
+	}
+	vrow, _ := rows(cxs, vw, 3)
+	trow, _ := rows(cxs, tw, 3)
+	for i, bar := range c.Bars {
+		cx := cxs[i]
+		label := labels[i]
+		if bar.V != nil {
 			v := math.Max(0, *bar.V)
 			if math.IsInf(v, 1) || math.IsNaN(v) {
 				v = hi
@@ -351,16 +488,13 @@ func (c *BarChart) SVG() template.HTML {
 			fill := colSky
 			if bar.Alert {
 				fill = "url(#" + id + "-hot)"
-				label += " ▲"
 			}
 			top := y(v)
 			fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" stroke="%s"><title>%s: %s</title></rect>`,
 				cx-bw/2, top, bw, padT+plotH-top, fill, colInk, esc(bar.Label), esc(label))
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="value">%s</text>`, cx, math.Max(top-4, padT+10), esc(label))
-		} else {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="value">%s</text>`, cx, padT+plotH-4, esc(label))
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" class="tick">%s</text>`, cx, h-padB+16, esc(bar.Label))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="value">%s</text>`, cx, padT-6-float64(vrow[i])*14, esc(label))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" class="tick">%s</text>`, cx, padT+plotH+16+float64(trow[i])*12, esc(bar.Label))
 	}
 	if c.Ref > 0 {
 		// The line's meaning is in the title of the line and the caption:
@@ -368,6 +502,87 @@ func (c *BarChart) SVG() template.HTML {
 		ry := y(c.Ref)
 		fmt.Fprintf(&b, `<line class="ref" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5" stroke-dasharray="6 4"><title>%s</title></line>`,
 			padL, chartW-padR, ry, ry, colInk, esc(c.RefLabel))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped
+}
+
+// TimelineEvent is one mark on an incident's timeline: an alert
+// transition, a deploy, a gate verdict or a playbook run.
+type TimelineEvent struct {
+	At time.Time
+	// Kind is alert, deploy, gate or playbook: the mark's shape and class.
+	Kind  string
+	Short string // the label on the strip
+	Text  string // the full line of the list and the mark's title
+	Href  string
+}
+
+// Timeline draws events on one time axis, labels stacked in rows so that
+// none overlaps, with the incident as a hatched span.
+type Timeline struct {
+	ID, Title string
+	From, To  time.Time
+	Events    []TimelineEvent
+	Span      Span
+}
+
+// SVG draws the timeline.
+func (c *Timeline) SVG() template.HTML {
+	var b strings.Builder
+	t0, t1 := c.From, c.To
+	if !t1.After(t0) {
+		t1 = t0.Add(time.Minute)
+	}
+	plotW := float64(chartW - padL - padR)
+	x := func(t time.Time) float64 {
+		f := float64(t.Sub(t0)) / float64(t1.Sub(t0))
+		return padL + math.Max(0, math.Min(1, f))*plotW
+	}
+	xs := make([]float64, len(c.Events))
+	ws := make([]float64, len(c.Events))
+	for i, e := range c.Events {
+		ws[i] = textWidth(e.Short, 11) + 4
+		// Labels start at their mark; the layout works on centres.
+		xs[i] = x(e.At) + ws[i]/2
+	}
+	row, n := rows(xs, ws, 3)
+	const axisY = 30
+	h := axisY + 24 + 14*max(1, n)
+	id := esc(c.ID)
+	fmt.Fprintf(&b, `<svg class="chart timeline" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t" xmlns="http://www.w3.org/2000/svg">`, chartW, h, id)
+	fmt.Fprintf(&b, `<title id="%s-t">%s</title>`, id, esc(c.Title))
+	fmt.Fprintf(&b, `<defs><pattern id="%s-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
+		`<rect width="6" height="6" fill="%s" fill-opacity="0.12"/><line x1="0" y1="0" x2="0" y2="6" stroke="%s" stroke-width="2" stroke-opacity="0.45"/></pattern></defs>`,
+		id, colVermillion, colVermillion)
+	if !c.Span.From.IsZero() {
+		to := c.Span.To
+		if to.IsZero() || to.After(t1) {
+			to = t1
+		}
+		x0, x1 := x(c.Span.From), x(to)
+		fmt.Fprintf(&b, `<rect class="span" x="%.1f" y="4" width="%.1f" height="%d" fill="url(#%s-hatch)"><title>%s</title></rect>`, x0, math.Max(2, x1-x0), h-8, id, esc(c.Span.Label))
+	}
+	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s"/>`, padL, chartW-padR, axisY, axisY, colGrey)
+	for i := range 5 {
+		t := t0.Add(time.Duration(float64(t1.Sub(t0)) * float64(i) / 4))
+		anchor := "middle"
+		switch i {
+		case 0:
+			anchor = "start"
+		case 4:
+			anchor = "end"
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="%s" class="tick">%s</text>`, x(t), axisY-8, anchor, esc(t.UTC().Format("15:04")))
+	}
+	colour := map[string]string{"alert": colVermillion, "deploy": colPurple, "gate": colBlue, "playbook": colGreen}
+	for i, e := range c.Events {
+		ex := x(e.At)
+		ly := float64(axisY + 22 + 14*row[i])
+		col := cmp.Or(colour[e.Kind], colInk)
+		fmt.Fprintf(&b, `<g class="tl tl-%s"><title>%s: %s</title><line x1="%.1f" x2="%.1f" y1="%d" y2="%.1f" stroke="%s" stroke-width="1.5"/>`+
+			`<circle cx="%.1f" cy="%d" r="3.5" fill="%s"/><text x="%.1f" y="%.1f" class="label">%s</text></g>`,
+			esc(e.Kind), esc(e.At.UTC().Format("15:04:05")), esc(e.Text), ex, ex, axisY, ly-9, col, ex, axisY, col, ex+2, ly, esc(e.Short))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped

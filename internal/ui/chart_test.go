@@ -162,3 +162,73 @@ func TestBarChart(t *testing.T) {
 		t.Errorf("%d hatched bars, want the one over its threshold", hatched)
 	}
 }
+
+// TestLabelRows: labels wider than their slots go to further rows, and
+// no two labels of one row overlap (issue 22: "100.00× ▲100.00×", "DD").
+func TestLabelRows(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		xs, ws   []float64
+		wantRows int
+	}{
+		{"apart", []float64{10, 100, 200}, []float64{20, 20, 20}, 1},
+		{"14 bars", func() []float64 {
+			var xs []float64
+			for i := range 14 {
+				xs = append(xs, 23+45.7*float64(i))
+			}
+			return xs
+		}(), []float64{70, 70, 70, 70, 70, 70, 70, 70, 70, 70, 70, 70, 70, 70}, 2},
+		{"same instant", []float64{50, 50, 50}, []float64{30, 30, 30}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			row, n := rows(tc.xs, tc.ws, 2)
+			if n != tc.wantRows {
+				t.Errorf("got %d rows, want %d", n, tc.wantRows)
+			}
+			for i := range tc.xs {
+				for j := i + 1; j < len(tc.xs); j++ {
+					if row[i] == row[j] && math.Abs(tc.xs[i]-tc.xs[j]) < (tc.ws[i]+tc.ws[j])/2 {
+						t.Errorf("labels %d and %d overlap in row %d", i, j, row[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkErrorChart draws a 1h error-rate chart (60 steps) with three
+// thresholds, ten deploy flags close together and two incidents: the
+// label layout (rows) is the cost this adds to the SLO page.
+func BenchmarkErrorChart(b *testing.B) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	c := &LineChart{ID: "e", Title: "Error rate", From: t0, To: t0.Add(time.Hour), Format: func(v float64) string { return pctN(v, 2) },
+		Thresholds: []Threshold{{0.0144, "page 14.4×"}, {0.006, "page 6×"}, {0.003, "ticket 3×"}}}
+	for i := range 60 {
+		v := 0.001 * float64(i%7)
+		c.Samples = append(c.Samples, Sample{At: t0.Add(time.Duration(i) * time.Minute), V: &v})
+	}
+	for i := range 10 {
+		c.Markers = append(c.Markers, Marker{At: t0.Add(time.Duration(20+i) * time.Minute), Label: "deploy", Flag: "D v2.14." + fmt.Sprint(i)})
+	}
+	c.Spans = []Span{{From: t0.Add(25 * time.Minute), Label: "incident"}}
+	c.Firing = []Span{{From: t0.Add(27 * time.Minute), Label: "firing"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = c.SVG()
+	}
+}
+
+// BenchmarkBurnChart14 draws the burn-rate bars of 14 windows with their
+// labels laid out in rows.
+func BenchmarkBurnChart14(b *testing.B) {
+	c := &BarChart{ID: "b", Title: "Burn", Ref: 1, Format: func(v float64) string { return measure(v) + "×" }}
+	for i := range 14 {
+		v := 100.0
+		c.Bars = append(c.Bars, Bar{Label: span(time.Duration(5<<i) * time.Minute), V: &v, Alert: i%2 == 0})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = c.SVG()
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -111,6 +113,14 @@ func (u *UI) executive(r *http.Request) (*view, error) {
 			cell := execCell{Empty: c.SLOs == 0, Badge: badge(c.State), Budget: "no events", SLOs: strconv.Itoa(c.SLOs) + " SLOs"}
 			if c.SLOs == 1 {
 				cell.SLOs = "1 SLO"
+			}
+			// Never "OK" over SLOs without data: a cell with one is at
+			// best "No data".
+			if c.NoData > 0 && (c.State == engine.StateOK || c.State == engine.StateUnknown || c.State == engine.StateLowTraffic) {
+				cell.Badge = badge(engine.StateNoData)
+			}
+			if c.NoData > 0 {
+				cell.SLOs += fmt.Sprintf(", %d without data", c.NoData)
 			}
 			if c.BudgetRemaining != nil {
 				cell.Budget = pct(*c.BudgetRemaining)
@@ -280,6 +290,15 @@ type sloDetailData struct {
 	Grouped   bool
 	SLIChart  *LineChart
 	Budget    *LineChart
+	// Errors is the error ratio per step over the chosen range (6h by
+	// default), with the alert thresholds, firing spans, deploys and
+	// incidents: the chart that shows the incident one is in.
+	Errors      *LineChart
+	ErrorsRange string
+	// Zoom are the time picker's plain links: earlier, later, zoom in
+	// and out.
+	Zoom      []zoomLink
+	Composite []string
 	Burn      *BarChart
 	Deploys   []store.Deploy
 	Incidents []alert.Incident
@@ -292,6 +311,23 @@ type sloDetailData struct {
 	// window's name; Cropped says the range starts at the telemetry.
 	Range, Window string
 	Cropped       bool
+}
+
+// zoomLink is a link of the time picker.
+type zoomLink struct {
+	Text string
+	Href string
+}
+
+// sloRanges are the ranges of the time picker, shortest first.
+var sloRanges = []string{"1h", "3h", "6h", "12h", "1d", "3d", "7d", "30d"}
+
+func rangeDur(r string) time.Duration {
+	var sd spec.Duration
+	if err := sd.UnmarshalText([]byte(r)); err != nil {
+		return 0
+	}
+	return sd.D()
 }
 
 // historyPoints is about how many points an SLO chart has.
@@ -346,20 +382,38 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 	// the window starts where the telemetry does when it is younger.
 	d.Range = r.URL.Query().Get("range")
 	span := window
-	switch d.Range {
-	case "":
-	case "7d", "1d", "6h", "1h":
-		var sd spec.Duration
-		_ = sd.UnmarshalText([]byte(d.Range))
-		span = min(window, sd.D())
+	switch {
+	case d.Range == "":
+	case slices.Contains(sloRanges, d.Range):
+		span = min(window, rangeDur(d.Range))
 	default:
-		return nil, badRequestf("There is no range %q: 7d, 1d, 6h or 1h.", d.Range)
+		return nil, badRequestf("There is no range %q: %s.", d.Range, strings.Join(sloRanges, ", "))
+	}
+	// end pans the range back in time: a Unix time in seconds, within
+	// the window before now.
+	now := d.To
+	if v := r.URL.Query().Get("end"); v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		end := time.Unix(sec, 0).UTC()
+		if err != nil || end.After(now) || end.Before(now.Add(-window)) {
+			return nil, badRequestf("The end %q must be a Unix time in seconds within the SLO window before now.", v)
+		}
+		d.To = end
 	}
 	d.Window = spec.Duration(window).String()
 	if s != nil {
 		d.Window = s.Spec.Window.String()
 	}
 	d.From = d.To.Add(-span)
+	// A calendar window charts its current period, not a rolling
+	// window's length back.
+	if d.Range == "" && s != nil && s.Spec.Window.Calendar != "" && !st.PeriodStart.IsZero() && st.PeriodStart.Before(d.To) {
+		d.From = st.PeriodStart
+		span = d.To.Sub(d.From)
+	}
+	d.ErrorsRange = cmp.Or(d.Range, "6h")
+	errSpan := min(window, rangeDur(d.ErrorsRange))
+	d.Zoom = zoomLinks(st, d.ErrorsRange, d.To, now, window)
 	ctx := r.Context()
 	d.Burn = burnChart(st)
 	if u.opts.Records != nil {
@@ -388,8 +442,18 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 			}
 		}
 	}
-	if u.opts.History != nil {
-		pts, err := u.history(ctx, st.Key, &d.From, d.To, d.Range == "")
+	if s != nil && s.Spec.Indicator.Composite != nil {
+		// A composite SLO keeps no rollup of its own: its history is its
+		// parts'.
+		for _, p := range s.Spec.Indicator.Composite.Objectives {
+			d.Composite = append(d.Composite, p.SLO)
+		}
+	} else if u.opts.History != nil {
+		efrom := d.To.Add(-errSpan)
+		if epts, err := u.history(ctx, st.Key, &efrom, d.To, false); err == nil {
+			d.Errors = errorChart(st, epts, efrom, d.To, d.Deploys, d.Incidents, name, d.ErrorsRange)
+		}
+		pts, err := u.history(ctx, st.Key, &d.From, d.To, d.Range == "" && (s == nil || s.Spec.Window.Calendar == ""))
 		if err != nil {
 			d.Problems = append(d.Problems, "The history could not be read: "+err.Error())
 		} else {
@@ -463,6 +527,104 @@ func incidentHasSLO(inc alert.Incident, name string) bool {
 	return false
 }
 
+// zoomLinks are the time picker's links around a range ending at end.
+func zoomLinks(st *engine.Status, rng string, end, now time.Time, window time.Duration) []zoomLink {
+	i := slices.Index(sloRanges, rng)
+	d := rangeDur(rng)
+	href := func(r string, e time.Time) string {
+		base := "/slos/" + pathEscape(st.SLO)
+		endv := ""
+		if e.Before(now.Add(-time.Minute)) {
+			endv = strconv.FormatInt(e.Unix(), 10)
+		}
+		return base + string(query("group", st.Key, "range", r, "end", endv))
+	}
+	var out []zoomLink
+	if end.Add(-d).After(now.Add(-window)) {
+		out = append(out, zoomLink{"◀ earlier", href(rng, end.Add(-d/2))})
+	}
+	if end.Before(now) {
+		out = append(out, zoomLink{"later ▶", href(rng, minTime(now, end.Add(d/2)))})
+		out = append(out, zoomLink{"now", href(rng, now)})
+	}
+	if i > 0 {
+		out = append(out, zoomLink{"zoom in (" + sloRanges[i-1] + ")", href(sloRanges[i-1], end)})
+	}
+	if i >= 0 && i+1 < len(sloRanges) && rangeDur(sloRanges[i+1]) <= window {
+		out = append(out, zoomLink{"zoom out (" + sloRanges[i+1] + ")", href(sloRanges[i+1], end)})
+	}
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// markersOf are the deploy flags of a chart: "D v2.14.0".
+func markersOf(deps []store.Deploy) []Marker {
+	var markers []Marker
+	for _, dp := range deps {
+		label := "Deploy of " + dp.Service
+		if dp.Version != "" {
+			label += " " + dp.Version
+		}
+		flag := "D"
+		if dp.Version != "" {
+			flag = "D " + dp.Version
+		}
+		markers = append(markers, Marker{At: dp.At, Label: label + " at " + ts(dp.At), Flag: flag})
+	}
+	return markers
+}
+
+// errorChart draws the error ratio per step with the alert thresholds
+// (factor × error budget), the spans the SLO's alerts fired, deploys and
+// incidents.
+func errorChart(st *engine.Status, pts []engine.HistoryPoint, from, to time.Time, deps []store.Deploy, incs []alert.Incident, slo, rng string) *LineChart {
+	er := make([]Sample, len(pts))
+	for i, p := range pts {
+		er[i] = Sample{At: p.At, V: p.ErrorRatio}
+	}
+	zero := 0.0
+	budget := 1 - st.Objective
+	var ths []Threshold
+	seen := map[float64]bool{}
+	for _, a := range st.Alerts {
+		for _, c := range a.Conditions {
+			f := c.Condition.Factor
+			if f <= 0 || seen[f] || budget <= 0 {
+				continue
+			}
+			seen[f] = true
+			ths = append(ths, Threshold{V: min(1, f*budget), Label: fmt.Sprintf("%s %s× = %s", a.Severity, measure(f), pctN(f*budget, 2))})
+		}
+	}
+	var spans, firing []Span
+	for _, inc := range incs {
+		spans = append(spans, Span{From: inc.FirstBadAt, To: inc.ResolvedAt, Label: fmt.Sprintf("Incident %d: %s", inc.ID, inc.Title)})
+		for _, a := range inc.Alerts {
+			if a.SLO == slo && !a.FiredAt.IsZero() {
+				firing = append(firing, Span{From: a.FiredAt, To: a.ResolvedAt, Label: fmt.Sprintf("%s fired %s", a.Alert, ts(a.FiredAt))})
+			}
+		}
+	}
+	key := strings.NewReplacer("{", "-", "}", "", "\"", "", "=", "-", ",", "-").Replace(st.Key)
+	step := max(time.Minute, (to.Sub(from) / historyPoints).Truncate(time.Minute))
+	c := &LineChart{ID: "errors-" + key, Title: fmt.Sprintf("Error rate of %s over the last %s, per %s", st.Key, rng, span(step)), From: from, To: to,
+		Samples: er, Ref: &zero, Format: func(v float64) string { return pctN(v, 2) }, Thresholds: ths, Markers: markersOf(deps), Spans: spans, Firing: firing}
+	if s, ok := c.Latest(); ok {
+		var names []string
+		for _, t := range ths {
+			names = append(names, t.Label)
+		}
+		c.Desc = fmt.Sprintf("The error rate is %s at %s; alert thresholds: %s; %d deploys and %d incidents in the range.", pctN(*s.V, 2), ts(s.At), orNone(names), len(c.Markers), len(spans))
+	}
+	return c
+}
+
 // historyCharts draws the SLI and the budget burn-down of a group.
 func historyCharts(st *engine.Status, pts []engine.HistoryPoint, from, to time.Time, deps []store.Deploy, incs []alert.Incident) (*LineChart, *LineChart) {
 	sli := make([]Sample, len(pts))
@@ -471,14 +633,7 @@ func historyCharts(st *engine.Status, pts []engine.HistoryPoint, from, to time.T
 		sli[i] = Sample{At: p.At, V: p.SLI}
 		bud[i] = Sample{At: p.At, V: p.BudgetRemaining}
 	}
-	var markers []Marker
-	for _, dp := range deps {
-		label := "Deploy of " + dp.Service
-		if dp.Version != "" {
-			label += " " + dp.Version
-		}
-		markers = append(markers, Marker{At: dp.At, Label: label + " at " + ts(dp.At)})
-	}
+	markers := markersOf(deps)
 	var spans []Span
 	for _, inc := range incs {
 		spans = append(spans, Span{From: inc.FirstBadAt, To: inc.ResolvedAt, Label: fmt.Sprintf("Incident %d: %s", inc.ID, inc.Title)})
@@ -515,10 +670,14 @@ func burnChart(st *engine.Status) *BarChart {
 	}
 	key := strings.NewReplacer("{", "-", "}", "", "\"", "", "=", "-", ",", "-").Replace(st.Key)
 	c := &BarChart{ID: "burn-" + key, Title: fmt.Sprintf("Burn rate per window of %s", st.Key), Ref: 1, RefLabel: "1× spends the budget exactly over the SLO window",
-		Format: func(v float64) string { return num(v) + "×" }}
+		Format: func(v float64) string { return measure(v) + "×" }}
 	var hot []string
 	for _, w := range st.Windows {
-		b := Bar{Label: w.Name, V: w.BurnRate}
+		label := w.Name
+		if w.Window > 0 {
+			label = span(w.Window)
+		}
+		b := Bar{Label: label, V: w.BurnRate}
 		if f, ok := factor[w.Name]; ok && w.BurnRate != nil && *w.BurnRate >= f {
 			b.Alert = true
 			hot = append(hot, w.Name)
@@ -622,6 +781,11 @@ type incidentData struct {
 	Incident alert.Incident
 	CanAck   bool
 	Role     string
+	// Events are the incident's timeline merged with the service's
+	// deploys, gate verdicts and playbook runs around it; Strip draws them.
+	Events   []TimelineEvent
+	Strip    *Timeline
+	Problems []string
 }
 
 func (u *UI) incident(r *http.Request) (*view, error) {
@@ -638,7 +802,102 @@ func (u *UI) incident(r *http.Request) (*view, error) {
 	}
 	p, _ := api.PrincipalFrom(r.Context())
 	d := incidentData{Incident: inc, CanAck: inc.State == "open" && inc.AckedAt.IsZero(), Role: roleLabel(p.Role)}
+	d.Events, d.Problems = u.incidentEvents(r.Context(), inc)
+	from, to := inc.FirstBadAt.Add(-time.Hour), inc.ResolvedAt
+	if to.IsZero() {
+		to = u.opts.Now()
+	}
+	to = to.Add(10 * time.Minute)
+	d.Strip = &Timeline{ID: fmt.Sprintf("incident-%d", inc.ID), Title: fmt.Sprintf("Timeline of incident %d", inc.ID), From: from, To: to, Events: d.Events,
+		Span: Span{From: inc.FirstBadAt, To: inc.ResolvedAt, Label: inc.Title}}
 	return &view{Template: "incident", Title: fmt.Sprintf("Incident %d", id), Nav: "incidents", Data: d, Form: d.CanAck}, nil
+}
+
+// incidentEvents merges an incident's own timeline with the deploys,
+// gate evaluations and playbook runs of its service from an hour before
+// the first bad minute to its resolution.
+func (u *UI) incidentEvents(ctx context.Context, inc alert.Incident) ([]TimelineEvent, []string) {
+	var out []TimelineEvent
+	var problems []string
+	for _, e := range inc.Timeline {
+		text := strings.ReplaceAll(e.Kind, "_", " ")
+		if e.Key != "" {
+			text += " " + e.Key
+		}
+		if e.By != "" {
+			text += " by " + e.By
+		}
+		if e.Detail != "" {
+			text += ": " + e.Detail
+		}
+		out = append(out, TimelineEvent{At: e.At, Kind: "alert", Short: incidentShort(e.Kind), Text: text})
+	}
+	if inc.Service == "" {
+		return out, problems
+	}
+	from, to := inc.FirstBadAt.Add(-time.Hour), inc.ResolvedAt
+	if to.IsZero() {
+		to = u.opts.Now()
+	}
+	if u.opts.Records != nil {
+		deps, _, err := u.opts.Records.Deploys(ctx, store.DeployFilter{Service: inc.Service, From: from, To: to, Limit: 50})
+		if err != nil {
+			problems = append(problems, "Deploys could not be read.")
+		}
+		for _, dp := range deps {
+			out = append(out, TimelineEvent{At: dp.At, Kind: "deploy", Short: cmp.Or("D "+dp.Version, "D"), Text: strings.TrimSpace("deploy " + dp.Version + " " + dp.Description)})
+		}
+	}
+	if u.opts.Gates != nil {
+		evs, _, err := u.opts.Gates.Evaluations(ctx, gate.Filter{Service: inc.Service, From: from, To: to, Limit: 50})
+		if err != nil {
+			problems = append(problems, "Gate evaluations could not be read.")
+		}
+		for _, ev := range evs {
+			out = append(out, TimelineEvent{At: ev.CreatedAt, Kind: "gate", Short: "G " + string(ev.State), Text: gateText(ev), Href: "/gates/evaluations/" + pathEscape(ev.ID)})
+		}
+	}
+	if u.opts.Playbooks != nil {
+		runs, _, err := u.opts.Playbooks.Runs(ctx, playbook.RunFilter{Service: inc.Service, From: from, To: to, Limit: 50})
+		if err != nil {
+			problems = append(problems, "Playbook runs could not be read.")
+		}
+		for _, run := range runs {
+			out = append(out, TimelineEvent{At: run.CreatedAt, Kind: "playbook", Short: "P " + string(run.State), Text: fmt.Sprintf("playbook %s: %s", run.Playbook, badge(run.State).Text), Href: "/playbooks/runs/" + pathEscape(run.ID)})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b TimelineEvent) int { return a.At.Compare(b.At) })
+	return out, problems
+}
+
+// gateText is a gate verdict in one line, without "gate gate" when the
+// summary already names the gate.
+func gateText(ev *gate.Evaluation) string {
+	head := "gate " + ev.Gate + ": " + badge(ev.State).Text
+	sum := strings.TrimPrefix(strings.TrimPrefix(humanize(ev.Summary), "gate "), ev.Gate)
+	sum = strings.TrimLeft(sum, " :")
+	if sum == "" {
+		return head
+	}
+	return head + " — " + sum
+}
+
+func incidentShort(kind string) string {
+	switch kind {
+	case alert.EventFirstBad:
+		return "first bad"
+	case alert.EventDetected:
+		return "paged"
+	case alert.EventAlertFired:
+		return "fired"
+	case alert.EventAlertResolved:
+		return "cleared"
+	case alert.EventAcknowledged:
+		return "ack"
+	case alert.EventResolved:
+		return "resolved"
+	}
+	return kind
 }
 
 type gatesData struct {
@@ -667,7 +926,67 @@ func (u *UI) gates(r *http.Request) (*view, error) {
 
 type evaluationData struct {
 	Evaluation *gate.Evaluation
-	Details    string
+	Details    []detailRow
+}
+
+// detailRow is one number behind a verdict: "canary › latency ›
+// pValue" and its value for people.
+type detailRow struct {
+	Name, Value string
+}
+
+// maxDetailRows bounds the table of a verdict's numbers.
+const maxDetailRows = 400
+
+// flatten appends the leaves of a JSON tree as rows named by their path,
+// numbers written for people: p-values in words, effects in words, and
+// no 16-digit floats.
+func flatten(path string, v any, out *[]detailRow) {
+	if len(*out) >= maxDetailRows {
+		return
+	}
+	join := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + " › " + k
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			flatten(join(k), v[k], out)
+		}
+	case []any:
+		for i, e := range v {
+			// A list of named things is named by its items' names.
+			name := strconv.Itoa(i + 1)
+			if m, ok := e.(map[string]any); ok {
+				for _, k := range []string{"name", "metric", "slo", "key"} {
+					if s, ok := m[k].(string); ok && s != "" {
+						name = s
+						break
+					}
+				}
+			}
+			flatten(join(name), e, out)
+		}
+	case float64:
+		key := strings.ToLower(path[strings.LastIndex(path, " ")+1:])
+		val := measure(v)
+		switch {
+		case key == "pvalue" || key == "p":
+			val = evidence(v)
+		case strings.Contains(key, "effect") || strings.Contains(key, "delta"):
+			val = effect(v)
+		case v == math.Trunc(v) && math.Abs(v) < 1e15:
+			val = countInt(v)
+		}
+		*out = append(*out, detailRow{path, val})
+	case nil:
+		*out = append(*out, detailRow{path, "–"})
+	default:
+		*out = append(*out, detailRow{path, fmt.Sprint(v)})
+	}
 }
 
 func (u *UI) evaluation(r *http.Request) (*view, error) {
@@ -690,8 +1009,12 @@ func (u *UI) evaluation(r *http.Request) (*view, error) {
 		details["canary"] = ev.Canary
 	}
 	if len(details) > 0 {
-		b, _ := json.MarshalIndent(details, "", "  ")
-		d.Details = string(b)
+		// The numbers as a table for people: a JSON round trip gives one
+		// generic tree of every result, flattened to named rows.
+		raw, _ := json.Marshal(details)
+		var tree any
+		_ = json.Unmarshal(raw, &tree)
+		flatten("", tree, &d.Details)
 	}
 	return &view{Template: "evaluation", Title: "Gate evaluation " + ev.ID, Nav: "gates", Data: d}, nil
 }

@@ -249,6 +249,17 @@ func TestFormats(t *testing.T) {
 		{dur(90 * time.Minute), "1h 30m"}, {dur(49 * time.Hour), "2d 1h"}, {dur(-3 * time.Minute), "-3m"}, {dur(42 * time.Second), "42s"},
 		{num(14.4), "14.40"}, {num(0.004), "0.004"}, {burn(nil), "no data"}, {money(0.00042, "USD"), "0.00042 USD"},
 		{badge("firing").Text, "Firing"}, {badge("weird_state").Text, "weird state"},
+		// Numbers for people (issue 22): no e-notation, whole counts,
+		// durations in their largest units, p-values in words.
+		{num(1.5e-14), "< 0.0001"}, {countInt(561927.98), "561,928"}, {countInt(1944), "1,944"}, {countInt(-0.2), "0"}, {countInt(999), "999"},
+		{span(1008 * time.Minute), "16h48m"}, {span(84 * time.Minute), "1h24m"}, {span(30 * 24 * time.Hour), "30d"}, {span(5 * time.Minute), "5m"},
+		{condName(slo.BurnCondition{Long: 1008 * time.Minute, Short: 84 * time.Minute}), "16h48m/1h24m"},
+		{evidence(1.5e-14), "strong evidence (p < 0.001)"}, {evidence(0.03), "some evidence (p = 0.030)"}, {evidence(0.4), "no evidence of a difference (p = 0.40)"},
+		{change(0, 3), "from none (baseline 0)"}, {change(2, 3), "+50%"}, {change(2, 1), "-50%"}, {change(0, 0), "no change"},
+		{effect(0.62), "large (0.62)"}, {effect(-0.1), "negligible (-0.10)"},
+		{measure(0.123456), "0.1235"}, {measure(1234.5678), "1235"}, {measure(2.5e-9), "< 0.0001"}, {measure(0), "0"},
+		{humanize("shift +3.0%, Mann-Whitney p=1.5e-14 (alpha 0.013), change +inf%, ratio 0.1234567890123"), "shift +3.0%, Mann-Whitney strong evidence (p < 0.001) (alpha 0.013), change from none (baseline 0), ratio 0.1235"},
+		{stepBadge("stop", "succeeded").Text, "Done"}, {stepBadge("stop", "failed").Text, "Stop"}, {stepBadge("pass", "succeeded").Text, "Pass"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
