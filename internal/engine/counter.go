@@ -96,27 +96,58 @@ type counterGroup struct {
 	// sampled marks minutes with at least one sample.
 	sampled []bool
 	used    bool // in the result of the current call
+	// heads[i][k-1] is the part of inc[i] from samples in the first
+	// k quarters of the minute (k = 1..3): what a window starting inside
+	// the minute leaves out (see subSteps).
+	heads [][subSteps - 1]float64
 	// rev and revSampled are over [from-horizon, from), valid when
-	// revised: what late samples add to those minutes.
+	// revised: what late samples add to those minutes, and revHeads to
+	// their heads.
 	rev        []float64
+	revHeads   [][subSteps - 1]float64
 	revSampled []bool
 	revised    bool
 }
 
+// subSteps divides a minute for windows that end inside one: windows end
+// on a quarter of a minute (15s), so a window (end-d, end] starting in a
+// folded minute leaves out the samples of the minute's quarters before
+// its start, which the rollup keeps as the minute's heads.
+const subSteps = 4
+
+// subMs is the length of one quarter of a minute in ms.
+const subMs = 60_000 / subSteps
+
+// subOf is the quarter (0..3) of its minute that a sample at t (ms)
+// falls in: minute m's quarter q holds (m+q*15s, m+(q+1)*15s].
+func subOf(t int64) int {
+	return int((t - 1 - minuteMs(sampleMinute(t))) / subMs)
+}
+
+// addHeads adds inc, from a sample in quarter q, to the heads of the
+// quarters after it.
+func addHeads(h *[subSteps - 1]float64, q int, inc float64) {
+	for k := q; k < subSteps-1; k++ {
+		h[k] += inc
+	}
+}
+
 // reset makes g n minutes long, all zero.
 func (g *counterGroup) reset(n int) {
-	g.inc, g.sampled = resize(g.inc, n), resize(g.sampled, n)
+	g.inc, g.sampled, g.heads = resize(g.inc, n), resize(g.sampled, n), resize(g.heads, n)
 	g.used = true
 	g.revised = false
 }
 
-// revise adds inc to folded minute i of the revision range (of length n).
-func (g *counterGroup) revise(n, i int, inc float64, sampled bool) {
+// revise adds inc, from a sample in quarter q, to folded minute i of the
+// revision range (of length n).
+func (g *counterGroup) revise(n, i, q int, inc float64, sampled bool) {
 	if !g.revised {
-		g.rev, g.revSampled = resize(g.rev, n), resize(g.revSampled, n)
+		g.rev, g.revSampled, g.revHeads = resize(g.rev, n), resize(g.revSampled, n), resize(g.revHeads, n)
 		g.revised = true
 	}
 	g.rev[i] += inc
+	addHeads(&g.revHeads[i], q, inc)
 	g.revSampled[i] = g.revSampled[i] || sampled
 }
 
@@ -261,12 +292,13 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 			case p.T > fromMs:
 				i := int(sampleMinute(p.T) - from)
 				g.inc[i] += inc
+				addHeads(&g.heads[i], subOf(p.T), inc)
 				g.sampled[i] = true
 			case !c.warm:
 				// A predecessor: before the range, already counted.
 			case p.T > floor:
 				// Late but in order: its minute was folded without it.
-				g.revise(nRev, int(sampleMinute(p.T)-revFrom), inc, true)
+				g.revise(nRev, int(sampleMinute(p.T)-revFrom), subOf(p.T), inc, true)
 			default:
 				// Too late to revise: the increase is lost, visibly,
 				// rather than counted in a later minute.
@@ -341,7 +373,7 @@ func (c *counter) merge(st *seriesState, ins []point, g *counterGroup, revFrom s
 		for _, p := range pts {
 			if ok {
 				if k := int(sampleMinute(p.t) - revFrom); k >= 0 && k < nRev {
-					g.revise(nRev, k, sign*increase(prev.v, p.v), false)
+					g.revise(nRev, k, subOf(p.t), sign*increase(prev.v, p.v), false)
 				}
 			}
 			prev, ok = p, true
@@ -351,7 +383,7 @@ func (c *counter) merge(st *seriesState, ins []point, g *counterGroup, revFrom s
 	chain(merged, 1)
 	for _, p := range ins {
 		if k := int(sampleMinute(p.t) - revFrom); k >= 0 && k < nRev {
-			g.revise(nRev, k, 0, true)
+			g.revise(nRev, k, 0, 0, true)
 		}
 	}
 	st.hist = merged

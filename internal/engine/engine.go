@@ -1001,13 +1001,21 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 		j := &jobs[i]
 		j.rt, j.from, j.to = rt, rt.next, until(rt)
 		end := j.to.Time()
-		rt.peekTo = 0
-		// The partial read ends at a minute boundary: a window of whole
-		// minutes, (end-d, end], is exactly as long as declared. It
-		// reaches at most shortestWindow past the folded minutes, so
-		// every window still starts in them.
-		if pe := min(slo.MinuteOf(peekEnd), j.to+shortestWindow); rt.canPeek && j.to >= target && !peekEnd.IsZero() && pe > j.to {
-			j.peek, end, j.peekTo = true, pe.Time(), pe
+		rt.peekTo = edge{}
+		// The partial read ends on a quarter of a minute (15s) when the
+		// feeder splits minutes so, else on a minute: every window,
+		// (end-d, end], is exactly as long as declared, its start inside
+		// a folded minute whose quarters the rollup knows. It reaches at
+		// most shortestWindow past the folded minutes, so every window
+		// still starts in them.
+		if !peekEnd.IsZero() && rt.canPeek && j.to >= target {
+			pe := edgeOf(peekEnd, rt.subMinute)
+			if limit := (edge{m: j.to + shortestWindow}); pe.after(limit) {
+				pe = limit
+			}
+			if pe.after(edge{m: j.to}) {
+				j.peek, end, j.peekTo = true, pe.time(), pe
+			}
 		}
 		// Samples reads (start, end], and minute m holds (m, m+1]: the
 		// minutes [from, to) are the samples in (from, to].
@@ -1070,7 +1078,7 @@ type foldJob struct {
 	from, to  slo.Minute
 	readStart int64 // ms: the samples are of (readStart, to]
 	peek      bool
-	peekTo    slo.Minute // with peek, the partial minutes end here
+	peekTo    edge // with peek, the partial minutes end here
 }
 
 // feedJob feeds and folds what was fetched for one SLO, and reads its
@@ -1121,7 +1129,7 @@ func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute) err
 	// have been held back for late data.
 	if j.peek && rt.next == j.to {
 		rt.peekTo = j.peekTo
-		for key, pc := range rt.feeder.(peeker).peek(raw, minuteMs(rt.next), minuteMs(j.peekTo), rt.known) {
+		for key, pc := range rt.feeder.(peeker).peek(raw, minuteMs(rt.next), j.peekTo.ms(), rt.known) {
 			rt.groups[key].partial = pc
 		}
 	}
