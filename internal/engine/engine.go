@@ -1006,11 +1006,11 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 		// feeder splits minutes so, else on a minute: every window,
 		// (end-d, end], is exactly as long as declared, its start inside
 		// a folded minute whose quarters the rollup knows. It reaches at
-		// most shortestWindow past the folded minutes, so every window
+		// most the shortest window past the folded minutes, so every window
 		// still starts in them.
 		if !peekEnd.IsZero() && rt.canPeek && j.to >= target {
 			pe := edgeOf(peekEnd, rt.subMinute)
-			if limit := (edge{m: j.to + shortestWindow}); pe.after(limit) {
+			if limit := (edge{m: j.to + rt.plan.shortest()}); pe.after(limit) {
 				pe = limit
 			}
 			if pe.after(edge{m: j.to}) {

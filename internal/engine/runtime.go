@@ -326,6 +326,15 @@ func (rt *sloRuntime) windowEnd(g *groupRuntime) edge {
 	return edge{m: g.roll.next}
 }
 
+// shortest is how far the partial minutes may reach past the folded
+// ones: the shortest window the SLO reports, at most shortestWindow.
+func (p *plan) shortest() slo.Minute {
+	if len(p.windows) > 0 {
+		return min(shortestWindow, max(slo.Minute(p.windows[0].d/time.Minute), 1))
+	}
+	return shortestWindow
+}
+
 // shortestWindow bounds how far the partial minutes reach past the
 // folded ones (the shortest window, 5m): a window must start in the
 // rollup.
