@@ -50,8 +50,11 @@ type counter struct {
 	// maxSeries bounds memory; series beyond it are ignored and counted.
 	maxSeries int
 	dropped   int
-	// late counts samples that arrived too late to be counted.
-	late int64
+	// late counts samples that arrived too late to be counted, and
+	// lateNow those of the current call by series, so a feeder whose
+	// counters select the same series counts each sample once.
+	late    int64
+	lateNow map[uint64]int64
 	// oldest is at most the last sample time (ms) of every series, so
 	// expire knows when it has nothing to do without looking.
 	oldest int64
@@ -78,6 +81,52 @@ type seriesState struct {
 	base    point
 	hasBase bool
 	floor   int64
+	// seen counts the samples of each recent minute the counter has
+	// seen (folded, revised or dropped): a read back that finds more in
+	// a minute beyond revision found late ones, each counted once, and a
+	// sample read again is not counted again.
+	seen minuteTally
+}
+
+// tallyMinutes is how many minutes a minuteTally covers: the revision
+// horizon and the drop span behind it (see dropSpan), with room.
+const tallyMinutes = 96
+
+// minuteTally counts samples per minute for the last tallyMinutes
+// minutes up to newest, saturating at 255 (a 1s scrape has 60). Minutes
+// before from were never seen by this process.
+type minuteTally struct {
+	n      [tallyMinutes]uint8
+	newest slo.Minute
+	from   slo.Minute
+	used   bool
+}
+
+// add counts k samples in minute m.
+func (mt *minuteTally) add(m slo.Minute, k int) {
+	if !mt.used {
+		mt.used, mt.newest, mt.from = true, m, m
+	}
+	if m > mt.newest {
+		for x := mt.newest + 1; x <= m && x <= mt.newest+tallyMinutes; x++ {
+			mt.n[x%tallyMinutes] = 0
+		}
+		mt.newest = m
+	}
+	if m <= mt.newest-tallyMinutes {
+		return
+	}
+	i := m % tallyMinutes
+	mt.n[i] = uint8(min(int(mt.n[i])+k, math.MaxUint8))
+}
+
+// get returns the samples counted in minute m, and whether the tally
+// covers m.
+func (mt *minuteTally) get(m slo.Minute) (int, bool) {
+	if !mt.used || m > mt.newest || m <= mt.newest-tallyMinutes || m < mt.from {
+		return 0, false
+	}
+	return int(mt.n[m%tallyMinutes]), true
 }
 
 // maxHist bounds the samples kept per series for revisions: 10 minutes of
@@ -217,6 +266,7 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 	for _, g := range out {
 		g.used = false
 	}
+	clear(c.lateNow)
 	for _, s := range m {
 		h := s.Metric.Hash()
 		st := c.series[h]
@@ -254,22 +304,41 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 		}
 		pts := s.Floats
 		// Samples at or before the newest one folded: already known, or
-		// late and out of order.
+		// late and out of order. Those too late to revise are counted
+		// once, by minute, against what the series' tally saw.
 		var inserted []point
 		k := 0
+		tallyM, tallyN, tooLate := slo.Minute(math.MinInt64), 0, false
+		flush := func() {
+			if tooLate {
+				if seen, ok := st.seen.get(tallyM); ok && tallyN > seen {
+					c.dropLate(h, int64(tallyN-seen))
+					st.seen.add(tallyM, tallyN-seen)
+				}
+			}
+			tallyN, tooLate = 0, false
+		}
 		for ; k < len(pts) && pts[k].T <= st.t; k++ {
 			p := pts[k]
-			if p.T <= readStart || value.IsStaleNaN(p.F) || math.IsNaN(p.F) || st.has(p.T) {
+			if p.T <= readStart || value.IsStaleNaN(p.F) || math.IsNaN(p.F) {
+				continue
+			}
+			if m := sampleMinute(p.T); m != tallyM {
+				flush()
+				tallyM = m
+			}
+			tallyN++
+			if st.has(p.T) {
 				continue
 			}
 			if !c.warm || p.T <= floor || p.T <= st.floor {
-				if c.warm {
-					c.late++
-				}
+				tooLate = tooLate || c.warm
 				continue
 			}
 			inserted = append(inserted, point{p.T, p.F})
+			st.seen.add(sampleMinute(p.T), 1)
 		}
+		flush()
 		if len(inserted) > 0 {
 			c.merge(st, inserted, g, revFrom, nRev)
 		}
@@ -288,6 +357,7 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 			}
 			st.t, st.v = p.T, p.F
 			st.push(point{p.T, p.F}, keep)
+			st.seen.add(sampleMinute(p.T), 1)
 			switch {
 			case p.T > fromMs:
 				i := int(sampleMinute(p.T) - from)
@@ -302,7 +372,7 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 			default:
 				// Too late to revise: the increase is lost, visibly,
 				// rather than counted in a later minute.
-				c.late++
+				c.dropLate(h, 1)
 			}
 		}
 	}
@@ -314,6 +384,15 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 	// Every series that could have been seen has been by now.
 	c.warm = true
 	return out
+}
+
+// dropLate counts n samples of series h that came too late.
+func (c *counter) dropLate(h uint64, n int64) {
+	c.late += n
+	if c.lateNow == nil {
+		c.lateNow = map[uint64]int64{}
+	}
+	c.lateNow[h] += n
 }
 
 // has reports whether the series holds a sample at t.

@@ -97,6 +97,8 @@ type ratioFeeder struct {
 	sels             [][]*labels.Matcher
 	// warm is set once every counter is.
 	warm bool
+	// late counts the samples dropped as too late, each once.
+	late int64
 	// Results kept for the next call, as counters keep theirs: the engine
 	// is done with what feed and peek return before it calls again.
 	groups map[string]*groupMinutes
@@ -185,6 +187,7 @@ func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, rea
 		}
 		results[i] = c.increases(raw[i], readStart, from, to, gate)
 	}
+	f.countLate()
 	totals := results[len(cs)-1]
 	out := f.groups
 	for key := range out {
@@ -266,12 +269,31 @@ func combine(counts []slo.Counts, heads [][subSteps - 1]slo.Counts, tot []float6
 }
 
 // lateDropped returns how many samples came too late to be counted.
-func (f *ratioFeeder) lateDropped() int64 {
+func (f *ratioFeeder) lateDropped() int64 { return f.late }
+
+// countLate adds the samples the counters dropped in this call: a series
+// two counters select (a bad query's series is in the total's) is one
+// series, its samples counted once.
+func (f *ratioFeeder) countLate() {
 	var n int64
-	for _, c := range f.cs {
-		n += c.late
+	if len(f.cs) == 2 && len(f.cs[0].lateNow)+len(f.cs[1].lateNow) > 0 {
+		a, b := f.cs[0].lateNow, f.cs[1].lateNow
+		for h, x := range a {
+			n += max(x, b[h])
+		}
+		for h, x := range b {
+			if _, ok := a[h]; !ok {
+				n += x
+			}
+		}
+	} else {
+		for _, c := range f.cs {
+			for _, x := range c.lateNow {
+				n += x
+			}
+		}
 	}
-	return n
+	f.late += n
 }
 
 func noCommit() {}
