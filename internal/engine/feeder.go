@@ -128,7 +128,10 @@ func (f *ratioFeeder) lookback() time.Duration {
 	}
 	for _, c := range f.counters() {
 		if !c.warm {
-			return counterLookback
+			// Back to the revision horizon too: a restarted engine's
+			// counters then hold the samples of the minutes late samples
+			// may still revise, as the folding engine's did.
+			return max(counterLookback, time.Duration(c.horizon+2)*time.Minute)
 		}
 	}
 	f.warm = true
