@@ -83,6 +83,12 @@ type RemoteConfig struct {
 	TenantID        string            `yaml:"tenantID"`
 	TenantHeader    string            `yaml:"tenantHeader"`
 	Headers         map[string]string `yaml:"headers"`
+	// OutOfOrderWindow, when set, is how far behind the folded minutes
+	// the backend may still take samples (its out-of-order window, or
+	// the remote_write lag of its writers): every cycle reads that span
+	// again, so late samples revise their minutes. 0 (default): no read
+	// back, late samples of a remote backend are not seen.
+	OutOfOrderWindow spec.Duration `yaml:"outOfOrderWindow"`
 }
 
 // BasicAuthConfig holds basic credentials; the password is read from a file.

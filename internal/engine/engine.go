@@ -70,6 +70,14 @@ type Options struct {
 	// are counted in qsp_samples_late_dropped_total. Revisions need a
 	// source that reports late appends (telemetry.Embedded). Default 10m.
 	LateWindow time.Duration
+	// LateReadBack, for a source that does not report late appends (a
+	// remote Prometheus), reads the folded minutes of the revision
+	// horizon (LateWindow plus two minutes) and lateReadBackDrops more
+	// again every cycle, so late samples in them revise their minutes and
+	// those just beyond are counted as dropped. Each cycle then reads
+	// LateWindow+7m of samples instead of about a minute. Off by default:
+	// a remote source's late samples are then not seen at all.
+	LateReadBack bool
 	// PersistInterval between rollup snapshots. Default 5m.
 	PersistInterval time.Duration
 	// Chunk bounds one fetch during backfill and catch-up. Default 6h.
@@ -817,6 +825,9 @@ const dropSpan = time.Hour
 func (e *Engine) markRevisions(rts []*sloRuntime) {
 	w, ok := e.opts.Source.(appendWatcher)
 	if !ok {
+		if e.opts.LateReadBack {
+			e.readBack(rts)
+		}
 		return
 	}
 	oldest := w.OldestAppended()
@@ -847,6 +858,20 @@ func (e *Engine) markRevisions(rts []*sloRuntime) {
 		}
 		floor := minuteMs(rt.next-cs[0].horizon) - dropSpan.Milliseconds()
 		rt.reviseFrom = msTime(max(t-1, floor))
+	}
+}
+
+// lateReadBackDrops is how far behind the revision horizon LateReadBack
+// reads, to count the samples that arrive that much too late.
+const lateReadBackDrops = 5
+
+// readBack asks every counter SLO to read its revision horizon again: a
+// source that cannot say where samples landed is asked every cycle.
+func (e *Engine) readBack(rts []*sloRuntime) {
+	for _, rt := range rts {
+		if cs := counterOf(rt.feeder); len(cs) > 0 && cs[0].warm {
+			rt.reviseFrom = (rt.next - cs[0].horizon - lateReadBackDrops).Time()
+		}
 	}
 }
 
