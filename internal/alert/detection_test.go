@@ -48,7 +48,7 @@ spec:
 // in one engine), with the evaluation cycle at three phases relative to
 // the minute. Each page must reach the receiver in the very cycle the
 // engine allows (computed below from the traffic: whole minutes plus the
-// newest partial one, to a quarter of a minute), so delivery adds
+// newest partial one, to a half minute), so delivery adds
 // nothing; every page must arrive within 2 minutes. The figures go to docs/benchmarks/alerting.md.
 func TestDetectionLatency(t *testing.T) {
 	var all, model, prom []time.Duration
@@ -66,8 +66,8 @@ func TestDetectionLatency(t *testing.T) {
 	}
 	t.Logf("detection latency over %d outages: %s; %d of %d within 2m", len(all), summary(all), within, len(all))
 	// Windows are exactly as long as declared (issue 21) and end on the
-	// quarter of a minute partialSettle ago, so a page waits at most
-	// partialSettle, a quarter and an interval after the samples that
+	// half minute partialSettle ago, so a page waits at most
+	// partialSettle, half a minute and an interval after the samples that
 	// cross the burn.
 	if within != len(all) {
 		t.Errorf("%d of %d full outages paged later than 2 minutes", len(all)-within, len(all))
@@ -142,9 +142,9 @@ func runOutages(t *testing.T, phase time.Duration) (measured, partial, prom []ti
 		}
 		measured = append(measured, r.at.Sub(outageAt(i)))
 		// The engine counts a sample's increase in the minute that ends at
-		// or after it, and splits minutes by quarter, so a window
+		// or after it, and splits minutes in halves, so a window
 		// (end-1h, end] holds exactly the samples in it. Its windows end
-		// at the newest quarter of a minute that is partialSettle old:
+		// at the newest half minute that is partialSettle old:
 		// whole minutes, folded after settle, and the settling ones read
 		// provisionally.
 		bad := func(from, to time.Time) float64 { // samples with from < ts <= to
@@ -158,7 +158,7 @@ func runOutages(t *testing.T, phase time.Duration) (measured, partial, prom []ti
 		}
 		var want, what time.Time
 		for c := start; want.IsZero() || what.IsZero(); c = c.Add(interval) {
-			end := c.Add(-partialSettle).Truncate(15 * time.Second)
+			end := c.Add(-partialSettle).Truncate(30 * time.Second)
 			if want.IsZero() && bad(end.Add(-time.Hour), end) >= need-1e-9 {
 				want = c
 			}

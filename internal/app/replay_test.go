@@ -251,7 +251,7 @@ func (ra *replayApp) evaluatedAt(t *testing.T, clk *fakeClock, at time.Time) *en
 
 // checkWindows compares every window of st, and its budget, with the
 // exact sums over the samples written (those up to written), and its
-// edges with the declared lengths. Windows end on the quarter of a minute
+// edges with the declared lengths. Windows end on the half minute
 // the engine's partial settle (10s) before the evaluation.
 func checkWindows(t *testing.T, when string, st *engine.Status, ss []*replaySeries, written time.Time, skip map[*replayPoint]bool) {
 	t.Helper()
@@ -264,7 +264,7 @@ func checkWindows(t *testing.T, when string, st *engine.Status, ss []*replaySeri
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := earliest(st.EvaluatedAt.Add(-10*time.Second).Truncate(15*time.Second),
+	end := earliest(st.EvaluatedAt.Add(-10*time.Second).Truncate(30*time.Second),
 		st.EvaluatedAt.Add(-30*time.Second).Truncate(time.Minute).Add(min(time.Duration(shortest), 5*time.Minute)))
 	for _, w := range st.Windows {
 		if !w.To.Equal(end) {
@@ -520,7 +520,7 @@ func TestNewSeriesAddsOnlyIncreases(t *testing.T) {
 		t.Errorf("30m with the newcomer: %v good of %v, want %v of %v", w.Good, w.Total, 390+200+33, 390+200+33+11)
 	}
 	// The 5m window is (t1-4m30s, t1+30s]: the clock is t1+45s, less
-	// the 10s partial settle, down to a quarter of a minute. It holds 18
+	// the 10s partial settle, down to a half minute. It holds 18
 	// of i1's increases and every one of i2's.
 	if w := st.WindowStat(5 * time.Minute); w.Total != 180+33+11 || w.Total-w.Good != 11 {
 		t.Errorf("5m with the newcomer: %v good of %v, want %v of %v", w.Good, w.Total, 180+33, 180+33+11)

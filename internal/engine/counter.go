@@ -146,7 +146,7 @@ type counterGroup struct {
 	sampled []bool
 	used    bool // in the result of the current call
 	// heads[i][k-1] is the part of inc[i] from samples in the first
-	// k quarters of the minute (k = 1..3): what a window starting inside
+	// k steps of the minute (k < subSteps): what a window starting inside
 	// the minute leaves out (see subSteps).
 	heads [][subSteps - 1]float64
 	// rev and revSampled are over [from-horizon, from), valid when
@@ -159,22 +159,25 @@ type counterGroup struct {
 }
 
 // subSteps divides a minute for windows that end inside one: windows end
-// on a quarter of a minute (15s), so a window (end-d, end] starting in a
-// folded minute leaves out the samples of the minute's quarters before
-// its start, which the rollup keeps as the minute's heads.
-const subSteps = 4
+// on a half minute (30s), so a window (end-d, end] starting in a folded
+// minute leaves out the samples of the minute's steps before its start,
+// which the rollup keeps as the minute's heads. Halves, not quarters:
+// each step costs every SLO 8 bytes per minute of its minute tier, and
+// halves keep a 30d SLO within 50 KiB while a full outage still pages
+// within two minutes (TestDetectionLatency).
+const subSteps = 2
 
-// subMs is the length of one quarter of a minute in ms.
+// subMs is the length of one step of a minute in ms.
 const subMs = 60_000 / subSteps
 
-// subOf is the quarter (0..3) of its minute that a sample at t (ms)
-// falls in: minute m's quarter q holds (m+q*15s, m+(q+1)*15s].
+// subOf is the step (0..subSteps-1) of its minute that a sample at t
+// (ms) falls in: minute m's step q holds (m+q*subMs, m+(q+1)*subMs].
 func subOf(t int64) int {
 	return int((t - 1 - minuteMs(sampleMinute(t))) / subMs)
 }
 
-// addHeads adds inc, from a sample in quarter q, to the heads of the
-// quarters after it.
+// addHeads adds inc, from a sample in step q, to the heads of the steps
+// after it.
 func addHeads(h *[subSteps - 1]float64, q int, inc float64) {
 	for k := q; k < subSteps-1; k++ {
 		h[k] += inc
@@ -188,7 +191,7 @@ func (g *counterGroup) reset(n int) {
 	g.revised = false
 }
 
-// revise adds inc, from a sample in quarter q, to folded minute i of the
+// revise adds inc, from a sample in step q, to folded minute i of the
 // revision range (of length n).
 func (g *counterGroup) revise(n, i, q int, inc float64, sampled bool) {
 	if !g.revised {

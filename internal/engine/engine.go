@@ -1027,10 +1027,10 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 		j.rt, j.from, j.to = rt, rt.next, until(rt)
 		end := j.to.Time()
 		rt.peekTo = edge{}
-		// The partial read ends on a quarter of a minute (15s) when the
+		// The partial read ends on a half minute (see subSteps) when the
 		// feeder splits minutes so, else on a minute: every window,
 		// (end-d, end], is exactly as long as declared, its start inside
-		// a folded minute whose quarters the rollup knows. It reaches at
+		// a folded minute whose steps the rollup knows. It reaches at
 		// most the shortest window past the folded minutes, so every window
 		// still starts in them.
 		if !peekEnd.IsZero() && rt.canPeek && j.to >= target {

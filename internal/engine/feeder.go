@@ -37,8 +37,8 @@ type groupMinutes struct {
 	labels  labels.Labels
 	counts  []slo.Counts
 	sampled []bool
-	// heads, when not nil, split each minute's counts by quarter:
-	// heads[i][k-1] are the counts of minute i's first k quarters (see
+	// heads, when not nil, split each minute's counts by step:
+	// heads[i][k-1] are the counts of minute i's first k steps (see
 	// subSteps). Feeders without them count whole minutes only.
 	heads [][subSteps - 1]slo.Counts
 	// rev are corrections to the folded minutes [from-len(rev), from)

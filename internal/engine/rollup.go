@@ -28,37 +28,34 @@ type rollup struct {
 	next  slo.Minute // minutes before next are folded; sums at boundary next
 	cum   sums
 	tiers [3]tier
-	// heads parallel the minute tier's cells: heads[i] splits the minute
-	// that starts at the boundary of cells[i] by quarter, so a window
-	// that ends (and so starts) inside a minute is exact (see subSteps).
-	// Heads that do not fit a headCell are in wide.
-	heads []headCell
-	wide  map[slo.Minute][subSteps - 1]sums
+	// heads parallel the minute tier's cells: the minute that starts at
+	// the boundary of cells[i] has its heads at heads[i*headWords:] when
+	// headState[i] says so, so a window that ends (and so starts) inside
+	// a minute is exact (see subSteps). Heads that do not fit are in wide.
+	heads     []uint32
+	headState []uint8
+	wide      map[slo.Minute][subSteps - 1]sums
 	// memo holds start boundaries evaluation read (see windowsToNext).
 	memo []startMemo
 }
 
-// minuteHeads are the counts of a minute's first one, two and three
-// quarters.
+// minuteHeads are the counts of a minute's first steps (see subSteps).
 type minuteHeads = [subSteps - 1]slo.Counts
 
-// headCell holds a minute's heads in 28 bytes, as uint32 good and total
-// counts: a minute's counts are nearly always small integers. state says
-// whether the heads are known (folded with them), and where.
-type headCell struct {
-	v     [2 * (subSteps - 1)]uint32
-	state uint8
-}
+// A minute's heads take headWords uint32, good and total counts per
+// head: a minute's counts are nearly always small integers. With the
+// state byte that is 9 bytes a minute (3.3 KiB for the 6h minute tier).
+const headWords = 2 * (subSteps - 1)
 
 const (
 	headUnknown uint8 = iota // folded without heads, or not restored
-	headPacked               // in v
+	headPacked               // in heads
 	headWide                 // in rollup.wide
 )
 
-// pack stores h in c when every count is an integer that fits.
-func (c *headCell) pack(h [subSteps - 1]sums) bool {
-	var v [2 * (subSteps - 1)]uint32
+// packHeads stores h at cell i when every count is an integer that fits.
+func (r *rollup) packHeads(i int, h [subSteps - 1]sums) bool {
+	var v [headWords]uint32
 	for k, s := range h {
 		for j, f := range [2]float64{s.good, s.total} {
 			if f < 0 || f > math.MaxUint32 || f != math.Trunc(f) {
@@ -67,7 +64,8 @@ func (c *headCell) pack(h [subSteps - 1]sums) bool {
 			v[2*k+j] = uint32(f)
 		}
 	}
-	c.v, c.state = v, headPacked
+	copy(r.heads[i*headWords:], v[:])
+	r.headState[i] = headPacked
 	return true
 }
 
@@ -76,14 +74,15 @@ func (r *rollup) headsAt(m slo.Minute) ([subSteps - 1]sums, bool) {
 	var h [subSteps - 1]sums
 	t := &r.tiers[0]
 	old, ok := t.oldest()
-	if !ok || len(r.heads) == 0 || m < old || m >= t.newest || m >= r.next || m < r.start {
+	if !ok || len(r.headState) == 0 || m < old || m >= t.newest || m >= r.next || m < r.start {
 		return h, false
 	}
-	c := &r.heads[t.index(m)]
-	switch c.state {
+	i := t.index(m)
+	switch r.headState[i] {
 	case headPacked:
+		v := r.heads[i*headWords : (i+1)*headWords]
 		for k := range h {
-			h[k] = sums{good: float64(c.v[2*k]), total: float64(c.v[2*k+1])}
+			h[k] = sums{good: float64(v[2*k]), total: float64(v[2*k+1])}
 		}
 		return h, true
 	case headWide:
@@ -96,19 +95,18 @@ func (r *rollup) headsAt(m slo.Minute) ([subSteps - 1]sums, bool) {
 // setHeads stores the heads of folded minute m, which must be in the
 // minute tier.
 func (r *rollup) setHeads(m slo.Minute, h [subSteps - 1]sums) {
-	t := &r.tiers[0]
-	c := &r.heads[t.index(m)]
-	if c.state == headWide {
+	i := r.tiers[0].index(m)
+	if r.headState[i] == headWide {
 		delete(r.wide, m)
 	}
-	if c.pack(h) {
+	if r.packHeads(i, h) {
 		return
 	}
 	if r.wide == nil {
 		r.wide = map[slo.Minute][subSteps - 1]sums{}
 	}
 	r.wide[m] = h
-	c.state = headWide
+	r.headState[i] = headWide
 }
 
 // sums are cumulative counts at one boundary. data counts the minutes that
@@ -224,7 +222,7 @@ func sizeFor(w int64) rollupSize {
 func newRollup(start slo.Minute, size rollupSize) *rollup {
 	r := &rollup{start: start, next: start}
 	r.tiers[0] = newTier(fineStep, size.fine)
-	r.heads = make([]headCell, size.fine)
+	r.heads, r.headState = make([]uint32, size.fine*headWords), make([]uint8, size.fine)
 	r.tiers[1] = newTier(mediumStep, max(size.medium, 1))
 	r.tiers[2] = newTier(coarseStep, max(size.coarse, 1))
 	if size.medium == 0 {
@@ -245,13 +243,13 @@ func (r *rollup) record(b slo.Minute) {
 			t.push(b, r.cum)
 		}
 	}
-	if t := &r.tiers[0]; len(r.heads) == len(t.cells) && len(t.cells) > 0 {
+	if t := &r.tiers[0]; len(r.headState) == len(t.cells) && len(t.cells) > 0 {
 		// The minute that starts at b is not folded yet; the cell's
 		// former minute is forgotten.
-		if c := &r.heads[t.head]; c.state == headWide {
+		if r.headState[t.head] == headWide {
 			delete(r.wide, b-slo.Minute(len(t.cells)))
 		}
-		r.heads[t.head] = headCell{}
+		r.headState[t.head] = headUnknown
 	}
 }
 
@@ -266,7 +264,7 @@ func (r *rollup) foldHeads(m slo.Minute, c slo.Counts, hasData bool, h *minuteHe
 	if m != r.next {
 		panic(fmt.Sprintf("rollup: fold minute %d, want %d", m, r.next))
 	}
-	if h != nil && len(r.heads) > 0 && r.tiers[0].n > 0 && r.tiers[0].newest == m {
+	if h != nil && len(r.headState) > 0 && r.tiers[0].n > 0 && r.tiers[0].newest == m {
 		var hs [subSteps - 1]sums
 		for k, hc := range h {
 			hs[k] = sums{good: hc.Good, total: hc.Total}
@@ -302,7 +300,7 @@ func (r *rollup) reviseHeads(m slo.Minute, d slo.Counts, becameData bool, dh *mi
 		r.setHeads(m, h)
 	} else if ok && (d.Good != 0 || d.Total != 0) {
 		// A correction without heads: where in the minute is unknown.
-		r.heads[r.tiers[0].index(m)] = headCell{}
+		r.headState[r.tiers[0].index(m)] = headUnknown
 		delete(r.wide, m)
 	}
 	ds := sums{good: d.Good, total: d.Total}
@@ -374,13 +372,13 @@ type windowSums struct {
 	from   slo.Minute // the start used (a boundary at or after the one asked)
 	to     slo.Minute
 	data   uint32 // minutes with telemetry
-	// fromQ and toQ are the quarters past from and to where the window
+	// fromQ and toQ are the steps (see subSteps) past from and to where the window
 	// starts and ends (see subSteps).
 	fromQ, toQ int
 }
 
 // startOf returns where a window of d minutes ending at e starts: the
-// minute the rollup is read from, the quarter of that minute the window
+// minute the rollup is read from, the step of that minute the window
 // starts at, and the counts of that minute before it. A window that ends
 // inside a minute starts inside one; when that minute's heads are not
 // known (older than the minute tier, or folded without them) it starts
@@ -396,7 +394,7 @@ func (r *rollup) startOf(e edge, d int64) (from slo.Minute, q int, head sums) {
 	return from + 1, 0, sums{}
 }
 
-// cutStart takes head, the counts of minute from before quarter q, out of
+// cutStart takes head, the counts of minute from before step q, out of
 // w when w starts at from: what startOf said to leave out.
 func (w *windowSums) cutStart(from slo.Minute, q int, head sums) {
 	if q == 0 || w.from != from {
@@ -668,7 +666,7 @@ func unmarshalRollup(b []byte) (*rollup, error) {
 		}
 		r.tiers[i] = t
 	}
-	r.heads = make([]headCell, len(r.tiers[0].cells))
+	r.heads, r.headState = make([]uint32, len(r.tiers[0].cells)*headWords), make([]uint8, len(r.tiers[0].cells))
 	if format >= 2 {
 		if t := &r.tiers[0]; uint64(len(rd.b)) < uint64(t.n) {
 			return nil, errCorrupt // a byte per boundary at least
@@ -714,7 +712,7 @@ func (r *rollup) readHeads(rd *reader) {
 
 // bytes estimates the memory the rollup holds.
 func (r *rollup) bytes() int {
-	n := 96 + len(r.memo)*32 + len(r.heads)*28 + len(r.wide)*64
+	n := 96 + len(r.memo)*32 + len(r.heads)*4 + len(r.headState) + len(r.wide)*64
 	for i := range r.tiers {
 		n += len(r.tiers[i].cells)*20 + 72
 	}

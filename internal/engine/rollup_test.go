@@ -292,11 +292,11 @@ func TestHistoryOfAnotherReplicasSLO(t *testing.T) {
 	}
 }
 
-// TestRollupQuarterWindows folds minutes split by quarter and checks
-// windows that end (and so start) on every quarter of a minute against a
-// brute-force sum over the quarters, before and after a marshal round
+// TestRollupStepWindows folds minutes split by step (see subSteps) and
+// checks windows that end (and so start) on every step of a minute
+// against a brute-force sum over the steps, before and after a marshal round
 // trip, with heads that do not fit a cell (non-integer, huge) among them.
-func TestRollupQuarterWindows(t *testing.T) {
+func TestRollupStepWindows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	start := slo.Minute(29_000_000 + 3)
 	const n = 8 * 60
@@ -324,15 +324,19 @@ func TestRollupQuarterWindows(t *testing.T) {
 		}
 		r.foldHeads(start+slo.Minute(i), c, true, &h)
 	}
-	// A late sample revises minute n-3's second quarter.
+	// A late sample revises minute n-3's second step.
 	late := slo.Counts{Good: 2, Total: 3}
 	q[n-3][1] = q[n-3][1].Add(late)
-	r.reviseHeads(start+n-3, late, false, &minuteHeads{{}, late, late})
+	var lateHeads minuteHeads
+	for k := 1; k < subSteps-1; k++ {
+		lateHeads[k] = late
+	}
+	r.reviseHeads(start+n-3, late, false, &lateHeads)
 	brute := func(from, to edge) slo.Counts {
 		var c slo.Counts
 		for i := range n {
 			for k := range subSteps {
-				at := edge{start + slo.Minute(i), k} // the quarter (at, at+15s]
+				at := edge{start + slo.Minute(i), k} // the step (at, at+subMs]
 				if !from.after(at) && to.after(at) {
 					c = c.Add(q[i][k])
 				}
@@ -348,7 +352,7 @@ func TestRollupQuarterWindows(t *testing.T) {
 					from, fq, head := r.startOf(end, d)
 					w := r.window(from, end.m)
 					w.cutStart(from, fq, head)
-					// The partial quarters of the end minute: what peek adds.
+					// The partial steps of the end minute: what peek adds.
 					var part slo.Counts
 					for k := range eq {
 						part = part.Add(q[int(end.m-start)][k])

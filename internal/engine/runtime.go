@@ -54,12 +54,12 @@ type sloRuntime struct {
 	// peekTo is where the groups' partial minutes end, when they were
 	// read (zero otherwise): windows end there.
 	peekTo edge
-	// subMinute says the feeder splits minutes by quarter (minuteHeads),
+	// subMinute says the feeder splits minutes by step (minuteHeads),
 	// so windows may end inside a minute.
 	subMinute bool
 }
 
-// edge is a window edge: a minute boundary plus q quarters (see
+// edge is a window edge: a minute boundary plus q steps (see
 // subSteps).
 type edge struct {
 	m slo.Minute
@@ -72,7 +72,7 @@ func (e edge) after(o edge) bool {
 	return e.m > o.m || e.m == o.m && e.q > o.q
 }
 
-// edgeOf returns the edge at or before t, on quarters when sub, else on
+// edgeOf returns the edge at or before t, on steps when sub, else on
 // minutes.
 func edgeOf(t time.Time, sub bool) edge {
 	e := edge{m: slo.MinuteOf(t)}
