@@ -162,7 +162,7 @@ type counterGroup struct {
 // on a half minute (30s), so a window (end-d, end] starting in a folded
 // minute leaves out the samples of the minute's steps before its start,
 // which the rollup keeps as the minute's heads. Halves, not quarters:
-// each step costs every SLO 8 bytes per minute of its minute tier, and
+// each step costs every SLO 4 bytes per minute of its minute tier, and
 // halves keep a 30d SLO within 50 KiB while a full outage still pages
 // within two minutes (TestDetectionLatency).
 const subSteps = 2
