@@ -1025,6 +1025,11 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 	for i, rt := range work {
 		j := &jobs[i]
 		j.rt, j.from, j.to = rt, rt.next, until(rt)
+		if j.to < j.from {
+			// Folded past the target (the clock went back, or a replica
+			// restored newer rollups): nothing to fold, revisions only.
+			j.to = j.from
+		}
 		end := j.to.Time()
 		rt.peekTo = edge{}
 		// The partial read ends on a half minute (see subSteps) when the
