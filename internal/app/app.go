@@ -170,8 +170,10 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		Settle:   cfg.Evaluation.Settle.D(),
 		LateData: cfg.Evaluation.LateData.D(),
 		// Late samples revise their minutes as far back as the embedded
-		// TSDB takes them out of order.
-		LateWindow:      cfg.Source.Embedded.OutOfOrderWindow.D(),
+		// TSDB takes them out of order, or as the remote backend's
+		// window configured says.
+		LateWindow:      lateWindow(cfg.Source),
+		LateReadBack:    cfg.Source.Mode == ModeRemote && cfg.Source.Remote.OutOfOrderWindow > 0,
 		PersistInterval: persist,
 		Shard:           shard,
 		Publish:         publish,
@@ -275,6 +277,14 @@ func (a *App) joinCluster(ctx context.Context) error {
 	a.members = m
 	a.runners = append(a.runners, runner{"cluster", m.Run})
 	return nil
+}
+
+// lateWindow is how far back late samples revise folded minutes.
+func lateWindow(sc SourceConfig) time.Duration {
+	if sc.Mode == ModeRemote && sc.Remote.OutOfOrderWindow > 0 {
+		return sc.Remote.OutOfOrderWindow.D()
+	}
+	return sc.Embedded.OutOfOrderWindow.D()
 }
 
 func (a *App) openSource() error {

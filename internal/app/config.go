@@ -109,6 +109,13 @@ type RemoteConfig struct {
 	// /v1/traces go to in remote mode (default URL + /api/v1/write, as
 	// Prometheus with --web.enable-remote-write-receiver serves it).
 	WriteURL string `yaml:"writeURL"`
+
+	// OutOfOrderWindow, when set, is how far behind the folded minutes
+	// the backend may still take samples (its out-of-order window, or
+	// the remote_write lag of its writers): every cycle reads that span
+	// again, so late samples revise their minutes. 0 (default): no read
+	// back, late samples of a remote backend are not seen.
+	OutOfOrderWindow spec.Duration `yaml:"outOfOrderWindow"`
 }
 
 // BasicAuthConfig holds basic credentials; the password is read from a file.

@@ -36,6 +36,8 @@ func TestExitCodes(t *testing.T) {
 		{"import pyrra", []string{"import", "pyrra", "../spec/testdata/import/pyrra/kinds.yaml"}, 1, "name: api-errors", "want a percentage", false},
 		{"import with nothing convertible", []string{"import", "openslo", "../spec/testdata/import/openslo/empty-conversion.yaml"}, 1, "", "cannot be converted", false},
 		{"import emits what converts beside a loss", []string{"import", "sloth", "../spec/testdata/import/sloth/camelcase-plugins.yaml"}, 1, "name: myservice-requests-availability", "SLI plugin", false},
+		{"import openslo list form", []string{"import", "openslo", "../spec/testdata/import/openslo/list-form.yaml"}, 1, "kind: SLO", "not an object", false},
+		{"validate warns of reserved alert labels", []string{"validate", "../spec/testdata/invalid/label-collision.yaml"}, 0, `label "category" is set by QSP on every alert`, "", false},
 		{"validate pyrra", []string{"validate", "../spec/testdata/anchors/pyrra/prometheus-http.yaml"}, 0, "valid:", "", false},
 		{"status without server", []string{"status", "--url", "http://127.0.0.1:1"}, 2, "", "connection refused", true},
 	} {

@@ -50,8 +50,11 @@ type counter struct {
 	// maxSeries bounds memory; series beyond it are ignored and counted.
 	maxSeries int
 	dropped   int
-	// late counts samples that arrived too late to be counted.
-	late int64
+	// late counts samples that arrived too late to be counted, and
+	// lateNow those of the current call by series, so a feeder whose
+	// counters select the same series counts each sample once.
+	late    int64
+	lateNow map[uint64]int64
 	// oldest is at most the last sample time (ms) of every series, so
 	// expire knows when it has nothing to do without looking.
 	oldest int64
@@ -78,6 +81,52 @@ type seriesState struct {
 	base    point
 	hasBase bool
 	floor   int64
+	// seen counts the samples of each recent minute the counter has
+	// seen (folded, revised or dropped): a read back that finds more in
+	// a minute beyond revision found late ones, each counted once, and a
+	// sample read again is not counted again.
+	seen minuteTally
+}
+
+// tallyMinutes is how many minutes a minuteTally covers: the revision
+// horizon and the drop span behind it (see dropSpan), with room.
+const tallyMinutes = 96
+
+// minuteTally counts samples per minute for the last tallyMinutes
+// minutes up to newest, saturating at 255 (a 1s scrape has 60). Minutes
+// before from were never seen by this process.
+type minuteTally struct {
+	n      [tallyMinutes]uint8
+	newest slo.Minute
+	from   slo.Minute
+	used   bool
+}
+
+// add counts k samples in minute m.
+func (mt *minuteTally) add(m slo.Minute, k int) {
+	if !mt.used {
+		mt.used, mt.newest, mt.from = true, m, m
+	}
+	if m > mt.newest {
+		for x := mt.newest + 1; x <= m && x <= mt.newest+tallyMinutes; x++ {
+			mt.n[x%tallyMinutes] = 0
+		}
+		mt.newest = m
+	}
+	if m <= mt.newest-tallyMinutes {
+		return
+	}
+	i := m % tallyMinutes
+	mt.n[i] = uint8(min(int(mt.n[i])+k, math.MaxUint8))
+}
+
+// get returns the samples counted in minute m, and whether the tally
+// covers m.
+func (mt *minuteTally) get(m slo.Minute) (int, bool) {
+	if !mt.used || m > mt.newest || m <= mt.newest-tallyMinutes || m < mt.from {
+		return 0, false
+	}
+	return int(mt.n[m%tallyMinutes]), true
 }
 
 // maxHist bounds the samples kept per series for revisions: 10 minutes of
@@ -96,27 +145,61 @@ type counterGroup struct {
 	// sampled marks minutes with at least one sample.
 	sampled []bool
 	used    bool // in the result of the current call
+	// heads[i][k-1] is the part of inc[i] from samples in the first
+	// k steps of the minute (k < subSteps): what a window starting inside
+	// the minute leaves out (see subSteps).
+	heads [][subSteps - 1]float64
 	// rev and revSampled are over [from-horizon, from), valid when
-	// revised: what late samples add to those minutes.
+	// revised: what late samples add to those minutes, and revHeads to
+	// their heads.
 	rev        []float64
+	revHeads   [][subSteps - 1]float64
 	revSampled []bool
 	revised    bool
 }
 
+// subSteps divides a minute for windows that end inside one: windows end
+// on a half minute (30s), so a window (end-d, end] starting in a folded
+// minute leaves out the samples of the minute's steps before its start,
+// which the rollup keeps as the minute's heads. Halves, not quarters:
+// each step costs every SLO 4 bytes per minute of its minute tier, and
+// halves keep a 30d SLO within 50 KiB while a full outage still pages
+// within two minutes (TestDetectionLatency).
+const subSteps = 2
+
+// subMs is the length of one step of a minute in ms.
+const subMs = 60_000 / subSteps
+
+// subOf is the step (0..subSteps-1) of its minute that a sample at t
+// (ms) falls in: minute m's step q holds (m+q*subMs, m+(q+1)*subMs].
+func subOf(t int64) int {
+	return int((t - 1 - minuteMs(sampleMinute(t))) / subMs)
+}
+
+// addHeads adds inc, from a sample in step q, to the heads of the steps
+// after it.
+func addHeads(h *[subSteps - 1]float64, q int, inc float64) {
+	for k := q; k < subSteps-1; k++ {
+		h[k] += inc
+	}
+}
+
 // reset makes g n minutes long, all zero.
 func (g *counterGroup) reset(n int) {
-	g.inc, g.sampled = resize(g.inc, n), resize(g.sampled, n)
+	g.inc, g.sampled, g.heads = resize(g.inc, n), resize(g.sampled, n), resize(g.heads, n)
 	g.used = true
 	g.revised = false
 }
 
-// revise adds inc to folded minute i of the revision range (of length n).
-func (g *counterGroup) revise(n, i int, inc float64, sampled bool) {
+// revise adds inc, from a sample in step q, to folded minute i of the
+// revision range (of length n).
+func (g *counterGroup) revise(n, i, q int, inc float64, sampled bool) {
 	if !g.revised {
-		g.rev, g.revSampled = resize(g.rev, n), resize(g.revSampled, n)
+		g.rev, g.revSampled, g.revHeads = resize(g.rev, n), resize(g.revSampled, n), resize(g.revHeads, n)
 		g.revised = true
 	}
 	g.rev[i] += inc
+	addHeads(&g.revHeads[i], q, inc)
 	g.revSampled[i] = g.revSampled[i] || sampled
 }
 
@@ -186,6 +269,7 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 	for _, g := range out {
 		g.used = false
 	}
+	clear(c.lateNow)
 	for _, s := range m {
 		h := s.Metric.Hash()
 		st := c.series[h]
@@ -223,22 +307,41 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 		}
 		pts := s.Floats
 		// Samples at or before the newest one folded: already known, or
-		// late and out of order.
+		// late and out of order. Those too late to revise are counted
+		// once, by minute, against what the series' tally saw.
 		var inserted []point
 		k := 0
+		tallyM, tallyN, tooLate := slo.Minute(math.MinInt64), 0, false
+		flush := func() {
+			if tooLate {
+				if seen, ok := st.seen.get(tallyM); ok && tallyN > seen {
+					c.dropLate(h, int64(tallyN-seen))
+					st.seen.add(tallyM, tallyN-seen)
+				}
+			}
+			tallyN, tooLate = 0, false
+		}
 		for ; k < len(pts) && pts[k].T <= st.t; k++ {
 			p := pts[k]
-			if p.T <= readStart || value.IsStaleNaN(p.F) || math.IsNaN(p.F) || st.has(p.T) {
+			if p.T <= readStart || value.IsStaleNaN(p.F) || math.IsNaN(p.F) {
+				continue
+			}
+			if m := sampleMinute(p.T); m != tallyM {
+				flush()
+				tallyM = m
+			}
+			tallyN++
+			if st.has(p.T) {
 				continue
 			}
 			if !c.warm || p.T <= floor || p.T <= st.floor {
-				if c.warm {
-					c.late++
-				}
+				tooLate = tooLate || c.warm
 				continue
 			}
 			inserted = append(inserted, point{p.T, p.F})
+			st.seen.add(sampleMinute(p.T), 1)
 		}
+		flush()
 		if len(inserted) > 0 {
 			c.merge(st, inserted, g, revFrom, nRev)
 		}
@@ -257,20 +360,22 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 			}
 			st.t, st.v = p.T, p.F
 			st.push(point{p.T, p.F}, keep)
+			st.seen.add(sampleMinute(p.T), 1)
 			switch {
 			case p.T > fromMs:
 				i := int(sampleMinute(p.T) - from)
 				g.inc[i] += inc
+				addHeads(&g.heads[i], subOf(p.T), inc)
 				g.sampled[i] = true
 			case !c.warm:
 				// A predecessor: before the range, already counted.
 			case p.T > floor:
 				// Late but in order: its minute was folded without it.
-				g.revise(nRev, int(sampleMinute(p.T)-revFrom), inc, true)
+				g.revise(nRev, int(sampleMinute(p.T)-revFrom), subOf(p.T), inc, true)
 			default:
 				// Too late to revise: the increase is lost, visibly,
 				// rather than counted in a later minute.
-				c.late++
+				c.dropLate(h, 1)
 			}
 		}
 	}
@@ -282,6 +387,15 @@ func (c *counter) increases(m promql.Matrix, readStart int64, from, to slo.Minut
 	// Every series that could have been seen has been by now.
 	c.warm = true
 	return out
+}
+
+// dropLate counts n samples of series h that came too late.
+func (c *counter) dropLate(h uint64, n int64) {
+	c.late += n
+	if c.lateNow == nil {
+		c.lateNow = map[uint64]int64{}
+	}
+	c.lateNow[h] += n
 }
 
 // has reports whether the series holds a sample at t.
@@ -341,7 +455,7 @@ func (c *counter) merge(st *seriesState, ins []point, g *counterGroup, revFrom s
 		for _, p := range pts {
 			if ok {
 				if k := int(sampleMinute(p.t) - revFrom); k >= 0 && k < nRev {
-					g.revise(nRev, k, sign*increase(prev.v, p.v), false)
+					g.revise(nRev, k, subOf(p.t), sign*increase(prev.v, p.v), false)
 				}
 			}
 			prev, ok = p, true
@@ -351,7 +465,7 @@ func (c *counter) merge(st *seriesState, ins []point, g *counterGroup, revFrom s
 	chain(merged, 1)
 	for _, p := range ins {
 		if k := int(sampleMinute(p.t) - revFrom); k >= 0 && k < nRev {
-			g.revise(nRev, k, 0, true)
+			g.revise(nRev, k, 0, 0, true)
 		}
 	}
 	st.hist = merged

@@ -70,6 +70,14 @@ type Options struct {
 	// are counted in qsp_samples_late_dropped_total. Revisions need a
 	// source that reports late appends (telemetry.Embedded). Default 10m.
 	LateWindow time.Duration
+	// LateReadBack, for a source that does not report late appends (a
+	// remote Prometheus), reads the folded minutes of the revision
+	// horizon (LateWindow plus two minutes) and lateReadBackDrops more
+	// again every cycle, so late samples in them revise their minutes and
+	// those just beyond are counted as dropped. Each cycle then reads
+	// LateWindow+7m of samples instead of about a minute. Off by default:
+	// a remote source's late samples are then not seen at all.
+	LateReadBack bool
 	// PersistInterval between rollup snapshots. Default 5m.
 	PersistInterval time.Duration
 	// Chunk bounds one fetch during backfill and catch-up. Default 6h.
@@ -817,6 +825,9 @@ const dropSpan = time.Hour
 func (e *Engine) markRevisions(rts []*sloRuntime) {
 	w, ok := e.opts.Source.(appendWatcher)
 	if !ok {
+		if e.opts.LateReadBack {
+			e.readBack(rts)
+		}
 		return
 	}
 	oldest := w.OldestAppended()
@@ -847,6 +858,20 @@ func (e *Engine) markRevisions(rts []*sloRuntime) {
 		}
 		floor := minuteMs(rt.next-cs[0].horizon) - dropSpan.Milliseconds()
 		rt.reviseFrom = msTime(max(t-1, floor))
+	}
+}
+
+// lateReadBackDrops is how far behind the revision horizon LateReadBack
+// reads, to count the samples that arrive that much too late.
+const lateReadBackDrops = 5
+
+// readBack asks every counter SLO to read its revision horizon again: a
+// source that cannot say where samples landed is asked every cycle.
+func (e *Engine) readBack(rts []*sloRuntime) {
+	for _, rt := range rts {
+		if cs := counterOf(rt.feeder); len(cs) > 0 && cs[0].warm {
+			rt.reviseFrom = (rt.next - cs[0].horizon - lateReadBackDrops).Time()
+		}
 	}
 }
 
@@ -1000,14 +1025,27 @@ func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until fun
 	for i, rt := range work {
 		j := &jobs[i]
 		j.rt, j.from, j.to = rt, rt.next, until(rt)
+		if j.to < j.from {
+			// Folded past the target (the clock went back, or a replica
+			// restored newer rollups): nothing to fold, revisions only.
+			j.to = j.from
+		}
 		end := j.to.Time()
-		rt.peekTo = 0
-		// The partial read ends at a minute boundary: a window of whole
-		// minutes, (end-d, end], is exactly as long as declared. It
-		// reaches at most shortestWindow past the folded minutes, so
-		// every window still starts in them.
-		if pe := min(slo.MinuteOf(peekEnd), j.to+shortestWindow); rt.canPeek && j.to >= target && !peekEnd.IsZero() && pe > j.to {
-			j.peek, end, j.peekTo = true, pe.Time(), pe
+		rt.peekTo = edge{}
+		// The partial read ends on a half minute (see subSteps) when the
+		// feeder splits minutes so, else on a minute: every window,
+		// (end-d, end], is exactly as long as declared, its start inside
+		// a folded minute whose steps the rollup knows. It reaches at
+		// most the shortest window past the folded minutes, so every window
+		// still starts in them.
+		if !peekEnd.IsZero() && rt.canPeek && j.to >= target {
+			pe := edgeOf(peekEnd, rt.subMinute)
+			if limit := (edge{m: j.to + rt.plan.shortest()}); pe.after(limit) {
+				pe = limit
+			}
+			if pe.after(edge{m: j.to}) {
+				j.peek, end, j.peekTo = true, pe.time(), pe
+			}
 		}
 		// Samples reads (start, end], and minute m holds (m, m+1]: the
 		// minutes [from, to) are the samples in (from, to].
@@ -1070,7 +1108,7 @@ type foldJob struct {
 	from, to  slo.Minute
 	readStart int64 // ms: the samples are of (readStart, to]
 	peek      bool
-	peekTo    slo.Minute // with peek, the partial minutes end here
+	peekTo    edge // with peek, the partial minutes end here
 }
 
 // feedJob feeds and folds what was fetched for one SLO, and reads its
@@ -1121,7 +1159,7 @@ func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute) err
 	// have been held back for late data.
 	if j.peek && rt.next == j.to {
 		rt.peekTo = j.peekTo
-		for key, pc := range rt.feeder.(peeker).peek(raw, minuteMs(rt.next), minuteMs(j.peekTo), rt.known) {
+		for key, pc := range rt.feeder.(peeker).peek(raw, minuteMs(rt.next), j.peekTo.ms(), rt.known) {
 			rt.groups[key].partial = pc
 		}
 	}

@@ -37,10 +37,15 @@ type groupMinutes struct {
 	labels  labels.Labels
 	counts  []slo.Counts
 	sampled []bool
+	// heads, when not nil, split each minute's counts by step:
+	// heads[i][k-1] are the counts of minute i's first k steps (see
+	// subSteps). Feeders without them count whole minutes only.
+	heads [][subSteps - 1]slo.Counts
 	// rev are corrections to the folded minutes [from-len(rev), from)
 	// from late samples, and revSampled the minutes they sampled; nil
 	// without corrections.
 	rev        []slo.Counts
+	revHeads   [][subSteps - 1]slo.Counts
 	revSampled []bool
 }
 
@@ -92,6 +97,8 @@ type ratioFeeder struct {
 	sels             [][]*labels.Matcher
 	// warm is set once every counter is.
 	warm bool
+	// late counts the samples dropped as too late, each once.
+	late int64
 	// Results kept for the next call, as counters keep theirs: the engine
 	// is done with what feed and peek return before it calls again.
 	groups map[string]*groupMinutes
@@ -121,7 +128,10 @@ func (f *ratioFeeder) lookback() time.Duration {
 	}
 	for _, c := range f.counters() {
 		if !c.warm {
-			return counterLookback
+			// Back to the revision horizon too: a restarted engine's
+			// counters then hold the samples of the minutes late samples
+			// may still revise, as the folding engine's did.
+			return max(counterLookback, time.Duration(c.horizon+2)*time.Minute)
 		}
 	}
 	f.warm = true
@@ -180,6 +190,7 @@ func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, rea
 		}
 		results[i] = c.increases(raw[i], readStart, from, to, gate)
 	}
+	f.countLate()
 	totals := results[len(cs)-1]
 	out := f.groups
 	for key := range out {
@@ -193,26 +204,11 @@ func (f *ratioFeeder) feed(_ context.Context, _ Source, raw []promql.Matrix, rea
 			g = &groupMinutes{labels: tg.labels}
 			out[key] = g
 		}
-		g.counts, g.sampled = resize(g.counts, n), resize(g.sampled, n)
+		g.counts, g.sampled, g.heads = resize(g.counts, n), resize(g.sampled, n), resize(g.heads, n)
 		copy(g.sampled, tg.sampled)
-		for m := range n {
-			g.counts[m].Total = tg.inc[m]
-		}
-		if part := results[0][key]; f.good != nil && part != nil {
-			for m := range n {
-				g.counts[m].Good = part.inc[m]
-			}
-		} else if f.bad != nil {
-			for m := range n {
-				g.counts[m].Good = g.counts[m].Total
-			}
-			if part != nil {
-				for m := range n {
-					g.counts[m].Good -= part.inc[m]
-				}
-			}
-		}
-		f.revisions(g, tg, results[0][key])
+		part := results[0][key]
+		combine(g.counts, g.heads, tg.inc, tg.heads, part, f.good != nil, false)
+		f.revisions(g, tg, part)
 	}
 	return out, noCommit, nil
 }
@@ -229,35 +225,78 @@ func (f *ratioFeeder) revisions(g *groupMinutes, tg, part *counterGroup) {
 		return
 	}
 	n := int(f.total.horizon)
-	g.rev, g.revSampled = resize(g.rev, n), resize(g.revSampled, n)
+	g.rev, g.revSampled, g.revHeads = resize(g.rev, n), resize(g.revSampled, n), resize(g.revHeads, n)
+	var tot []float64
+	var totHeads [][subSteps - 1]float64
 	if tg.revised {
 		copy(g.revSampled, tg.revSampled)
-		for m := range n {
-			g.rev[m].Total = tg.rev[m]
+		tot, totHeads = tg.rev, tg.revHeads
+	}
+	combine(g.rev, g.revHeads, tot, totHeads, part, f.good != nil, true)
+}
+
+// combine sets counts and heads from the total's increases (tot, nil for
+// none) and the numerator's (part, maybe nil): good is the numerator, or
+// total minus bad. With rev, the revision ranges of the groups are read.
+func combine(counts []slo.Counts, heads [][subSteps - 1]slo.Counts, tot []float64, totHeads [][subSteps - 1]float64, part *counterGroup, good, rev bool) {
+	var num []float64
+	var numHeads [][subSteps - 1]float64
+	if part != nil {
+		num, numHeads = part.inc, part.heads
+		if rev {
+			num, numHeads = part.rev, part.revHeads
 		}
 	}
-	switch {
-	case f.good != nil && part != nil:
-		for m := range n {
-			g.rev[m].Good = part.rev[m]
+	for m := range counts {
+		var t, b float64
+		var th, bh [subSteps - 1]float64
+		if tot != nil {
+			t, th = tot[m], totHeads[m]
 		}
-	case f.bad != nil:
-		for m := range n {
-			g.rev[m].Good = g.rev[m].Total
-			if part != nil {
-				g.rev[m].Good -= part.rev[m]
+		if num != nil {
+			b, bh = num[m], numHeads[m]
+		}
+		c := slo.Counts{Total: t, Good: b}
+		if !good {
+			c.Good = t - b
+		}
+		counts[m] = c
+		for k := range th {
+			h := slo.Counts{Total: th[k], Good: bh[k]}
+			if !good {
+				h.Good = th[k] - bh[k]
 			}
+			heads[m][k] = h
 		}
 	}
 }
 
 // lateDropped returns how many samples came too late to be counted.
-func (f *ratioFeeder) lateDropped() int64 {
+func (f *ratioFeeder) lateDropped() int64 { return f.late }
+
+// countLate adds the samples the counters dropped in this call: a series
+// two counters select (a bad query's series is in the total's) is one
+// series, its samples counted once.
+func (f *ratioFeeder) countLate() {
 	var n int64
-	for _, c := range f.cs {
-		n += c.late
+	if len(f.cs) == 2 && len(f.cs[0].lateNow)+len(f.cs[1].lateNow) > 0 {
+		a, b := f.cs[0].lateNow, f.cs[1].lateNow
+		for h, x := range a {
+			n += max(x, b[h])
+		}
+		for h, x := range b {
+			if _, ok := a[h]; !ok {
+				n += x
+			}
+		}
+	} else {
+		for _, c := range f.cs {
+			for _, x := range c.lateNow {
+				n += x
+			}
+		}
 	}
-	return n
+	f.late += n
 }
 
 func noCommit() {}

@@ -28,8 +28,87 @@ type rollup struct {
 	next  slo.Minute // minutes before next are folded; sums at boundary next
 	cum   sums
 	tiers [3]tier
+	// heads parallel the minute tier's cells: the minute that starts at
+	// the boundary of cells[i] has its heads at heads[i*headWords:] when
+	// headState[i] says so, so a window that ends (and so starts) inside
+	// a minute is exact (see subSteps). Heads that do not fit are in wide.
+	heads     []uint16
+	headState []uint8
+	wide      map[slo.Minute][subSteps - 1]sums
 	// memo holds start boundaries evaluation read (see windowsToNext).
 	memo []startMemo
+}
+
+// minuteHeads are the counts of a minute's first steps (see subSteps).
+type minuteHeads = [subSteps - 1]slo.Counts
+
+// A minute's heads take headWords uint16, good and total counts per
+// head: what the first half of a minute counts is an integer below
+// 65,536 up to 2,184 events a second; larger ones go to wide. With
+// the state byte that is 5 bytes a minute (1.8 KiB for the 6h minute
+// tier).
+const headWords = 2 * (subSteps - 1)
+
+const (
+	headUnknown uint8 = iota // folded without heads, or not restored
+	headPacked               // in heads
+	headWide                 // in rollup.wide
+)
+
+// packHeads stores h at cell i when every count is an integer that fits.
+func (r *rollup) packHeads(i int, h [subSteps - 1]sums) bool {
+	var v [headWords]uint16
+	for k, s := range h {
+		for j, f := range [2]float64{s.good, s.total} {
+			if f < 0 || f > math.MaxUint16 || f != math.Trunc(f) {
+				return false
+			}
+			v[2*k+j] = uint16(f)
+		}
+	}
+	copy(r.heads[i*headWords:], v[:])
+	r.headState[i] = headPacked
+	return true
+}
+
+// headsAt returns the heads of folded minute m, if they are known.
+func (r *rollup) headsAt(m slo.Minute) ([subSteps - 1]sums, bool) {
+	var h [subSteps - 1]sums
+	t := &r.tiers[0]
+	old, ok := t.oldest()
+	if !ok || len(r.headState) == 0 || m < old || m >= t.newest || m >= r.next || m < r.start {
+		return h, false
+	}
+	i := t.index(m)
+	switch r.headState[i] {
+	case headPacked:
+		v := r.heads[i*headWords : (i+1)*headWords]
+		for k := range h {
+			h[k] = sums{good: float64(v[2*k]), total: float64(v[2*k+1])}
+		}
+		return h, true
+	case headWide:
+		h, ok = r.wide[m]
+		return h, ok
+	}
+	return h, false
+}
+
+// setHeads stores the heads of folded minute m, which must be in the
+// minute tier.
+func (r *rollup) setHeads(m slo.Minute, h [subSteps - 1]sums) {
+	i := r.tiers[0].index(m)
+	if r.headState[i] == headWide {
+		delete(r.wide, m)
+	}
+	if r.packHeads(i, h) {
+		return
+	}
+	if r.wide == nil {
+		r.wide = map[slo.Minute][subSteps - 1]sums{}
+	}
+	r.wide[m] = h
+	r.headState[i] = headWide
 }
 
 // sums are cumulative counts at one boundary. data counts the minutes that
@@ -145,6 +224,7 @@ func sizeFor(w int64) rollupSize {
 func newRollup(start slo.Minute, size rollupSize) *rollup {
 	r := &rollup{start: start, next: start}
 	r.tiers[0] = newTier(fineStep, size.fine)
+	r.heads, r.headState = make([]uint16, size.fine*headWords), make([]uint8, size.fine)
 	r.tiers[1] = newTier(mediumStep, max(size.medium, 1))
 	r.tiers[2] = newTier(coarseStep, max(size.coarse, 1))
 	if size.medium == 0 {
@@ -165,13 +245,33 @@ func (r *rollup) record(b slo.Minute) {
 			t.push(b, r.cum)
 		}
 	}
+	if t := &r.tiers[0]; len(r.headState) == len(t.cells) && len(t.cells) > 0 {
+		// The minute that starts at b is not folded yet; the cell's
+		// former minute is forgotten.
+		if r.headState[t.head] == headWide {
+			delete(r.wide, b-slo.Minute(len(t.cells)))
+		}
+		r.headState[t.head] = headUnknown
+	}
 }
 
 // fold adds the counts of minute m, which must be r.next. hasData says
 // whether telemetry covered the minute.
 func (r *rollup) fold(m slo.Minute, c slo.Counts, hasData bool) {
+	r.foldHeads(m, c, hasData, nil)
+}
+
+// foldHeads folds minute m as fold does, with its heads when not nil.
+func (r *rollup) foldHeads(m slo.Minute, c slo.Counts, hasData bool, h *minuteHeads) {
 	if m != r.next {
 		panic(fmt.Sprintf("rollup: fold minute %d, want %d", m, r.next))
+	}
+	if h != nil && len(r.headState) > 0 && r.tiers[0].n > 0 && r.tiers[0].newest == m {
+		var hs [subSteps - 1]sums
+		for k, hc := range h {
+			hs[k] = sums{good: hc.Good, total: hc.Total}
+		}
+		r.setHeads(m, hs)
 	}
 	r.cum.good += c.Good
 	r.cum.total += c.Total
@@ -185,8 +285,25 @@ func (r *rollup) fold(m slo.Minute, c slo.Counts, hasData bool) {
 // revise adds a correction to minute m, already folded: late samples. The
 // cost is the number of boundaries after m.
 func (r *rollup) revise(m slo.Minute, d slo.Counts, becameData bool) {
+	r.reviseHeads(m, d, becameData, nil)
+}
+
+// reviseHeads revises minute m as revise does, and its heads by dh when
+// not nil: heads of a minute folded without them stay unknown.
+func (r *rollup) reviseHeads(m slo.Minute, d slo.Counts, becameData bool, dh *minuteHeads) {
 	if m >= r.next || m < r.start {
 		return
+	}
+	if h, ok := r.headsAt(m); ok && dh != nil {
+		for k := range h {
+			h[k].good += dh[k].Good
+			h[k].total += dh[k].Total
+		}
+		r.setHeads(m, h)
+	} else if ok && (d.Good != 0 || d.Total != 0) {
+		// A correction without heads: where in the minute is unknown.
+		r.headState[r.tiers[0].index(m)] = headUnknown
+		delete(r.wide, m)
 	}
 	ds := sums{good: d.Good, total: d.Total}
 	if becameData {
@@ -257,6 +374,37 @@ type windowSums struct {
 	from   slo.Minute // the start used (a boundary at or after the one asked)
 	to     slo.Minute
 	data   uint32 // minutes with telemetry
+	// fromQ and toQ are the steps (see subSteps) past from and to where the window
+	// starts and ends (see subSteps).
+	fromQ, toQ int
+}
+
+// startOf returns where a window of d minutes ending at e starts: the
+// minute the rollup is read from, the step of that minute the window
+// starts at, and the counts of that minute before it. A window that ends
+// inside a minute starts inside one; when that minute's heads are not
+// known (older than the minute tier, or folded without them) it starts
+// at the next minute instead, a little short, never long.
+func (r *rollup) startOf(e edge, d int64) (from slo.Minute, q int, head sums) {
+	from = e.m - slo.Minute(d)
+	if e.q == 0 {
+		return from, 0, sums{}
+	}
+	if h, ok := r.headsAt(from); ok {
+		return from, e.q, h[e.q-1]
+	}
+	return from + 1, 0, sums{}
+}
+
+// cutStart takes head, the counts of minute from before step q, out of
+// w when w starts at from: what startOf said to leave out.
+func (w *windowSums) cutStart(from slo.Minute, q int, head sums) {
+	if q == 0 || w.from != from {
+		return
+	}
+	w.counts.Good -= head.good
+	w.counts.Total -= head.total
+	w.fromQ = q
 }
 
 // window returns the sums over [from, to).
@@ -360,13 +508,19 @@ func (r *rollup) forget() {
 // are not non-negative integers (approximate SLIs, revisions) are written
 // as raw float64 behind a tag bit.
 
-const rollupVersion = 1
+// rollupVersion is in every plan's fingerprint: changing it rebuilds
+// every persisted rollup. rollupFormat is the encoding written: format 2
+// adds the minutes' heads, and format 1 is read as heads unknown.
+const (
+	rollupVersion = 1
+	rollupFormat  = 2
+)
 
 var errCorrupt = errors.New("corrupt rollup")
 
 func (r *rollup) marshal() []byte {
 	buf := make([]byte, 0, 64+8*r.tiers[0].n)
-	buf = binary.AppendUvarint(buf, rollupVersion)
+	buf = binary.AppendUvarint(buf, rollupFormat)
 	buf = binary.AppendVarint(buf, int64(r.start))
 	buf = binary.AppendVarint(buf, int64(r.next))
 	buf = appendFloat(buf, r.cum.good)
@@ -384,6 +538,22 @@ func (r *rollup) marshal() []byte {
 			buf = appendDelta(buf, s.total-prev.total)
 			buf = binary.AppendUvarint(buf, uint64(s.data-prev.data))
 			prev = s
+		}
+	}
+	// The heads of the minute tier's boundaries, oldest first: whether
+	// they are known, then their counts.
+	t := &r.tiers[0]
+	for k := t.n - 1; k >= 0; k-- {
+		m := t.newest - slo.Minute(k)
+		h, ok := r.headsAt(m)
+		if !ok {
+			buf = append(buf, 0)
+			continue
+		}
+		buf = append(buf, 1)
+		for _, hs := range h {
+			buf = appendDelta(buf, hs.good)
+			buf = appendDelta(buf, hs.total)
 		}
 	}
 	return buf
@@ -459,9 +629,10 @@ func (r *reader) delta() float64 {
 // inconsistent: a corrupt snapshot is rebuilt from telemetry, never used.
 func unmarshalRollup(b []byte) (*rollup, error) {
 	rd := &reader{b: b}
-	if v := rd.uvarint(); v != rollupVersion {
+	format := rd.uvarint()
+	if format != 1 && format != rollupFormat {
 		if rd.err == nil {
-			return nil, fmt.Errorf("rollup version %d: %w", v, errCorrupt)
+			return nil, fmt.Errorf("rollup version %d: %w", format, errCorrupt)
 		}
 		return nil, rd.err
 	}
@@ -497,15 +668,53 @@ func unmarshalRollup(b []byte) (*rollup, error) {
 		}
 		r.tiers[i] = t
 	}
+	r.heads, r.headState = make([]uint16, len(r.tiers[0].cells)*headWords), make([]uint8, len(r.tiers[0].cells))
+	if format >= 2 {
+		if t := &r.tiers[0]; uint64(len(rd.b)) < uint64(t.n) {
+			return nil, errCorrupt // a byte per boundary at least
+		}
+		r.readHeads(rd)
+		if rd.err != nil {
+			return nil, rd.err
+		}
+	}
 	if len(rd.b) != 0 || r.next < r.start {
 		return nil, errCorrupt
 	}
 	return r, nil
 }
 
+// readHeads reads the heads marshal wrote.
+func (r *rollup) readHeads(rd *reader) {
+	t := &r.tiers[0]
+	for k := t.n - 1; k >= 0 && rd.err == nil; k-- {
+		m := t.newest - slo.Minute(k)
+		if len(rd.b) == 0 {
+			rd.err = errCorrupt
+			return
+		}
+		known := rd.b[0]
+		rd.b = rd.b[1:]
+		if known == 0 {
+			continue
+		}
+		var h [subSteps - 1]sums
+		for j := range h {
+			h[j].good, h[j].total = rd.delta(), rd.delta()
+		}
+		if known != 1 || rd.err != nil {
+			rd.err = errCorrupt
+			return
+		}
+		if m < r.next && m >= r.start {
+			r.setHeads(m, h)
+		}
+	}
+}
+
 // bytes estimates the memory the rollup holds.
 func (r *rollup) bytes() int {
-	n := 96 + len(r.memo)*32
+	n := 96 + len(r.memo)*32 + len(r.heads)*2 + len(r.headState) + len(r.wide)*64
 	for i := range r.tiers {
 		n += len(r.tiers[i].cells)*20 + 72
 	}

@@ -291,3 +291,91 @@ func TestHistoryOfAnotherReplicasSLO(t *testing.T) {
 		t.Errorf("unknown SLO: %v", err)
 	}
 }
+
+// TestRollupStepWindows folds minutes split by step (see subSteps) and
+// checks windows that end (and so start) on every step of a minute
+// against a brute-force sum over the steps, before and after a marshal round
+// trip, with heads that do not fit a cell (non-integer, huge) among them.
+func TestRollupStepWindows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	start := slo.Minute(29_000_000 + 3)
+	const n = 8 * 60
+	q := make([][subSteps]slo.Counts, n)
+	r := newRollup(start, sizeFor(30*24*60))
+	for i := range n {
+		var c slo.Counts
+		var h minuteHeads
+		for k := range subSteps {
+			tot := float64(rng.IntN(50))
+			switch i % 41 {
+			case 7:
+				tot += 0.25 // not an integer: kept wide
+			case 8:
+				tot += 1 << 33 // too big for a cell
+			}
+			q[i][k] = slo.Counts{Good: tot - float64(rng.IntN(2)), Total: tot}
+			if q[i][k].Good < 0 {
+				q[i][k].Good = 0
+			}
+			c = c.Add(q[i][k])
+			if k < subSteps-1 {
+				h[k] = c
+			}
+		}
+		r.foldHeads(start+slo.Minute(i), c, true, &h)
+	}
+	// A late sample revises minute n-3's second step.
+	late := slo.Counts{Good: 2, Total: 3}
+	q[n-3][1] = q[n-3][1].Add(late)
+	var lateHeads minuteHeads
+	for k := 1; k < subSteps-1; k++ {
+		lateHeads[k] = late
+	}
+	r.reviseHeads(start+n-3, late, false, &lateHeads)
+	brute := func(from, to edge) slo.Counts {
+		var c slo.Counts
+		for i := range n {
+			for k := range subSteps {
+				at := edge{start + slo.Minute(i), k} // the step (at, at+subMs]
+				if !from.after(at) && to.after(at) {
+					c = c.Add(q[i][k])
+				}
+			}
+		}
+		return c
+	}
+	check := func(t *testing.T, r *rollup) {
+		for _, d := range []int64{5, 30, 60, 360} {
+			for _, back := range []int64{1, 2, 4} {
+				for eq := range subSteps {
+					end := edge{r.next - slo.Minute(back), eq}
+					from, fq, head := r.startOf(end, d)
+					w := r.window(from, end.m)
+					w.cutStart(from, fq, head)
+					// The partial steps of the end minute: what peek adds.
+					var part slo.Counts
+					for k := range eq {
+						part = part.Add(q[int(end.m-start)][k])
+					}
+					got := w.counts.Add(part)
+					want := brute(edge{end.m - slo.Minute(d), eq}, end)
+					if w.from != end.m-slo.Minute(d) || w.fromQ != eq || math.Abs(got.Good-want.Good) > 1e-6 || math.Abs(got.Total-want.Total) > 1e-6 {
+						t.Errorf("%dm window ending %d+%dq: got %+v from %d+%dq, want %+v", d, end.m, eq, got, w.from, w.fromQ, want)
+					}
+				}
+			}
+		}
+	}
+	check(t, r)
+	got, err := unmarshalRollup(r.marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("restored", func(t *testing.T) { check(t, got) })
+	// A window whose start is older than the minute tier starts at the
+	// next minute: short, never long.
+	from, fq, _ := r.startOf(edge{r.next, 2}, 3*1440)
+	if from != r.next-3*1440+1 || fq != 0 {
+		t.Errorf("3d window ending mid-minute starts at %d+%dq, want the next minute", from, fq)
+	}
+}

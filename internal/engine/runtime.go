@@ -52,8 +52,34 @@ type sloRuntime struct {
 	// lateDropped counts samples that came too late to be counted.
 	lateDropped int64
 	// peekTo is where the groups' partial minutes end, when they were
-	// read (0 otherwise): windows end there.
-	peekTo slo.Minute
+	// read (zero otherwise): windows end there.
+	peekTo edge
+	// subMinute says the feeder splits minutes by step (minuteHeads),
+	// so windows may end inside a minute.
+	subMinute bool
+}
+
+// edge is a window edge: a minute boundary plus q steps (see
+// subSteps).
+type edge struct {
+	m slo.Minute
+	q int
+}
+
+func (e edge) time() time.Time { return e.m.Time().Add(time.Duration(e.q) * subMs * time.Millisecond) }
+func (e edge) ms() int64       { return minuteMs(e.m) + int64(e.q)*subMs }
+func (e edge) after(o edge) bool {
+	return e.m > o.m || e.m == o.m && e.q > o.q
+}
+
+// edgeOf returns the edge at or before t, on steps when sub, else on
+// minutes.
+func edgeOf(t time.Time, sub bool) edge {
+	e := edge{m: slo.MinuteOf(t)}
+	if sub {
+		e.q = int(t.Sub(e.m.Time()) / (subMs * time.Millisecond))
+	}
+	return e
 }
 
 // groupRuntime is one group of an SLO (the only one when ungrouped).
@@ -84,6 +110,7 @@ func newRuntime(p *plan, start slo.Minute) *sloRuntime {
 			rt.reqs = append(rt.reqs, newSelectorRequest(ms))
 		}
 		_, rt.canPeek = rt.feeder.(peeker)
+		_, rt.subMinute = rt.feeder.(*ratioFeeder)
 	}
 	rt.known = func(key string) bool { _, ok := rt.groups[key]; return ok }
 	if len(p.slo.Spec.GroupBy) == 0 && p.composite == nil {
@@ -195,16 +222,25 @@ func (rt *sloRuntime) fold(from, to slo.Minute, fed map[string]*groupMinutes) {
 				continue // a group created mid-range starts later
 			}
 			var c slo.Counts
+			var h *minuteHeads
 			if gm != nil {
 				c = gm.counts[i]
+				if gm.heads != nil {
+					h = &gm.heads[i]
+				}
 				if gm.sampled[i] {
 					g.lastSampled = m
 				}
 			}
-			if excluded[i] {
-				c = slo.Counts{}
+			if excluded[i] || h == nil && rt.subMinute {
+				// Nothing counted, or a group the feeder did not
+				// mention: no events anywhere in the minute.
+				if excluded[i] {
+					c = slo.Counts{}
+				}
+				h = &minuteHeads{}
 			}
-			g.roll.fold(m, c, m-g.lastSampled < staleMinutes)
+			g.roll.foldHeads(m, c, m-g.lastSampled < staleMinutes, h)
 		}
 	}
 	rt.next = to
@@ -237,7 +273,11 @@ func (rt *sloRuntime) revise(from slo.Minute, fed map[string]*groupMinutes) {
 				became = g.roll.window(m, m+1).data == 0
 			}
 			if c.Good != 0 || c.Total != 0 || became {
-				g.roll.revise(m, c, became)
+				var dh *minuteHeads
+				if gm.revHeads != nil {
+					dh = &gm.revHeads[i]
+				}
+				g.roll.reviseHeads(m, c, became, dh)
 			}
 		}
 	}
@@ -268,8 +308,10 @@ type evalContext struct {
 // the newest, partial minute.
 func windowOf(rt *sloRuntime, g *groupRuntime, d time.Duration) (windowSums, bool) {
 	end := rt.windowEnd(g)
-	w := g.roll.window(end-slo.Minute(d/time.Minute), g.roll.next)
-	w.to = end
+	from, q, head := g.roll.startOf(end, int64(d/time.Minute))
+	w := g.roll.window(from, g.roll.next)
+	w.cutStart(from, q, head)
+	w.to, w.toQ = end.m, end.q
 	w.counts = w.counts.Add(g.partial.counts)
 	return w, w.data > 0 || g.partial.sampled
 }
@@ -277,8 +319,20 @@ func windowOf(rt *sloRuntime, g *groupRuntime, d time.Duration) (windowSums, boo
 // windowEnd is where group g's windows end: its folded minutes and the
 // partial minutes read after them. Every window of length d is
 // (end-d, end].
-func (rt *sloRuntime) windowEnd(g *groupRuntime) slo.Minute {
-	return max(g.roll.next, rt.peekTo)
+func (rt *sloRuntime) windowEnd(g *groupRuntime) edge {
+	if rt.peekTo.after(edge{m: g.roll.next}) {
+		return rt.peekTo
+	}
+	return edge{m: g.roll.next}
+}
+
+// shortest is how far the partial minutes may reach past the folded
+// ones: the shortest window the SLO reports, at most shortestWindow.
+func (p *plan) shortest() slo.Minute {
+	if len(p.windows) > 0 {
+		return min(shortestWindow, max(slo.Minute(p.windows[0].d/time.Minute), 1))
+	}
+	return shortestWindow
 }
 
 // shortestWindow bounds how far the partial minutes reach past the
@@ -317,7 +371,7 @@ func (rt *sloRuntime) evaluateGroups(ec evalContext) []Transition {
 		st := rt.baseStatus(g, ec)
 		ws, budget := rt.groupWindows(&buf, g)
 		rt.fillWindows(st, &ws)
-		rt.setBudget(st, budget.counts.Add(g.partial.counts), budget.from.Time(), budget.data == 0 && !g.partial.sampled)
+		rt.setBudget(st, budget.counts.Add(g.partial.counts), edge{budget.from, budget.fromQ}.time(), budget.data == 0 && !g.partial.sampled)
 		rt.setState(st, g, ec)
 		out = append(out, rt.stepAlerts(st, &g.alerts, ec, ws.window)...)
 		g.status = st
@@ -361,6 +415,8 @@ type windowBuf struct {
 	results [16]slo.WindowResult
 	sums    [17]windowSums
 	froms   [17]slo.Minute
+	qs      [17]int
+	heads   [17]sums
 }
 
 // groupWindows reads every reported window of group g from its rollup, and
@@ -370,15 +426,18 @@ func (rt *sloRuntime) groupWindows(b *windowBuf, g *groupRuntime) (ws windowSet,
 	n := len(p.windows)
 	results, sums, froms := b.results[:0], b.sums[:0], b.froms[:0]
 	end := rt.windowEnd(g)
+	qs, heads := b.qs[:0], b.heads[:0]
 	for _, rw := range p.windows {
-		froms = append(froms, end-slo.Minute(rw.d/time.Minute))
+		from, q, head := g.roll.startOf(end, int64(rw.d/time.Minute))
+		froms, qs, heads = append(froms, from), append(qs, q), append(heads, head)
 	}
-	budgetFrom, _ := rt.budgetWindow(g)
-	froms = append(froms, budgetFrom)
+	budgetFrom, budgetQ, budgetHead := rt.budgetWindow(g)
+	froms, qs, heads = append(froms, budgetFrom), append(qs, budgetQ), append(heads, budgetHead)
 	sums = sums[:len(froms)]
 	g.roll.windowsToNext(froms, sums)
 	for i := range sums {
-		sums[i].to = end
+		sums[i].cutStart(froms[i], qs[i], heads[i])
+		sums[i].to, sums[i].toQ = end.m, end.q
 	}
 	for i := range n {
 		results = append(results, slo.WindowResult{Counts: sums[i].counts.Add(g.partial.counts), NoData: sums[i].data == 0 && !g.partial.sampled})
@@ -452,7 +511,7 @@ func (rt *sloRuntime) fillWindows(st *Status, ws *windowSet) {
 		w := WindowStat{Window: d, Name: rw.name, Good: wr.Counts.Good, Total: wr.Counts.Total, NoData: wr.NoData}
 		if ws.sums != nil {
 			rs := ws.sums[i]
-			w.From, w.To = rs.from.Time(), rs.to.Time()
+			w.From, w.To = edge{rs.from, rs.fromQ}.time(), edge{rs.to, rs.toQ}.time()
 			if mins := int64(rs.to - rs.from); mins > 0 {
 				w.Coverage = float64(rs.data) / float64(mins)
 			}
@@ -471,14 +530,14 @@ func (rt *sloRuntime) fillWindows(st *Status, ws *windowSet) {
 
 // budgetWindow returns the SLO window ending at the group's next minute:
 // the rolling window, or the calendar period so far.
-func (rt *sloRuntime) budgetWindow(g *groupRuntime) (from, to slo.Minute) {
+func (rt *sloRuntime) budgetWindow(g *groupRuntime) (from slo.Minute, q int, head sums) {
 	p := rt.plan
-	to = rt.windowEnd(g)
+	to := rt.windowEnd(g)
 	if p.calendar != "" {
-		start, _ := slo.CalendarPeriod(to.Time(), p.calendar, p.loc)
-		return slo.CeilMinute(start), to
+		start, _ := slo.CalendarPeriod(to.time(), p.calendar, p.loc)
+		return slo.CeilMinute(start), 0, sums{}
 	}
-	return to - slo.Minute(p.window/time.Minute), to
+	return g.roll.startOf(to, int64(p.window/time.Minute))
 }
 
 func (rt *sloRuntime) setBudget(st *Status, c slo.Counts, from time.Time, noData bool) {

@@ -269,9 +269,11 @@ func TestStates(t *testing.T) {
 				t.Errorf("%s window (%s, %s]: total %v, want %v", ww.Name, ww.From, ww.To, ww.Total, want)
 			}
 		}
-		// 4 samples a minute of 170 requests, but the window's last one
-		// (at its end) is not written yet; tenant d's one minute adds 3x5
-		// to the 30m window: its first sample only starts its series.
+		// 4 samples a minute of 170 requests, but the window ends 15s
+		// after the newest sample written (the clock is 45s after it,
+		// less the 10s partial settle, down to a half minute): one of its
+		// scrapes is not written yet. Tenant d's one minute adds 3x5 to
+		// the 30m window: its first sample only starts its series.
 		for d, want := range map[time.Duration]float64{5 * time.Minute: 19 * 170, 30 * time.Minute: 119*170 + 15} {
 			w := s.WindowStat(d)
 			if w.Total != want || w.Coverage != 1 {
