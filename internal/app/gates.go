@@ -33,12 +33,20 @@ func buildGates(_ context.Context, a *App) error {
 	// Both sources (embedded TSDB, remote API) answer instant and range
 	// queries; the engine's narrower interface hides it.
 	q, _ := a.source.(gate.Querier)
-	gr, err := gate.New(gate.Options{
+	gopts := gate.Options{
 		Specs: set, Engine: a.engine, Policy: live, Evaluations: a.store, FirstSeen: a.store, Deploys: a.store,
 		Source: q, Logger: a.logger, Registerer: a.registry, Now: a.now,
 		// SQLite is one server's; PostgreSQL may be shared by replicas.
 		Exclusive: a.store.Driver() == "sqlite",
-	})
+	}
+	traces, err := a.traceFinder()
+	if err != nil {
+		return err
+	}
+	if traces != nil {
+		gopts.Traces = traces
+	}
+	gr, err := gate.New(gopts)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,11 @@ func buildUI(ctx context.Context, a *App) error {
 	a.apiExtra["auth"] = auth
 	opts := ui.Options{Engine: a.snapshots, History: a.engine, Specs: a.Specs, Auth: auth, Records: a.store, Logger: a.logger, Now: a.now}
 	opts.Incidents, _ = a.apiExtra["incidents"].(ui.Incidents)
+	if f, err := a.traceFinder(); err != nil {
+		return err
+	} else if f != nil {
+		opts.Traces = f
+	}
 	opts.Gates, _ = a.apiExtra["gates"].(ui.Gates)
 	opts.Playbooks, _ = a.apiExtra["playbooks"].(ui.Playbooks)
 	opts.Reports, _ = a.apiExtra["reports"].(api.Reporter)

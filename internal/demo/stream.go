@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -33,10 +34,13 @@ type streamer struct {
 	// next is the timestamp of the next sample to simulate.
 	next time.Time
 
-	wire    map[int][]prompb.Label // by simulator series id
-	sent    atomic.Int64           // samples accepted
-	dropped atomic.Int64           // samples lost: collector down or rejected
-	lastOK  atomic.Int64           // simulated unix ms of the newest accepted sample
+	wire map[int][]prompb.Label // by simulator series id
+	// last is each bad-event counter's previous value, to tell when it
+	// grew (and a failed request deserves an example trace).
+	last    map[int]float64
+	sent    atomic.Int64 // samples accepted
+	dropped atomic.Int64 // samples lost: collector down or rejected
+	lastOK  atomic.Int64 // simulated unix ms of the newest accepted sample
 }
 
 func newStreamer(sim *Simulator, clock *Clock, baseURL string, start time.Time, logger *slog.Logger) *streamer {
@@ -45,7 +49,35 @@ func newStreamer(sim *Simulator, clock *Clock, baseURL string, start time.Time, 
 		client: &http.Client{Timeout: 30 * time.Second},
 		logger: logger.With("component", "demo.stream"),
 		wire:   map[int][]prompb.Label{},
+		last:   map[int]float64{},
 	}
+}
+
+// badEventExemplar returns an exemplar with a trace ID for a sample of a
+// bad-event counter (HTTP 5xx, a failed login) that grew, as an
+// instrumented service attaches the trace of a failed request, so the
+// demo's incidents link to example traces. The trace ID is derived from
+// the series and time: the same run shows the same traces.
+func (st *streamer) badEventExemplar(id int, ls labels.Labels, ms int64, v float64) (prompb.Exemplar, bool) {
+	code, result := ls.Get("code"), ls.Get("result")
+	if !(len(code) == 3 && code[0] == '5') && result != "failure" {
+		return prompb.Exemplar{}, false
+	}
+	prev, seen := st.last[id]
+	st.last[id] = v
+	if !seen || v <= prev {
+		return prompb.Exemplar{}, false
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%d", id, ms)
+	lo := h.Sum64()
+	fmt.Fprintf(h, "span")
+	span := h.Sum64()
+	return prompb.Exemplar{
+		Labels:    []prompb.Label{{Name: "span_id", Value: fmt.Sprintf("%016x", span)}, {Name: "trace_id", Value: fmt.Sprintf("%016x%016x", uint64(id)+1, lo)}},
+		Value:     1,
+		Timestamp: ms,
+	}, true
 }
 
 // batchEvery is how much simulated time one remote_write request covers
@@ -99,6 +131,9 @@ func (st *streamer) sendRange(ctx context.Context, from, to time.Time, step time
 				order = append(order, id)
 			}
 			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: ms, Value: v})
+			if ex, ok := st.badEventExemplar(id, ls, ms, v); ok {
+				ts.Exemplars = append(ts.Exemplars, ex)
+			}
 		})
 		down = down || st.sim.Effects().CollectorDown
 	}

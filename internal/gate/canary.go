@@ -17,6 +17,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/gate/canary"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // Defaults of spec.CanaryCheck the spec leaves to the gate.
@@ -103,7 +104,42 @@ func (canaryStage) exec(ctx context.Context, x *run) error {
 	}
 	result.RunsResult = runs.Result()
 	x.judgeCanary()
+	x.canaryTraces(ctx, c, result)
 	return nil
+}
+
+// canaryTraces lists, for every failed metric of the decisive run,
+// example traces from the canary side's exemplars over the analysed
+// windows, so the verdict points at failing requests. A failed look-up
+// leaves them out: the verdict stands without.
+func (x *run) canaryTraces(ctx context.Context, c *spec.CanaryCheck, result *CanaryResult) {
+	decisive := result.decisive()
+	if x.r.opts.Traces == nil || decisive == nil || len(result.Windows) == 0 {
+		return
+	}
+	start, end := result.Windows[0].Start, result.Windows[len(result.Windows)-1].End
+	sel := matchers(c.Canary)
+	for _, mr := range decisive.Metrics {
+		if mr.Status != canary.StatusFail {
+			continue
+		}
+		i := slices.IndexFunc(c.Metrics, func(m spec.CanaryMetric) bool { return m.Name == mr.Name })
+		if i < 0 {
+			continue
+		}
+		q := cmp.Or(c.Metrics[i].Errors, c.Metrics[i].Query)
+		exs, err := x.r.opts.Traces.ForQuery(ctx, substitute(q, sel), "", nil, start, end)
+		if err != nil {
+			x.r.logger.Warn("example traces of a failed canary metric", "gate", x.gate.Name(), "metric", mr.Name, "err", err)
+			continue
+		}
+		if len(exs) > 0 {
+			if result.ExampleTraces == nil {
+				result.ExampleTraces = map[string][]tracelink.Example{}
+			}
+			result.ExampleTraces[mr.Name] = exs
+		}
+	}
 }
 
 // plannedRuns is how many canary runs the evaluation plans.

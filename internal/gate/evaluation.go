@@ -9,6 +9,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/gate/canary"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // State is where an evaluation is: running, or its verdict.
@@ -254,6 +255,9 @@ type CanaryResult struct {
 	Source  string   `json:"source"`
 	Windows []Window `json:"windows,omitempty"`
 	canary.RunsResult
+	// ExampleTraces are, by failed metric, example traces from the
+	// canary side's exemplars over the analysed windows, newest first.
+	ExampleTraces map[string][]tracelink.Example `json:"exampleTraces,omitempty"`
 }
 
 // Window is the time range of one canary run.

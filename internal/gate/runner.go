@@ -21,6 +21,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // Snapshotter is the engine as the budget check and the policy stage see
@@ -39,6 +40,13 @@ type Snapshotter interface {
 // never an allow.
 type Decider interface {
 	Evaluate(ctx context.Context, in policy.Input) (*policy.Decision, error)
+}
+
+// TraceFinder finds example traces among the exemplars of the series a
+// query selects in [start, end], newest first; *tracelink.Finder
+// implements it. It must be safe for concurrent use.
+type TraceFinder interface {
+	ForQuery(ctx context.Context, query, exclude string, keep func(float64) bool, start, end time.Time) ([]tracelink.Example, error)
 }
 
 // Querier evaluates the canary metrics' PromQL; telemetry.Source (the
@@ -97,6 +105,9 @@ type Options struct {
 	// Source answers the canary metrics' queries; without one, a canary
 	// without JSON samples is an error.
 	Source Querier
+	// Traces, if set, lists example traces of the failed canary metrics
+	// in the verdict.
+	Traces TraceFinder
 	// ReadFile reads the report paths of spec.security.reports that a
 	// request did not upload. Default os.ReadFile (paths relative to the
 	// working directory).

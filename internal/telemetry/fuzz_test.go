@@ -103,6 +103,23 @@ func FuzzRemoteWriteDecode(f *testing.F) {
 			if n := s.histograms.end - s.histograms.start; n != len(ws.Histograms) {
 				t.Fatalf("series %d: %d histograms, gogo %d", i, n, len(ws.Histograms))
 			}
+			gex := got.exemplars[s.exemplars.start:s.exemplars.end]
+			if len(gex) != len(ws.Exemplars) {
+				t.Fatalf("series %d: %d exemplars, gogo %d", i, len(gex), len(ws.Exemplars))
+			}
+			for j, we := range ws.Exemplars {
+				ge := gex[j]
+				el := got.exLabels[ge.labels.start:ge.labels.end]
+				if ge.ts != we.Timestamp || math.Float64bits(ge.value) != math.Float64bits(we.Value) || len(el) != len(we.Labels) {
+					t.Fatalf("series %d exemplar %d: %+v, gogo %+v", i, j, ge, we)
+				}
+				for k, l := range we.Labels {
+					if string(el[k].name) != l.Name || string(el[k].value) != l.Value {
+						t.Fatalf("series %d exemplar %d label %d: %q=%q, gogo %q=%q", i, j, k, el[k].name, el[k].value, l.Name, l.Value)
+					}
+				}
+				_, _ = buildExemplar(&got, ge, &sb, Limits{}.withDefaults())
+			}
 			// Validation must not panic on anything the decoder accepts.
 			_, _ = buildLabels(&got, s, &sb, Limits{}.withDefaults())
 			_ = formatWireLabels(&got, s)
@@ -221,6 +238,30 @@ func FuzzEvents(f *testing.F) {
 		for _, d := range deploys {
 			if d.Service == "" || d.Version == "" {
 				t.Fatalf("accepted invalid deploy %+v", d)
+			}
+		}
+	})
+}
+
+// FuzzDecodeExemplars: the decoder of a remote backend's query_exemplars
+// answer never panics, and what it accepts has finite-second timestamps.
+func FuzzDecodeExemplars(f *testing.F) {
+	f.Add([]byte(`[{"seriesLabels":{"__name__":"m"},"exemplars":[{"labels":{"trace_id":"a"},"value":"1","timestamp":1700000000.5}]}]`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[{"seriesLabels":{},"exemplars":[{"labels":{},"value":"NaN","timestamp":1e300}]}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > fuzzMaxInput {
+			return
+		}
+		res, err := decodeExemplars(data)
+		if err != nil {
+			return
+		}
+		for _, r := range res {
+			for _, ex := range r.Exemplars {
+				if ex.Ts > 9_200_000_000_000_000_000 || ex.Ts < -9_200_000_000_000_000_000 {
+					t.Fatalf("timestamp %d", ex.Ts)
+				}
 			}
 		}
 	})

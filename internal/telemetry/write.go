@@ -375,6 +375,13 @@ func (h *WriteHandler) appendExemplars(app storage.AppenderV2, ref storage.Serie
 		}
 	case errors.Is(err, storage.ErrExemplarsDisabled):
 		stored = 0
+	case errors.Is(err, storage.ErrNotFound):
+		// A cached series the head has since dropped, and none of this
+		// request's samples recreated it.
+		stored = 0
+		stats.rejectExemplar(len(exs), func() string {
+			return fmt.Sprintf("series %s: %d exemplars: the series has no stored sample to attach them to", ls.String(), len(exs))
+		})
 	default:
 		return fmt.Errorf("append exemplars %s: %w", ls, err)
 	}

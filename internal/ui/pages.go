@@ -22,6 +22,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
+	"github.com/qsp-dev/qsp/internal/tracelink"
 )
 
 // sortSummaries puts the services that need attention first: worst
@@ -283,6 +284,8 @@ func (u *UI) sloList(r *http.Request) (*view, error) {
 }
 
 type sloDetailData struct {
+	// Traces are example traces of the SLO's bad events in the last hour.
+	Traces    []tracelink.Example
 	SLO       *spec.SLO
 	Indicator string
 	Groups    []*engine.Status
@@ -462,6 +465,14 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 			pts = append(pts, engine.HistoryPoint{At: d.To, SLI: st.SLI, BudgetRemaining: budgetRemaining(st)})
 			d.Cropped = !d.From.Equal(d.To.Add(-span))
 			d.SLIChart, d.Budget = historyCharts(st, pts, d.From, d.To, d.Deploys, d.Incidents)
+		}
+	}
+	if u.opts.Traces != nil {
+		now := u.opts.Now()
+		if exs, err := u.opts.Traces.ForSLO(ctx, name, now.Add(-time.Hour), now); err != nil {
+			d.Problems = append(d.Problems, "Example traces could not be read: "+err.Error())
+		} else {
+			d.Traces = exs
 		}
 	}
 	return &view{Template: "slo", Title: name, Nav: "slos", Data: d}, nil
@@ -778,6 +789,8 @@ func (u *UI) incidents(r *http.Request) (*view, error) {
 }
 
 type incidentData struct {
+	// Traces are example traces of the incident's bad events.
+	Traces   []tracelink.Example
 	Incident alert.Incident
 	CanAck   bool
 	Role     string
@@ -810,6 +823,7 @@ func (u *UI) incident(r *http.Request) (*view, error) {
 	to = to.Add(10 * time.Minute)
 	d.Strip = &Timeline{ID: fmt.Sprintf("incident-%d", inc.ID), Title: fmt.Sprintf("Timeline of incident %d", inc.ID), From: from, To: to, Events: d.Events,
 		Span: Span{From: inc.FirstBadAt, To: inc.ResolvedAt, Label: inc.Title}}
+	d.Traces = api.IncidentTraces(r.Context(), u.opts.Traces, inc, u.opts.Now())
 	return &view{Template: "incident", Title: fmt.Sprintf("Incident %d", id), Nav: "incidents", Data: d, Form: d.CanAck}, nil
 }
 

@@ -112,6 +112,9 @@ type Options struct {
 	// protection (tests only).
 	Auth      *api.Auth
 	Incidents Incidents
+	// Traces finds example traces of bad events for the SLO and
+	// incident pages; nil leaves them out.
+	Traces    api.TraceFinder
 	Gates     Gates
 	Records   Records
 	Playbooks Playbooks
@@ -181,7 +184,7 @@ func New(opts Options) (*UI, error) {
 }
 
 func (u *UI) parse() error {
-	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
+	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html", "templates/traces.html")
 	if err != nil {
 		return fmt.Errorf("ui: templates: %w", err)
 	}
@@ -191,7 +194,7 @@ func (u *UI) parse() error {
 	}
 	for _, n := range names {
 		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if name == "layout" || name == "parts" {
+		if name == "layout" || name == "parts" || name == "traces" {
 			continue
 		}
 		t, err := base.Clone()
