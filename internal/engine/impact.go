@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/slo"
+	"github.com/qsp-dev/qsp/internal/store"
 )
 
 // DefaultImpactSpan is how long after (and before) a deploy its impact on
@@ -92,4 +93,11 @@ func (rt *sloRuntime) consumption(g *groupRuntime, from, to slo.Minute) Consumpt
 		c.Budget = c.Bad / allowed
 	}
 	return c
+}
+
+// DeployReport is a deploy marker with its impact on each SLO group of
+// its service.
+type DeployReport struct {
+	Deploy store.Deploy    `json:"deploy"`
+	Impact []DeployImpact `json:"impact"`
 }
