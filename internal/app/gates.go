@@ -36,7 +36,7 @@ func buildGates(_ context.Context, a *App) error {
 	gr, err := gate.New(gate.Options{
 		Specs: set, Engine: a.engine, Policy: live, Evaluations: a.store, FirstSeen: a.store, Deploys: a.store,
 		LastDeploy: lastDeploy(a),
-		Source: q, Logger: a.logger, Registerer: a.registry, Now: a.now,
+		Source:     q, Logger: a.logger, Registerer: a.registry, Now: a.now,
 		// SQLite is one server's; PostgreSQL may be shared by replicas.
 		Exclusive: a.store.Driver() == "sqlite",
 	})

@@ -28,10 +28,10 @@ type Consumption struct {
 // DeployImpact is the budget one SLO (group) consumed in the span after a
 // deploy, against the same span before it.
 type DeployImpact struct {
-	SLO     string      `json:"slo"` // the status key
-	Span    string      `json:"span"`
-	Before  Consumption `json:"before"`
-	After   Consumption `json:"after"`
+	SLO    string      `json:"slo"` // the status key
+	Span   string      `json:"span"`
+	Before Consumption `json:"before"`
+	After  Consumption `json:"after"`
 	// Complete is false while the span after the deploy is still running
 	// (After covers what has passed).
 	Complete bool `json:"complete"`
@@ -98,6 +98,6 @@ func (rt *sloRuntime) consumption(g *groupRuntime, from, to slo.Minute) Consumpt
 // DeployReport is a deploy marker with its impact on each SLO group of
 // its service.
 type DeployReport struct {
-	Deploy store.Deploy    `json:"deploy"`
+	Deploy store.Deploy   `json:"deploy"`
 	Impact []DeployImpact `json:"impact"`
 }

@@ -27,7 +27,9 @@ func TestExampleExhaustionFreeze(t *testing.T) {
 	}
 	e := newTestEngine(t, Options{Policies: []*spec.Policy{pol}})
 	forecast := func(exhausts bool, hours float64) func(*SLO) {
-		return func(s *SLO) { s.Forecast = Forecast{Method: "burn over 6h", Exhausts: exhausts, HoursToExhaustion: hours} }
+		return func(s *SLO) {
+			s.Forecast = Forecast{Method: "burn over 6h", Exhausts: exhausts, HoursToExhaustion: hours}
+		}
 	}
 	for _, tc := range []struct {
 		name string
