@@ -50,6 +50,7 @@ type execRow struct {
 	OpenIncidents                  int
 	Cost                           string
 	CostMuted                      bool
+	Glance                         glance
 }
 
 // execCell is one category of a service.
@@ -90,6 +91,11 @@ func (u *UI) executive(r *http.Request) (*view, error) {
 		}
 	}
 	costs := *u.costs.Load()
+	bySvc := map[string][]*engine.Status{}
+	for _, st := range snap.Statuses {
+		bySvc[st.Service] = append(bySvc[st.Service], st)
+	}
+	now := u.opts.Now()
 	d.Rows = make([]execRow, len(sums))
 	for i, s := range sums {
 		row := execRow{Name: s.Name, Label: cmp.Or(s.DisplayName, s.Name), Href: "/services/" + pathEscape(s.Name), Tier: "–", Owner: s.Owner,
@@ -101,7 +107,7 @@ func (u *UI) executive(r *http.Request) (*view, error) {
 		case ok && c.Err != "":
 			row.Cost = c.Err
 		case ok:
-			row.Cost, row.CostMuted = money(c.Value, c.Currency), false
+			row.Cost, row.CostMuted = perRequests(c.Value, c.Currency), false
 		case s.HasCost:
 			row.Cost = "not queried yet"
 		}
@@ -117,6 +123,7 @@ func (u *UI) executive(r *http.Request) (*view, error) {
 			}
 			row.Cells[j] = cell
 		}
+		row.Glance = u.serviceGlance(r.Context(), bySvc[s.Name], now)
 		d.Rows[i] = row
 	}
 	return &view{Template: "executive", Title: "Executive view", Nav: "exec", Data: d}, nil
@@ -139,6 +146,7 @@ type nearMiss struct {
 }
 
 type oncallData struct {
+	Burning    []burning
 	Firing     []oncallAlert
 	Pending    []oncallAlert
 	Near       []nearMiss
@@ -205,6 +213,7 @@ func (u *UI) oncall(r *http.Request) (*view, error) {
 		}
 		d.Deploys = deps
 	}
+	d.Burning = burningNow(snap, d.Deploys)
 	if u.opts.Playbooks != nil {
 		runs, _, err := u.opts.Playbooks.Runs(ctx, playbook.RunFilter{State: playbook.StatePending, Limit: 50})
 		if err != nil {
