@@ -233,10 +233,10 @@ type burning struct {
 	Status   *engine.Status
 	Forecast string
 	// In orders the list: time to exhaustion, MaxInt64 when none.
-	In     time.Duration
+	In      time.Duration
 	BurnNow string
-	Since  time.Time
-	Deploy *store.Deploy
+	Since   time.Time
+	Deploy  *store.Deploy
 }
 
 // burningNow lists the SLO groups that burn faster than their budget
