@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -168,6 +169,7 @@ func TestBrowser(t *testing.T) {
 	b.waitText("header", "Signed in as the-viewer (viewer)")
 	b.fitsWidth("the executive view")
 	b.shot("executive")
+	checkGlance(t, b)
 
 	// Every page through the navigation.
 	for _, p := range []struct {
@@ -268,4 +270,45 @@ func getJSON(t *testing.T, env *uitest.Env, path string, v any) {
 	if err := json.Unmarshal(body, v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkGlance asserts what a reader of the executive and on-call views
+// sees at a glance (issue 18): a sparkline per service, the budget bar,
+// the forecast in words, the cost in readable units, and on call the SLO
+// that burns with its forecast and the deploy before it.
+func checkGlance(t *testing.T, b *browser) {
+	t.Helper()
+	b.waitText("main", "30-day attainment", "Budget left", "Forecast")
+	sparks, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.exec svg.spark polyline').length`))
+	if err != nil || sparks < 3 {
+		t.Errorf("executive view: %d sparklines, want one per service with SLOs (3): %v", sparks, err)
+	}
+	bars, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.exec svg.bar').length`))
+	if err != nil || bars < 3 {
+		t.Errorf("executive view: %d budget bars, want 3: %v", bars, err)
+	}
+	text, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{`\$\d+\.\d\d per (request|1k requests|1M requests)`, `runs out in \d|not projected to run out|budget spent`, `\d+(\.\d+)? % left`} {
+		if !regexp.MustCompile(re).MatchString(text) {
+			t.Errorf("executive view lacks %s:\n%s", re, text)
+		}
+	}
+	if regexp.MustCompile(`\de-\d`).MatchString(text) || regexp.MustCompile(`\d\.\d{4,} ?%`).MatchString(text) {
+		t.Errorf("executive view prints numbers for machines (1e-05, 99.9794 %%):\n%s", text)
+	}
+	b.open("/oncall")
+	b.waitText("main", "Burning now, soonest exhaustion first", "checkout-availability", "v2.0.1")
+	burning, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('section[aria-labelledby="burning"]').innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`runs out in \d|budget spent`).MatchString(burning) || !strings.Contains(burning, "× over 1h") {
+		t.Errorf("on-call view: the burning SLO lacks its forecast or burn:\n%s", burning)
+	}
+	b.shot("oncall-burning")
+	b.open("/")
+	b.waitText("h1", "Executive view")
 }
