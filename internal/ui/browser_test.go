@@ -291,7 +291,7 @@ func checkGlance(t *testing.T, b *browser) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, re := range []string{`\$\d+\.\d\d per (request|1k requests|1M requests)`, `runs out in \d|not projected to run out|budget spent`, `\d+(\.\d+)? % left`} {
+	for _, re := range []string{`\$\d+\.\d\d per (request|1k requests|1M requests)`, `runs out in \d|not projected to run out|budget spent`, `\d+(\.\d+)? % (left|overspent)`} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Errorf("executive view lacks %s:\n%s", re, text)
 		}

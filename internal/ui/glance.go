@@ -129,19 +129,26 @@ func sparkline(days []float64, objective float64) template.HTML {
 	lo = math.Max(0, lo-(1-lo)*0.2)
 	span := math.Max(1-lo, 1e-9)
 	y := func(v float64) float64 { return h - 2 - (v-lo)/span*(h-4) }
-	var pts strings.Builder
-	step := w / math.Max(float64(len(days)-1), 1)
+	var pts, dots strings.Builder
+	step := (w - 4) / math.Max(float64(len(days)-1), 1)
 	for i, v := range days {
 		if math.IsNaN(v) {
 			continue
 		}
-		fmt.Fprintf(&pts, "%.1f,%.1f ", float64(i)*step, y(v))
+		x := 2 + float64(i)*step
+		fmt.Fprintf(&pts, "%.1f,%.1f ", x, y(v))
+		// A dot per day: a month with one day of data still shows.
+		color := "#1d4ed8"
+		if v < objective {
+			color = "#b91c1c"
+		}
+		fmt.Fprintf(&dots, `<circle cx="%.1f" cy="%.1f" r="1.8" fill="%s"/>`, x, y(v), color)
 	}
 	title := fmt.Sprintf("%d-day attainment: lowest day %s, objective %s", len(days), peoplePct(worst), peoplePct(objective))
 	return template.HTML(fmt.Sprintf(`<svg class="spark" role="img" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f"><title>%s</title>`+
 		`<line x1="0" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#b45309" stroke-dasharray="2 2" stroke-width="1"/>`+
-		`<polyline fill="none" stroke="#1d4ed8" stroke-width="1.5" points="%s"/></svg>`,
-		w, h, w, h, template.HTMLEscapeString(title), w, y(objective), y(objective), strings.TrimSpace(pts.String())))
+		`<polyline fill="none" stroke="#1d4ed8" stroke-width="1.5" points="%s"/>%s</svg>`,
+		w, h, w, h, template.HTMLEscapeString(title), w, y(objective), y(objective), strings.TrimSpace(pts.String()), dots.String()))
 }
 
 // budgetBar draws the budget left as a bar with its rounded share.
@@ -158,6 +165,9 @@ func budgetBar(remaining *float64) template.HTML {
 		color = "#b45309"
 	}
 	label := peoplePct(r) + " left"
+	if r < 0 {
+		label = "none left (" + peoplePct(-r) + " overspent)"
+	}
 	return template.HTML(fmt.Sprintf(`<svg class="bar" role="img" width="80" height="10" viewBox="0 0 80 10"><title>error budget %s</title>`+
 		`<rect width="80" height="10" fill="#e5e7eb"/><rect width="%.1f" height="10" fill="%s"/></svg> <span class="small">%s</span>`,
 		template.HTMLEscapeString(label), 80*fill, color, template.HTMLEscapeString(label)))

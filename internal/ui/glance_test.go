@@ -36,7 +36,7 @@ func TestSparkline(t *testing.T) {
 	_, pts, _ := strings.Cut(s, `points="`)
 	pts, _, _ = strings.Cut(pts, `"`)
 	// Four days with data, the gap left out; the lowest day lowest.
-	if n := len(strings.Fields(pts)); n != 4 || !strings.Contains(s, "lowest day 98 %, objective 99.9 %") || !strings.Contains(pts, "90.0,18.7") {
+	if n := len(strings.Fields(pts)); n != 4 || !strings.Contains(s, "lowest day 98 %, objective 99.9 %") || !strings.Contains(pts, "89.0,18.7") {
 		t.Errorf("got %s", s)
 	}
 	if s := string(sparkline([]float64{math.NaN()}, 0.999)); !strings.Contains(s, "no data") {
