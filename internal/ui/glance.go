@@ -291,3 +291,27 @@ func burningNow(snap *engine.Snapshot, deps []store.Deploy) []burning {
 	})
 	return out
 }
+
+// projectBudget extends a budget chart by the status's headline forecast:
+// a dashed line from the budget left now to zero at the projected
+// exhaustion, the time axis widened to show it (at most by half the
+// range shown; beyond that the line stops at the edge, on its way down).
+func projectBudget(c *LineChart, st *engine.Status) {
+	f := st.Exhaustion
+	if c == nil || f == nil || st.SLI == nil {
+		return
+	}
+	d, ok := f.In()
+	r := st.Budget.RemainingRatio
+	if !ok || d <= 0 || r <= 0 || math.IsNaN(r) {
+		return
+	}
+	now := st.EvaluatedAt
+	span := c.To.Sub(c.From)
+	ext := min(d, span/2)
+	end := r * (1 - float64(ext)/float64(d))
+	c.To = c.To.Add(ext)
+	c.Projection = []Sample{{At: now, V: &r}, {At: now.Add(ext), V: &end}}
+	c.ProjectionLabel = "projected: " + forecastText(f) + ", at " + ts(now.Add(d))
+	c.Desc += " Projected: " + forecastText(f) + "."
+}

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/slo"
 )
 
 func TestNumbersForPeople(t *testing.T) {
@@ -41,5 +44,33 @@ func TestSparkline(t *testing.T) {
 	}
 	if s := string(sparkline([]float64{math.NaN()}, 0.999)); !strings.Contains(s, "no data") {
 		t.Errorf("no data: got %s", s)
+	}
+}
+
+func TestProjectBudget(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	sli := 0.999
+	st := &engine.Status{EvaluatedAt: now, SLI: &sli, Budget: slo.Budget{RemainingRatio: 0.4},
+		Exhaustion: &engine.Forecast{Method: "burn", Window: "6h", Exhausts: true, Seconds: 4 * 3600}}
+	c := &LineChart{ID: "b", From: now.Add(-24 * time.Hour), To: now}
+	projectBudget(c, st)
+	if len(c.Projection) != 2 || !c.To.Equal(now.Add(4*time.Hour)) || *c.Projection[1].V != 0 || *c.Projection[0].V != 0.4 {
+		t.Fatalf("got to %s, projection %+v", c.To, c.Projection)
+	}
+	if svg := string(c.SVG()); !strings.Contains(svg, `class="projection"`) || !strings.Contains(svg, "projected: runs out in 4 h (burn over 6h)") {
+		t.Errorf("the SVG lacks the projection: %s", svg)
+	}
+	// A far exhaustion widens the axis by at most half the range.
+	st.Exhaustion.Seconds = 100 * 3600
+	c = &LineChart{ID: "b", From: now.Add(-24 * time.Hour), To: now}
+	projectBudget(c, st)
+	if !c.To.Equal(now.Add(12*time.Hour)) || math.Abs(*c.Projection[1].V-0.4*(1-12.0/100)) > 1e-12 {
+		t.Errorf("far: got to %s, end %v", c.To, *c.Projection[1].V)
+	}
+	// Nothing to project: no line.
+	st.Exhaustion.Exhausts = false
+	c = &LineChart{ID: "b", From: now.Add(-24 * time.Hour), To: now}
+	if projectBudget(c, st); c.Projection != nil || !c.To.Equal(now) {
+		t.Errorf("not exhausting: got %+v", c.Projection)
 	}
 }

@@ -505,6 +505,7 @@ func historyCharts(st *engine.Status, pts []engine.HistoryPoint, from, to time.T
 	if s, ok := budC.Latest(); ok {
 		budC.Desc = fmt.Sprintf("%s of the error budget remains at %s.", pctN(*s.V, 1), ts(s.At))
 	}
+	projectBudget(budC, st)
 	return sliC, budC
 }
 
