@@ -23,6 +23,7 @@ func buildUI(ctx context.Context, a *App) error {
 	opts.Gates, _ = a.apiExtra["gates"].(ui.Gates)
 	opts.Playbooks, _ = a.apiExtra["playbooks"].(ui.Playbooks)
 	opts.Cost, _ = a.source.(ui.Querier)
+	opts.DeployImpact, _ = a.apiExtra["deployImpact"].(ui.DeployImpacts)
 	u, err := ui.New(opts)
 	if err != nil {
 		return err

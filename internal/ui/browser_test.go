@@ -197,6 +197,7 @@ func TestBrowser(t *testing.T) {
 	b.do(chromedp.Click(chromedp.CSS(`a[href^="/slos/checkout-availability?"]`)))
 	b.waitText("h1", "SLO checkout-availability")
 	b.waitText("main", "Burn rate per window", "Error budget left", "Alerts", "Deploys in the window", "v2.0.1", "Incidents in the window")
+	b.waitText("table.impact", "Error budget this SLO spent after each deploy", "v2.0.1", "of the budget in 30m")
 	charts, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('svg.chart title').length`))
 	if err != nil || charts < 3 {
 		t.Errorf("SLO page has %d titled charts, want 3 (SLI, budget, burn rates): %v", charts, err)
@@ -309,6 +310,15 @@ func checkGlance(t *testing.T, b *browser) {
 		t.Errorf("on-call view: the burning SLO lacks its forecast or burn:\n%s", burning)
 	}
 	b.shot("oncall-burning")
+	// checkout-latency burns its budget but has some left: its budget
+	// chart projects the exhaustion (a spent budget has nothing to project).
+	b.open("/slos/checkout-latency")
+	b.waitText("h1", "SLO checkout-latency")
+	proj, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("svg.chart path.projection title")).map(e => e.textContent).join("|")`))
+	if err != nil || !strings.HasPrefix(proj, "projected: runs out in ") {
+		t.Errorf("SLO page: budget projection %q, want one that runs out: %v", proj, err)
+	}
+	b.shot("slo-projection")
 	b.open("/")
 	b.waitText("h1", "Executive view")
 }

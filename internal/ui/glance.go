@@ -315,3 +315,38 @@ func projectBudget(c *LineChart, st *engine.Status) {
 	c.ProjectionLabel = "projected: " + forecastText(f) + ", at " + ts(now.Add(d))
 	c.Desc += " Projected: " + forecastText(f) + "."
 }
+
+// DeployImpacts measures a deploy's impact on the error budget of each SLO
+// of its service; the app implements it over the store and the engine.
+// It is safe for concurrent use.
+type DeployImpacts interface {
+	Impact(d store.Deploy) []engine.DeployImpact
+}
+
+// deployImpactRow is one deploy's impact on one SLO group, for people.
+type deployImpactRow struct {
+	Deploy        store.Deploy
+	After, Before string
+	Span          string
+	Worse         bool
+	Running       bool
+}
+
+// impactRows returns the impact of the newest five deploys on SLO group
+// key.
+func (u *UI) impactRows(key string, deps []store.Deploy) []deployImpactRow {
+	if u.opts.DeployImpact == nil {
+		return nil
+	}
+	var out []deployImpactRow
+	for _, d := range deps[:min(len(deps), 5)] {
+		for _, imp := range u.opts.DeployImpact.Impact(d) {
+			if imp.SLO != key {
+				continue
+			}
+			out = append(out, deployImpactRow{Deploy: d, After: peoplePct(imp.After.Budget), Before: peoplePct(imp.Before.Budget),
+				Span: imp.Span, Worse: imp.Excess() > 0.01, Running: !imp.Complete})
+		}
+	}
+	return out
+}

@@ -291,6 +291,9 @@ type sloDetailData struct {
 	Budget    *LineChart
 	Burn      *BarChart
 	Deploys   []store.Deploy
+	// Impacts are the budget this SLO group spent after each of the
+	// newest deploys, against the same span before.
+	Impacts   []deployImpactRow
 	Incidents []alert.Incident
 	Decisions []*policy.Decision
 	Gates     []string
@@ -378,6 +381,7 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 			u.log.Warn("list deploys", "err", err)
 		}
 		d.Deploys = deps
+		d.Impacts = u.impactRows(st.Key, deps)
 		decs, _, err := u.opts.Records.Decisions(ctx, store.DecisionFilter{Service: st.Service, Limit: 10})
 		if err != nil {
 			d.Problems = append(d.Problems, "Decisions could not be read.")
