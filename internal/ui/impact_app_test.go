@@ -24,7 +24,7 @@ func TestDeployImpactServed(t *testing.T) {
 		Items []struct {
 			Version string `json:"version"`
 			Impact  []struct {
-				SLO    string `json:"slo"`
+				SLO    string                   `json:"slo"`
 				Before struct{ Budget float64 } `json:"before"`
 				After  struct {
 					Bad    float64
