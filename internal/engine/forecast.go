@@ -72,13 +72,13 @@ func (r *trendRing) set(h int64, v float64) {
 	r.vals[h%int64(len(r.vals))] = float32(v)
 }
 
-// points returns the samples of the last n hours up to and including the
-// newest, oldest first, skipping unknown ones and those before from.
-func (r *trendRing) points(n int, from time.Time) []slo.TrendPoint {
+// points appends to out the samples of the last n hours up to and
+// including the newest, oldest first, skipping unknown ones and those
+// before from.
+func (r *trendRing) points(out []slo.TrendPoint, n int, from time.Time) []slo.TrendPoint {
 	if r.hour == 0 {
-		return nil
+		return out
 	}
-	out := make([]slo.TrendPoint, 0, n+1)
 	for h := r.hour - int64(n); h <= r.hour; h++ {
 		v := r.vals[h%int64(len(r.vals))]
 		at := slo.Minute(h * 60).Time()
@@ -151,11 +151,14 @@ func (p *plan) length(now time.Time) (length time.Duration, periodEnd time.Time)
 // setForecasts projects the budget's exhaustion by every method into st.
 // lastConsumed(d) is the share of the window's budget the last d of it
 // consumed (rolling windows); trend holds the hourly samples.
-func (p *plan) setForecasts(st *Status, lastConsumed func(time.Duration) float64, trend *trendRing) {
+//
+// buf is scratch space for the trend samples, reused by the caller's
+// evaluations (one goroutine evaluates an SLO's groups); it returns it.
+func (p *plan) setForecasts(st *Status, lastConsumed func(time.Duration) float64, trend *trendRing, buf []slo.TrendPoint) []slo.TrendPoint {
 	st.Forecasts, st.Exhaustion = nil, nil
 	remaining := st.Budget.RemainingRatio
 	if st.SLI == nil || math.IsNaN(remaining) || math.IsInf(remaining, 0) {
-		return
+		return buf
 	}
 	now := st.EvaluatedAt
 	length, periodEnd := p.length(now)
@@ -178,7 +181,8 @@ func (p *plan) setForecasts(st *Status, lastConsumed func(time.Duration) float64
 		fs = append(fs, finish(Forecast{Method: slo.MethodBurn, Window: ws.Name, Rate: *ws.BurnRate}, d, ok))
 	}
 	for _, w := range trendWindows {
-		pts := trend.points(int(w/time.Hour), periodStartOf(p, st))
+		pts := trend.points(buf[:0], int(w/time.Hour), periodStartOf(p, st))
+		buf = pts
 		d, slope, ok := slo.ExhaustionByTrend(pts, remaining, now)
 		if len(pts) < 3 {
 			continue
@@ -198,6 +202,7 @@ func (p *plan) setForecasts(st *Status, lastConsumed func(time.Duration) float64
 			st.Exhaustion = f
 		}
 	}
+	return buf
 }
 
 // periodStartOf is where trend samples may start: the calendar period's

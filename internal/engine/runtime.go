@@ -54,6 +54,8 @@ type sloRuntime struct {
 	// peekTo is where the groups' partial minutes end, when they were
 	// read (0 otherwise): windows end there.
 	peekTo slo.Minute
+	// trendBuf is scratch space for the trend forecasts' samples.
+	trendBuf []slo.TrendPoint
 }
 
 // groupRuntime is one group of an SLO (the only one when ungrouped).
@@ -323,7 +325,7 @@ func (rt *sloRuntime) evaluateGroups(ec evalContext) []Transition {
 		rt.setBudget(st, budget.counts.Add(g.partial.counts), budget.from.Time(), budget.data == 0 && !g.partial.sampled)
 		rt.setState(st, g, ec)
 		rt.sampleTrend(g)
-		rt.plan.setForecasts(st, rt.groupConsumed(g, st.Budget.Allowed), &g.trend)
+		rt.trendBuf = rt.plan.setForecasts(st, rt.groupConsumed(g, st.Budget.Allowed), &g.trend, rt.trendBuf)
 		out = append(out, rt.stepAlerts(st, &g.alerts, ec, ws.window)...)
 		g.status = st
 	}
@@ -747,7 +749,7 @@ func (rt *sloRuntime) evaluateComposite(ec evalContext) []Transition {
 	p.setForecasts(st, func(d time.Duration) float64 {
 		e, _ := rt.compositeWindow(ec, d, 0).Counts.ErrorRatio()
 		return e / p.budget * float64(d) / float64(fullLength)
-	}, &g.trend)
+	}, &g.trend, nil)
 	out := rt.stepAlerts(st, &g.alerts, ec, window)
 	g.status = st
 	return out
