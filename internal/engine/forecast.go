@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/slo"
@@ -53,6 +54,10 @@ type ExhaustionResult struct {
 type exhaustionCond struct {
 	within, window time.Duration
 }
+
+// trendPool lends the evaluations a buffer for the trend samples, so an
+// SLO does not keep one between cycles.
+var trendPool = sync.Pool{New: func() any { return make([]slo.TrendPoint, 0, trendHours+1) }}
 
 // Trend windows: the last day and the last week, sampled hourly.
 var trendWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour}
@@ -258,15 +263,39 @@ func (p *plan) evaluateExhaustion(st *Status, c *exhaustionCond, window func(tim
 	return r
 }
 
+// rollOffMemo keeps a group's lastConsumed values for one evaluation:
+// every burn window's projection asks for the same RollOffSteps points.
+type rollOffMemo struct {
+	vals [slo.RollOffSteps + 1]float64
+	set  [slo.RollOffSteps + 1]bool
+}
+
 // groupConsumed returns lastConsumed for a group: the bad events of the
-// last d over the budget the whole window allows.
+// last d over the budget the whole window allows, each step read once.
 func (rt *sloRuntime) groupConsumed(g *groupRuntime, allowed float64) func(time.Duration) float64 {
+	if rt.memo == nil {
+		rt.memo = new(rollOffMemo)
+	}
+	m := rt.memo
+	*m = rollOffMemo{}
+	step := rt.plan.window / slo.RollOffSteps
 	return func(d time.Duration) float64 {
 		if allowed <= 0 {
 			return 0
 		}
+		i := -1
+		if step > 0 && (rt.plan.window-d)%step == 0 {
+			i = int((rt.plan.window - d) / step)
+		}
+		if i >= 0 && i < len(m.vals) && m.set[i] {
+			return m.vals[i]
+		}
 		w, _ := windowOf(rt, g, d)
-		return w.counts.Bad() / allowed
+		v := w.counts.Bad() / allowed
+		if i >= 0 && i < len(m.vals) {
+			m.vals[i], m.set[i] = v, true
+		}
+		return v
 	}
 }
 

@@ -54,8 +54,9 @@ type sloRuntime struct {
 	// peekTo is where the groups' partial minutes end, when they were
 	// read (0 otherwise): windows end there.
 	peekTo slo.Minute
-	// trendBuf is scratch space for the trend forecasts' samples.
+	// trendBuf and memo are scratch space for the forecasts.
 	trendBuf []slo.TrendPoint
+	memo     *rollOffMemo
 }
 
 // groupRuntime is one group of an SLO (the only one when ungrouped).
@@ -318,6 +319,8 @@ func (rt *sloRuntime) evaluateGroups(ec evalContext) []Transition {
 		rt.empty = st
 	}
 	var buf windowBuf
+	rt.trendBuf = trendPool.Get().([]slo.TrendPoint)
+	defer func() { trendPool.Put(rt.trendBuf[:0]); rt.trendBuf, rt.memo = nil, nil }() //nolint:staticcheck // a slice header, small
 	for _, g := range rt.list {
 		st := rt.baseStatus(g, ec)
 		ws, budget := rt.groupWindows(&buf, g)
