@@ -57,7 +57,7 @@ type exhaustionCond struct {
 
 // trendPool lends the evaluations a buffer for the trend samples, so an
 // SLO does not keep one between cycles.
-var trendPool = sync.Pool{New: func() any { return make([]slo.TrendPoint, 0, trendHours+1) }}
+var trendPool = sync.Pool{New: func() any { b := make([]slo.TrendPoint, 0, trendHours+1); return &b }}
 
 // Trend windows: the last day and the last week, sampled hourly.
 var trendWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour}

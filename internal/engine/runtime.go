@@ -319,8 +319,9 @@ func (rt *sloRuntime) evaluateGroups(ec evalContext) []Transition {
 		rt.empty = st
 	}
 	var buf windowBuf
-	rt.trendBuf = trendPool.Get().([]slo.TrendPoint)
-	defer func() { trendPool.Put(rt.trendBuf[:0]); rt.trendBuf, rt.memo = nil, nil }() //nolint:staticcheck // a slice header, small
+	tb := trendPool.Get().(*[]slo.TrendPoint)
+	rt.trendBuf = (*tb)[:0]
+	defer func() { *tb = rt.trendBuf[:0]; trendPool.Put(tb); rt.trendBuf, rt.memo = nil, nil }()
 	for _, g := range rt.list {
 		st := rt.baseStatus(g, ec)
 		ws, budget := rt.groupWindows(&buf, g)
