@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/gate"
 	"github.com/qsp-dev/qsp/internal/gate/canary"
 	"github.com/qsp-dev/qsp/internal/policy"
@@ -39,7 +40,8 @@ func gateRoutes(a *API) {
 	if s := a.opts.Store; s != nil {
 		a.handle("GET /api/v1/decisions", func(r *http.Request) (any, error) { return listDecisions(s, r) })
 		a.handle("GET /api/v1/decisions/{id}", func(r *http.Request) (any, error) { return getDecision(s, r) })
-		a.handle("GET /api/v1/deploys", func(r *http.Request) (any, error) { return listDeploys(s, r) })
+		impacts, _ := a.opts.Extra["deployImpact"].(DeployImpacts)
+		a.handle("GET /api/v1/deploys", func(r *http.Request) (any, error) { return listDeploys(s, impacts, r) })
 	}
 	runner, _ := a.opts.Extra["gates"].(*gate.Runner)
 	if runner == nil {
@@ -418,7 +420,21 @@ func getDecision(s *store.Store, r *http.Request) (any, error) {
 	return viewDecision(d), nil
 }
 
-func listDeploys(s *store.Store, r *http.Request) (any, error) {
+// DeployImpacts measures a deploy's impact on the error budget of each SLO
+// of its service; the app implements it over the store and the engine
+// (Options.Extra["deployImpact"]). It is safe for concurrent use.
+type DeployImpacts interface {
+	Impact(d store.Deploy) []engine.DeployImpact
+}
+
+// deployView is a deploy marker with the budget each SLO of its service
+// consumed in the span after it and the same span before it.
+type deployView struct {
+	store.Deploy
+	Impact []engine.DeployImpact `json:"impact"`
+}
+
+func listDeploys(s *store.Store, impacts DeployImpacts, r *http.Request) (any, error) {
 	lp, err := listParams(r)
 	if err != nil {
 		return nil, err
@@ -427,7 +443,16 @@ func listDeploys(s *store.Store, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return storePage(ds, total, lp), nil
+	views := make([]deployView, len(ds))
+	for i, d := range ds {
+		views[i] = deployView{Deploy: d, Impact: []engine.DeployImpact{}}
+		if impacts != nil {
+			if imp := impacts.Impact(d); imp != nil {
+				views[i].Impact = imp
+			}
+		}
+	}
+	return storePage(views, total, lp), nil
 }
 
 // canaryPlan answers how long the gate's canary analysis must run at the

@@ -14,7 +14,6 @@ import (
 	"github.com/qsp-dev/qsp/internal/alert"
 	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/gate"
-	"github.com/qsp-dev/qsp/internal/store"
 	"github.com/qsp-dev/qsp/internal/telemetry"
 )
 
@@ -152,7 +151,7 @@ var apiDocs = map[string]opDoc{
 		Params: []paramDoc{pathParam("id", "The decision's ID.")}, Response: decisionView{}, Errors: []int{404}},
 	"GET /api/v1/deploys": {Tag: "deploys", Summary: "Deploy markers, newest first.",
 		Params:   params([]paramDoc{query("service", "Only deploys of this service.")}, rangeParamDocs, pageParamDocs),
-		Response: page[store.Deploy]{}, Errors: []int{400}},
+		Response: page[deployView]{}, Errors: []int{400}},
 	"GET /api/v1/gates": {Tag: "gates", Summary: "The deploy gates of the specs.", Params: pageParamDocs,
 		Response: page[gateView]{}, Errors: []int{400}},
 	"GET /api/v1/gates/{name}": {Tag: "gates", Summary: "A deploy gate.", Params: []paramDoc{pathParam("name", "The gate.")},

@@ -35,7 +35,8 @@ func buildGates(_ context.Context, a *App) error {
 	q, _ := a.source.(gate.Querier)
 	gopts := gate.Options{
 		Specs: set, Engine: a.engine, Policy: live, Evaluations: a.store, FirstSeen: a.store, Deploys: a.store,
-		Source: q, Logger: a.logger, Registerer: a.registry, Now: a.now,
+		LastDeploy: lastDeploy(a),
+		Source:     q, Logger: a.logger, Registerer: a.registry, Now: a.now,
 		// SQLite is one server's; PostgreSQL may be shared by replicas.
 		Exclusive: a.store.Driver() == "sqlite",
 	}

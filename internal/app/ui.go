@@ -31,6 +31,7 @@ func buildUI(ctx context.Context, a *App) error {
 	opts.Playbooks, _ = a.apiExtra["playbooks"].(ui.Playbooks)
 	opts.Reports, _ = a.apiExtra["reports"].(api.Reporter)
 	opts.Cost, _ = a.source.(ui.Querier)
+	opts.DeployImpact, _ = a.apiExtra["deployImpact"].(ui.DeployImpacts)
 	u, err := ui.New(opts)
 	if err != nil {
 		return err

@@ -48,6 +48,10 @@ type plan struct {
 	status Status
 	// extraWindows are windows others read (playbook burn-rate triggers).
 	extraWindows []time.Duration
+	// exhaustion are the tiers' timeToExhaustion conditions by severity.
+	exhaustion map[string]*exhaustionCond
+	// forecastWin are the burn windows forecasts project with.
+	forecastWin []time.Duration
 }
 
 // alertTier is one burn-rate alert of a plan.
@@ -56,6 +60,8 @@ type alertTier struct {
 	index    int // in alertStates
 	conds    []slo.BurnCondition
 	forDur   time.Duration
+	// exhaustion is the tier's timeToExhaustion condition, if any.
+	exhaustion *exhaustionCond
 }
 
 type compositeChild struct {
@@ -97,6 +103,13 @@ func compile(s *spec.SLO, set *spec.Set) (*plan, error) {
 			p.span = max(p.span, int64(bw.Long.D()/time.Minute))
 		}
 		p.forDur[sev] = tier.For.D()
+		if c := tier.TimeToExhaustion; c != nil && c.Window > 0 {
+			if p.exhaustion == nil {
+				p.exhaustion = map[string]*exhaustionCond{}
+			}
+			p.exhaustion[sev] = &exhaustionCond{within: c.Within.D(), window: c.Window.D()}
+			p.extraWindows = append(p.extraWindows, c.Window.D())
+		}
 	}
 	p.span = max(p.span, int64(standardWindows[len(standardWindows)-1]/time.Minute))
 	// Playbooks that trigger on a burn rate read it from the SLO's
@@ -144,9 +157,10 @@ func compile(s *spec.SLO, set *spec.Set) (*plan, error) {
 	p.windows = p.windowList()
 	for i, sev := range severities {
 		if conds, ok := p.tiers[sev]; ok {
-			p.alertTiers = append(p.alertTiers, alertTier{severity: sev, index: i, conds: conds, forDur: p.forDur[sev]})
+			p.alertTiers = append(p.alertTiers, alertTier{severity: sev, index: i, conds: conds, forDur: p.forDur[sev], exhaustion: p.exhaustion[sev]})
 		}
 	}
+	p.forecastWin = p.forecastWindows()
 	p.status = Status{
 		Key: s.Name(), SLO: s.Name(), Service: s.Spec.Service, Category: s.Spec.Category,
 		Objective: p.objective, Window: s.Spec.Window.String(), Budgeting: cmp.Or(s.Spec.Budgeting.Method, spec.Occurrences),

@@ -77,6 +77,12 @@ func (st *Status) PolicySLO(set *spec.Set) policy.SLO {
 	if o := set.SLO(st.SLO); o != nil {
 		s.HasBudgetPolicy = len(o.Spec.BudgetPolicy) > 0
 	}
+	if f := st.Exhaustion; f != nil {
+		s.Forecast.Method = f.Name()
+		if f.Exhausts && !notFinite(f.Seconds) {
+			s.Forecast.Exhausts, s.Forecast.HoursToExhaustion = true, f.Seconds/3600
+		}
+	}
 	if p := st.PolicyStep; p != nil && slices.Contains(spec.BudgetPolicyActions, p.Action) {
 		s.PolicyStep = &policy.PolicyStep{Consumed: finite(p.Consumed), Action: p.Action, Message: p.Message}
 	}

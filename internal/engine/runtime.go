@@ -57,6 +57,9 @@ type sloRuntime struct {
 	// subMinute says the feeder splits minutes by step (minuteHeads),
 	// so windows may end inside a minute.
 	subMinute bool
+	// trendBuf and memo are scratch space for the forecasts.
+	trendBuf []slo.TrendPoint
+	memo     *rollOffMemo
 }
 
 // edge is a window edge: a minute boundary plus q steps (see
@@ -100,6 +103,9 @@ type groupRuntime struct {
 	// the partial settle time: windows add them so alerts see an outage
 	// before its minute is complete.
 	partial partialCounts
+	// trend are the hourly samples of the remaining budget for the trend
+	// forecasts.
+	trend trendRing
 }
 
 func newRuntime(p *plan, start slo.Minute) *sloRuntime {
@@ -367,12 +373,17 @@ func (rt *sloRuntime) evaluateGroups(ec evalContext) []Transition {
 		rt.empty = st
 	}
 	var buf windowBuf
+	tb := trendPool.Get().(*[]slo.TrendPoint)
+	rt.trendBuf = (*tb)[:0]
+	defer func() { *tb = rt.trendBuf[:0]; trendPool.Put(tb); rt.trendBuf, rt.memo = nil, nil }()
 	for _, g := range rt.list {
 		st := rt.baseStatus(g, ec)
 		ws, budget := rt.groupWindows(&buf, g)
 		rt.fillWindows(st, &ws)
 		rt.setBudget(st, budget.counts.Add(g.partial.counts), edge{budget.from, budget.fromQ}.time(), budget.data == 0 && !g.partial.sampled)
 		rt.setState(st, g, ec)
+		rt.sampleTrend(g)
+		rt.trendBuf = rt.plan.setForecasts(st, rt.groupConsumed(g, st.Budget.Allowed), &g.trend, rt.trendBuf)
 		out = append(out, rt.stepAlerts(st, &g.alerts, ec, ws.window)...)
 		g.status = st
 	}
@@ -615,6 +626,17 @@ func (rt *sloRuntime) stepAlerts(st *Status, alerts *alertStates, ec evalContext
 				break
 			}
 		}
+		if tier.exhaustion != nil {
+			r := p.evaluateExhaustion(st, tier.exhaustion, window)
+			as.Exhaustion = &r
+			lowTraffic = lowTraffic && r.LowTraffic
+			if r.Met {
+				active = true
+				if as.Condition == "" {
+					as.Condition = "timeToExhaustion<" + r.Within
+				}
+			}
+		}
 		if noData {
 			// Without telemetry a burn-rate alert neither fires nor
 			// resolves: resolving would report health nobody can see. The
@@ -783,6 +805,14 @@ func (rt *sloRuntime) evaluateComposite(ec evalContext) []Transition {
 		rt.addGroup(rt.newGroup("", labels.EmptyLabels(), nil, 0))
 	}
 	g := rt.groups[""]
+	if st.SLI != nil {
+		remaining := st.Budget.RemainingRatio
+		g.trend.advance(slo.MinuteOf(ec.now).Hour(), func(int64) float64 { return remaining })
+	}
+	p.setForecasts(st, func(d time.Duration) float64 {
+		e, _ := rt.compositeWindow(ec, d, 0).Counts.ErrorRatio()
+		return e / p.budget * float64(d) / float64(fullLength)
+	}, &g.trend, nil)
 	out := rt.stepAlerts(st, &g.alerts, ec, window)
 	g.status = st
 	return out

@@ -70,6 +70,13 @@ type Status struct {
 	// their minute was folded and beyond the late window: counted in no
 	// minute (qsp_samples_late_dropped_total), never in a later one.
 	LateSamplesDropped int64 `json:"lateSamplesDropped"`
+	// Forecasts project when the budget runs out, by burn over each alert
+	// window and by the trend of the last day and week; none without
+	// events.
+	Forecasts []Forecast `json:"forecasts,omitempty"`
+	// Exhaustion is the headline forecast: the sooner of the burn over
+	// the page tier's longest window and the day's trend.
+	Exhaustion *Forecast `json:"exhaustion,omitempty"`
 }
 
 // Durations is a pair of durations written as Prometheus durations.
@@ -115,6 +122,8 @@ type AlertStatus struct {
 	ResolvedAt time.Time             `json:"resolvedAt,omitzero"`
 	Condition  string                `json:"condition,omitempty"` // the window pair that holds, "1h/5m"
 	Conditions []slo.ConditionResult `json:"conditions,omitempty"`
+	// Exhaustion is the tier's timeToExhaustion condition, when it has one.
+	Exhaustion *ExhaustionResult `json:"timeToExhaustion,omitempty"`
 }
 
 // Alert returns the alert of a severity, or nil.

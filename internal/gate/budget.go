@@ -13,6 +13,7 @@ import (
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/store"
 )
 
 // Stage names; the check stages share their names with the checks.
@@ -47,7 +48,7 @@ type budgetStage struct{}
 
 func (budgetStage) name() string { return stageBudget }
 
-func (budgetStage) exec(_ context.Context, x *run) error {
+func (budgetStage) exec(ctx context.Context, x *run) error {
 	b := x.gate.Spec.Budget
 	eng := x.r.opts.Engine
 	if !eng.Ready() {
@@ -91,7 +92,33 @@ func (budgetStage) exec(_ context.Context, x *run) error {
 	for _, s := range res.SLOs {
 		x.addReason(CheckBudget, LevelInfo, "", budgetFact(s))
 	}
+	if last := x.r.opts.LastDeploy; last != nil {
+		rep, err := last(ctx, x.gate.Spec.Service, x.r.now())
+		if err != nil {
+			return fmt.Errorf("last deploy of %s: %w", x.gate.Spec.Service, err)
+		}
+		if rep != nil {
+			res.LastDeploy = rep
+			for _, imp := range rep.Impact {
+				x.addReason(CheckBudget, LevelInfo, "", impactFact(rep.Deploy, imp))
+			}
+		}
+	}
 	return nil
+}
+
+// impactFact cites what the service's last deploy cost one SLO's budget.
+func impactFact(d store.Deploy, imp engine.DeployImpact) string {
+	name := d.Version
+	if name == "" {
+		name = "deploy"
+	}
+	running := ""
+	if !imp.Complete {
+		running = " so far"
+	}
+	return fmt.Sprintf("last deploy %s of %s at %s: SLO %s consumed %s of the error budget in the %s after it%s, %s in the %s before",
+		name, d.Service, d.At.UTC().Format(time.RFC3339), imp.SLO, pct(imp.After.Budget), imp.Span, running, pct(imp.Before.Budget), imp.Span)
 }
 
 // budgetFact describes one SLO's budget with its numbers.

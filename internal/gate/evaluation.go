@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/gate/canary"
 	"github.com/qsp-dev/qsp/internal/policy"
 	"github.com/qsp-dev/qsp/internal/spec"
@@ -183,6 +184,9 @@ type BudgetResult struct {
 	SLOs         []BudgetSLO `json:"slos"`
 	// EvaluatedAt is the engine's last evaluation.
 	EvaluatedAt time.Time `json:"evaluatedAt"`
+	// LastDeploy is the service's previous deploy with its impact on
+	// the budget of each SLO, when known.
+	LastDeploy *engine.DeployReport `json:"lastDeploy,omitempty"`
 }
 
 // BudgetSLO is one SLO (or one group of a grouped SLO) in the budget

@@ -90,6 +90,8 @@ type fixtureOptions struct {
 	storePath string
 	// engineSource overrides the engine's source (default the TSDB).
 	engineSource engine.Source
+	// lastDeploy is Options.LastDeploy.
+	lastDeploy LastDeployFunc
 }
 
 func newFixture(t testing.TB, o fixtureOptions) *fixture {
@@ -169,7 +171,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	f.runner, err = New(Options{
 		Specs: set, Engine: f.eng, Policy: f.policy, Evaluations: st, FirstSeen: st, Deploys: st, Source: src,
-		Now: f.clock.now, Sleep: f.clock.sleep, Exclusive: true,
+		Now: f.clock.now, Sleep: f.clock.sleep, Exclusive: true, LastDeploy: o.lastDeploy,
 		ReadFile: func(name string) ([]byte, error) {
 			if b, ok := f.files[name]; ok {
 				return b, nil

@@ -80,6 +80,11 @@ type DeployRecorder interface {
 	RecordDeploy(ctx context.Context, d store.Deploy) error
 }
 
+// LastDeployFunc returns the service's last deploy before now with the
+// budget each of its SLOs consumed after it, or nil when there is none.
+// It is safe for concurrent use.
+type LastDeployFunc func(ctx context.Context, service string, now time.Time) (*engine.DeployReport, error)
+
 // Errors of Start, Evaluate and the look-ups, for callers to map (the API
 // to status codes, the CLI to exit codes).
 var (
@@ -102,6 +107,9 @@ type Options struct {
 	Evaluations EvaluationStore
 	FirstSeen   FirstSeenStore
 	Deploys     DeployRecorder
+	// LastDeploy, when set, lets the budget check cite the impact of the
+	// service's last deploy.
+	LastDeploy LastDeployFunc
 	// Source answers the canary metrics' queries; without one, a canary
 	// without JSON samples is an error.
 	Source Querier

@@ -151,6 +151,21 @@ type SLO struct {
 	HasBudgetPolicy bool `json:"has_budget_policy"`
 	// PolicyStep is the furthest budget policy step reached, or nil.
 	PolicyStep *PolicyStep `json:"policy_step"`
+	// Forecast is when the error budget is projected to run out (the
+	// engine's headline forecast); exhausts is false when it is not, or
+	// when there is nothing to project from.
+	Forecast Forecast `json:"forecast"`
+}
+
+// Forecast is an SLO's projected budget exhaustion.
+type Forecast struct {
+	// Method names how it was projected: "burn over 6h", "trend over 1d".
+	Method string `json:"method"`
+	// Exhausts says the budget is projected to run out.
+	Exhausts bool `json:"exhausts"`
+	// HoursToExhaustion is how long until then when Exhausts (0: spent);
+	// 0 otherwise.
+	HoursToExhaustion float64 `json:"hours_to_exhaustion"`
 }
 
 // PolicyStep is a reached step of an SLO's error budget policy

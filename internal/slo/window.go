@@ -40,6 +40,14 @@ func MinuteOf(t time.Time) Minute {
 	return Minute(s / 60)
 }
 
+// Hour returns the hour that contains m, as hours since the Unix epoch.
+func (m Minute) Hour() int64 {
+	if m < 0 && m%60 != 0 {
+		return int64(m)/60 - 1
+	}
+	return int64(m) / 60
+}
+
 // Time returns the start of minute m.
 func (m Minute) Time() time.Time { return time.Unix(int64(m)*60, 0).UTC() }
 

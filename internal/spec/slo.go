@@ -358,12 +358,27 @@ type Alerting struct {
 	MinEvents int `yaml:"minEvents,omitempty"`
 }
 
+// ExhaustionCondition holds when the budget left is projected to run out
+// within Within if the burn rate of Window goes on (slo.ExhaustionAtBurn:
+// the oldest minutes roll out of a rolling window meanwhile).
+type ExhaustionCondition struct {
+	// Within is the horizon: 24h pages when the budget would be gone
+	// within a day. Required.
+	Within Duration `yaml:"within"`
+	// Window is the burn-rate window of the projection; default the
+	// tier's first long window (1h for page, 24h for ticket on 30d).
+	Window Duration `yaml:"window,omitempty"`
+}
+
 // AlertTier is one severity: burn-rate window pairs, any of which fires it.
 type AlertTier struct {
 	Disabled bool         `yaml:"disabled,omitempty"`
 	Windows  []BurnWindow `yaml:"windows,omitempty"`
 	// For is how long a condition must hold before the alert fires.
 	For Duration `yaml:"for,omitempty"`
+	// TimeToExhaustion also fires the tier when the error budget is
+	// projected to run out soon, beside the burn-rate windows.
+	TimeToExhaustion *ExhaustionCondition `yaml:"timeToExhaustion,omitempty"`
 	// Labels and Annotations are added to this tier's alerts only; a label
 	// named like the tier label replaces its value (severity: critical).
 	Labels      map[string]string `yaml:"labels,omitempty"`

@@ -535,6 +535,7 @@ func (v *validator) alerting(s *SLO) {
 		if tier.For < 0 {
 			v.errorf(s, p+".for", "must not be negative")
 		}
+		v.exhaustion(s, p+".timeToExhaustion", tier, length)
 		for i, w := range tier.Windows {
 			wp := fmt.Sprintf("%s.windows[%d]", p, i)
 			v.alertWindow(s, wp+".long", w.Long, length)
@@ -586,6 +587,25 @@ func (v *validator) alerting(s *SLO) {
 	case a.MinEvents < 0:
 		v.errorf(s, "spec.alerting.minEvents", "must not be negative, got %d", a.MinEvents)
 	}
+}
+
+// exhaustion checks a tier's timeToExhaustion condition and defaults its
+// window to the tier's first long window.
+func (v *validator) exhaustion(s *SLO, path string, tier *AlertTier, length time.Duration) {
+	c := tier.TimeToExhaustion
+	if c == nil {
+		return
+	}
+	switch {
+	case c.Within <= 0:
+		v.errorf(s, path+".within", "required: a positive duration such as 24h, got %s", c.Within)
+	case c.Within.D() > length:
+		v.errorf(s, path+".within", "must not be longer than the SLO window %s, got %s", s.Spec.Window, c.Within)
+	}
+	if c.Window == 0 && len(tier.Windows) > 0 {
+		c.Window = tier.Windows[0].Long
+	}
+	v.alertWindow(s, path+".window", c.Window, length)
 }
 
 func (v *validator) alertWindow(s *SLO, path string, d Duration, length time.Duration) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -168,6 +169,7 @@ func TestBrowser(t *testing.T) {
 	b.waitText("header", "Signed in as the-viewer (viewer)")
 	b.fitsWidth("the executive view")
 	b.shot("executive")
+	checkGlance(t, b)
 
 	// Every page through the navigation.
 	for _, p := range []struct {
@@ -195,6 +197,7 @@ func TestBrowser(t *testing.T) {
 	b.do(chromedp.Click(chromedp.CSS(`a[href^="/slos/checkout-availability?"]`)))
 	b.waitText("h1", "SLO checkout-availability")
 	b.waitText("main", "Burn rate per window", "Error budget left", "Alerts", "Deploys in the window", "v2.0.1", "Incidents in the window")
+	b.waitText("table.impact", "Error budget this SLO spent after each deploy", "v2.0.1", "of the budget in 30m")
 	charts, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('svg.chart title').length`))
 	if err != nil || charts < 3 {
 		t.Errorf("SLO page has %d titled charts, want 3 (SLI, budget, burn rates): %v", charts, err)
@@ -268,4 +271,54 @@ func getJSON(t *testing.T, env *uitest.Env, path string, v any) {
 	if err := json.Unmarshal(body, v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkGlance asserts what a reader of the executive and on-call views
+// sees at a glance (issue 18): a sparkline per service, the budget bar,
+// the forecast in words, the cost in readable units, and on call the SLO
+// that burns with its forecast and the deploy before it.
+func checkGlance(t *testing.T, b *browser) {
+	t.Helper()
+	b.waitText("main", "30-day attainment", "Budget left", "Forecast")
+	sparks, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.exec svg.spark polyline').length`))
+	if err != nil || sparks < 3 {
+		t.Errorf("executive view: %d sparklines, want one per service with SLOs (3): %v", sparks, err)
+	}
+	bars, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.exec svg.bar').length`))
+	if err != nil || bars < 3 {
+		t.Errorf("executive view: %d budget bars, want 3: %v", bars, err)
+	}
+	text, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('main').innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{`\$\d+\.\d\d per (request|1k requests|1M requests)`, `runs out in \d|not projected to run out|budget spent`, `\d+(\.\d+)? % (left|overspent)`} {
+		if !regexp.MustCompile(re).MatchString(text) {
+			t.Errorf("executive view lacks %s:\n%s", re, text)
+		}
+	}
+	if regexp.MustCompile(`\de-\d`).MatchString(text) || regexp.MustCompile(`\d\.\d{4,} ?%`).MatchString(text) {
+		t.Errorf("executive view prints numbers for machines (1e-05, 99.9794 %%):\n%s", text)
+	}
+	b.open("/oncall")
+	b.waitText("main", "Burning now, soonest exhaustion first", "checkout-availability", "v2.0.1")
+	burning, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('section[aria-labelledby="burning"]').innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`runs out in \d|budget spent`).MatchString(burning) || !strings.Contains(burning, "× over 1h") {
+		t.Errorf("on-call view: the burning SLO lacks its forecast or burn:\n%s", burning)
+	}
+	b.shot("oncall-burning")
+	// checkout-latency burns its budget but has some left: its budget
+	// chart projects the exhaustion (a spent budget has nothing to project).
+	b.open("/slos/checkout-latency")
+	b.waitText("h1", "SLO checkout-latency")
+	proj, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("svg.chart path.projection title")).map(e => e.textContent).join("|")`))
+	if err != nil || !strings.HasPrefix(proj, "projected: runs out in ") {
+		t.Errorf("SLO page: budget projection %q, want one that runs out: %v", proj, err)
+	}
+	b.shot("slo-projection")
+	b.open("/")
+	b.waitText("h1", "Executive view")
 }

@@ -85,6 +85,10 @@ type LineChart struct {
 	Firing     []Span
 	Thresholds []Threshold
 	Loc        *time.Location
+	// Projection is a second series drawn dashed after the data: where
+	// the forecast takes the value (see projectBudget).
+	Projection      []Sample
+	ProjectionLabel string
 }
 
 // textWidth estimates the width of a label in SVG user units at a font
@@ -325,6 +329,7 @@ func (c *LineChart) SVG() template.HTML {
 	if path.Len() > 0 {
 		fmt.Fprintf(&b, `<path class="series" d="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round"/>`, strings.TrimSpace(path.String()), colBlue)
 	}
+	c.projectionSVG(&b, x, y)
 	// Deploys: a vertical line with a labelled flag.
 	for i, m := range marks {
 		mx := x(m.At)
@@ -586,4 +591,24 @@ func (c *Timeline) SVG() template.HTML {
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every dynamic string above is escaped
+}
+
+// projectionSVG draws the projection: a dashed line with its label.
+func (c *LineChart) projectionSVG(b *strings.Builder, x func(time.Time) float64, y func(float64) float64) {
+	var path strings.Builder
+	for i, s := range c.Projection {
+		if s.V == nil || math.IsNaN(*s.V) || math.IsInf(*s.V, 0) {
+			continue
+		}
+		cmd := "L"
+		if i == 0 || path.Len() == 0 {
+			cmd = "M"
+		}
+		fmt.Fprintf(&path, "%s%.1f %.1f ", cmd, x(s.At), y(*s.V))
+	}
+	if path.Len() == 0 {
+		return
+	}
+	fmt.Fprintf(b, `<path class="projection" d="%s" fill="none" stroke="%s" stroke-width="2" stroke-dasharray="5 4"><title>%s</title></path>`,
+		strings.TrimSpace(path.String()), colVermillion, esc(c.ProjectionLabel))
 }

@@ -53,6 +53,7 @@ type execRow struct {
 	OpenIncidents                  int
 	Cost                           string
 	CostMuted                      bool
+	Glance                         glance
 }
 
 // execCell is one category of a service.
@@ -93,6 +94,11 @@ func (u *UI) executive(r *http.Request) (*view, error) {
 		}
 	}
 	costs := *u.costs.Load()
+	bySvc := map[string][]*engine.Status{}
+	for _, st := range snap.Statuses {
+		bySvc[st.Service] = append(bySvc[st.Service], st)
+	}
+	now := u.opts.Now()
 	d.Rows = make([]execRow, len(sums))
 	for i, s := range sums {
 		row := execRow{Name: s.Name, Label: cmp.Or(s.DisplayName, s.Name), Href: "/services/" + pathEscape(s.Name), Tier: "–", Owner: s.Owner,
@@ -104,7 +110,7 @@ func (u *UI) executive(r *http.Request) (*view, error) {
 		case ok && c.Err != "":
 			row.Cost = c.Err
 		case ok:
-			row.Cost, row.CostMuted = money(c.Value, c.Currency), false
+			row.Cost, row.CostMuted = perRequests(c.Value, c.Currency), false
 		case s.HasCost:
 			row.Cost = "not queried yet"
 		}
@@ -128,6 +134,7 @@ func (u *UI) executive(r *http.Request) (*view, error) {
 			}
 			row.Cells[j] = cell
 		}
+		row.Glance = u.serviceGlance(r.Context(), bySvc[s.Name], now)
 		d.Rows[i] = row
 	}
 	return &view{Template: "executive", Title: "Executive view", Nav: "exec", Data: d}, nil
@@ -150,6 +157,7 @@ type nearMiss struct {
 }
 
 type oncallData struct {
+	Burning    []burning
 	Firing     []oncallAlert
 	Pending    []oncallAlert
 	Near       []nearMiss
@@ -216,6 +224,7 @@ func (u *UI) oncall(r *http.Request) (*view, error) {
 		}
 		d.Deploys = deps
 	}
+	d.Burning = burningNow(snap, d.Deploys)
 	if u.opts.Playbooks != nil {
 		runs, _, err := u.opts.Playbooks.Runs(ctx, playbook.RunFilter{State: playbook.StatePending, Limit: 50})
 		if err != nil {
@@ -304,6 +313,9 @@ type sloDetailData struct {
 	Composite []string
 	Burn      *BarChart
 	Deploys   []store.Deploy
+	// Impacts are the budget this SLO group spent after each of the
+	// newest deploys, against the same span before.
+	Impacts   []deployImpactRow
 	Incidents []alert.Incident
 	Decisions []*policy.Decision
 	Gates     []string
@@ -426,6 +438,7 @@ func (u *UI) sloDetail(r *http.Request) (*view, error) {
 			u.log.Warn("list deploys", "err", err)
 		}
 		d.Deploys = deps
+		d.Impacts = u.impactRows(st.Key, deps)
 		decs, _, err := u.opts.Records.Decisions(ctx, store.DecisionFilter{Service: st.Service, Limit: 10})
 		if err != nil {
 			d.Problems = append(d.Problems, "Decisions could not be read.")
@@ -662,6 +675,7 @@ func historyCharts(st *engine.Status, pts []engine.HistoryPoint, from, to time.T
 	if s, ok := budC.Latest(); ok {
 		budC.Desc = fmt.Sprintf("%s of the error budget remains at %s.", pctN(*s.V, 1), ts(s.At))
 	}
+	projectBudget(budC, st)
 	return sliC, budC
 }
 

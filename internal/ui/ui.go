@@ -104,6 +104,9 @@ type Querier interface {
 // others their pages say what is not configured.
 type Options struct {
 	Engine Snapshotter
+	// DeployImpact measures the budget each deploy consumed (the SLO
+	// page lists it); optional.
+	DeployImpact DeployImpacts
 	// History draws the SLO charts; without it they are left out.
 	History api.HistoryReader
 	Specs   func() *spec.Set
