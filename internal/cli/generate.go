@@ -84,7 +84,7 @@ func (s *specSource) load() (*spec.Set, []string, spec.Diagnostics, error) {
 // port without changing the commands.
 const (
 	envListen = "QSP_LISTEN" // serve and demo --listen
-	envURL    = "QSP_URL"    // status and gate --url
+	envURL    = "QSP_URL"    // --url of status, gate, report and incident
 	// envDataDir defaults serve --data-dir.
 	envDataDir = "QSP_DATA_DIR"
 )

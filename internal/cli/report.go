@@ -25,7 +25,7 @@ type serverFlags struct {
 }
 
 func (f *serverFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.addr, "url", "http://127.0.0.1:8080", "URL of the running qsp serve")
+	cmd.Flags().StringVar(&f.addr, "url", envOr(envURL, "http://127.0.0.1:8080"), "URL of the running qsp serve (default $"+envURL+" or http://127.0.0.1:8080)")
 	cmd.Flags().StringVar(&f.token, "token", "", "API token (default $QSP_TOKEN)")
 }
 

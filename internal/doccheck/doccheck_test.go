@@ -48,6 +48,9 @@ type expect struct {
 	// must answer 200 once it is up (server).
 	out, probe string
 	reason     string // excluded
+	// creates are files the command writes (run, relative to dir): each
+	// must be there and non-empty afterwards, and is removed then.
+	creates []string
 }
 
 // commands lists every shell command of the two pages, as written
@@ -56,7 +59,10 @@ type expect struct {
 var commands = map[string]map[string]expect{
 	"README.md": {
 		"go run ./cmd/qsp demo": {kind: server, dir: "root", probe: "/"},
-		"make test":             {kind: excluded, reason: "it runs the whole suite, this test included (20 minutes on 2 cores, and recursion)"},
+		// The demo's history holds last month and its past incidents.
+		"go run ./cmd/qsp report --period 2026-11 --format pdf -o 2026-11.pdf": {dir: "root", creates: []string{"2026-11.pdf"}},
+		"go run ./cmd/qsp incident export 1 > postmortem-1.md":                 {dir: "root", creates: []string{"postmortem-1.md"}},
+		"make test": {kind: excluded, reason: "it runs the whole suite, this test included (20 minutes on 2 cores, and recursion)"},
 		"go run ./cmd/qsp validate examples": {
 			dir: "root", out: "valid: 3 services, 19 SLOs"},
 		"go run ./cmd/qsp import sloth examples/testdata/my-slos.yaml": {
@@ -242,6 +248,13 @@ func TestDocumentedCommands(t *testing.T) {
 					code := cmd.ProcessState.ExitCode()
 					if code != e.exit || !strings.Contains(string(out), e.out) {
 						t.Errorf("%s: exit %d, output:\n%s\nwant exit %d and %q", line, code, tail(out), e.exit, e.out)
+					}
+					for _, f := range e.creates {
+						f = filepath.Join(dir, f)
+						if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+							t.Errorf("%s: wrote no %s: %v", line, f, err)
+						}
+						os.Remove(f)
 					}
 				case server:
 					if running != nil {
