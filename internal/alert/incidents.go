@@ -44,7 +44,7 @@ type IncidentOptions struct {
 	// Now is the clock of acknowledgements and of the resolve hold.
 	Now func() time.Time
 	// ResolveHold is how long every SLO of an open incident must stay
-	// back within objective on its short windows before OnCycle resolves
+	// back within objective on its shortest alert window before OnCycle resolves
 	// it, though long-window alerts still fire. Zero means
 	// DefaultResolveHold.
 	ResolveHold time.Duration
@@ -688,7 +688,7 @@ func (i *Incidents) resolveRecovered(ctx context.Context, snap *engine.Snapshot)
 		if now.Sub(since) < i.opts.ResolveHold {
 			continue
 		}
-		detail := fmt.Sprintf("every SLO of the incident back within objective on its short windows since %s UTC; resolve hold of %s passed",
+		detail := fmt.Sprintf("every SLO of the incident back within objective on its shortest alert window since %s UTC; resolve hold of %s passed",
 			since.UTC().Format("15:04"), spec.Duration(i.opts.ResolveHold))
 		err := i.opts.Store.UpdateIncident(ctx, store.IncidentUpdate{ID: inc.ID, UpdatedAt: now, Close: true, ResolvedAt: now,
 			Events: []store.IncidentEvent{{At: now, Kind: EventResolved, Detail: detail}}})
@@ -712,9 +712,11 @@ func (i *Incidents) resolveRecovered(ctx context.Context, snap *engine.Snapshot)
 
 // allRecovered reports whether every alert of an incident has its SLO
 // back within objective: the source up again for QSPSourceDown, telemetry
-// back for a no-data alert, and for a burn-rate alert either resolved or
-// every condition's short window with events and burning below its factor.
-// An alert whose SLO the snapshot does not know is not recovered.
+// back for a no-data alert, and for a burn-rate alert its SLO's shortest
+// alert window (the 5m of a 1h/5m page) with events and burning within
+// the budget (below 1x): the multi-window reset. Longer windows still
+// remember the trouble for hours. An alert whose SLO the snapshot does
+// not know is not recovered.
 func allRecovered(alerts []store.IncidentAlert, byKey map[string]*engine.Status, snap *engine.Snapshot) bool {
 	for _, a := range alerts {
 		if a.Key == "" || a.Name == engine.AlertSourceDown {
@@ -730,18 +732,32 @@ func allRecovered(alerts []store.IncidentAlert, byKey map[string]*engine.Status,
 		if a.Severity == engine.SeverityNoData {
 			continue
 		}
-		as := st.Alert(a.Severity)
-		if as == nil || (as.State != slo.Firing && as.State != slo.Pending) {
-			continue
-		}
-		if len(as.Conditions) == 0 {
+		if !withinObjective(st) {
 			return false
-		}
-		for _, c := range as.Conditions {
-			if c.NoData || c.LowTraffic || c.ShortBurn >= c.Condition.Factor-1e-9 {
-				return false
-			}
 		}
 	}
 	return true
+}
+
+// withinObjective reports whether the shortest alert window of an SLO
+// has events and burns below 1x, or none of its alerts is active.
+func withinObjective(st *engine.Status) bool {
+	var shortest *slo.ConditionResult
+	active := false
+	for k := range st.Alerts {
+		as := &st.Alerts[k]
+		if as.Severity == engine.SeverityNoData {
+			continue
+		}
+		active = active || as.State == slo.Firing || as.State == slo.Pending
+		for c := range as.Conditions {
+			if shortest == nil || as.Conditions[c].Condition.Short < shortest.Condition.Short {
+				shortest = &as.Conditions[c]
+			}
+		}
+	}
+	if shortest == nil {
+		return !active
+	}
+	return !shortest.NoData && !shortest.LowTraffic && shortest.ShortBurn < 1
 }

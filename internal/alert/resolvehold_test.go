@@ -80,7 +80,7 @@ func TestIncidentResolvesAfterHold(t *testing.T) {
 		t.Errorf("resolved at %v, want %v", got.ResolvedAt, t0.Add(29*time.Minute))
 	}
 	last := got.Events[len(got.Events)-1]
-	if last.Kind != EventResolved || !strings.Contains(last.Detail, "short windows since 08:19 UTC") || !strings.Contains(last.Detail, "resolve hold of 10m") {
+	if last.Kind != EventResolved || !strings.Contains(last.Detail, "shortest alert window since 08:19 UTC") || !strings.Contains(last.Detail, "resolve hold of 10m") {
 		t.Errorf("resolution event: %+v; want the reason with the recovery time and the hold", last)
 	}
 	// The page resolving later changes nothing and opens nothing.
