@@ -41,9 +41,17 @@ type IncidentOptions struct {
 	ExternalURL string
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
-	// Now is the clock of acknowledgements.
+	// Now is the clock of acknowledgements and of the resolve hold.
 	Now func() time.Time
+	// ResolveHold is how long every SLO of an open incident must stay
+	// back within objective on its shortest alert window before OnCycle resolves
+	// it, though long-window alerts still fire. Zero means
+	// DefaultResolveHold.
+	ResolveHold time.Duration
 }
+
+// DefaultResolveHold is the resolve hold when none is configured.
+const DefaultResolveHold = 10 * time.Minute
 
 // Incidents groups alerts into incidents and keeps their timelines.
 //
@@ -52,7 +60,8 @@ type IncidentOptions struct {
 // telemetry source, with no service). The service's alerts firing at that
 // moment join it, and so does every further alert of the service that
 // fires while it is open, tickets included; it closes when all its alerts
-// have resolved. Tickets alone never open one.
+// have resolved, or when every SLO of it has been back within objective on
+// its short windows for the resolve hold (see OnCycle). Tickets alone never open one.
 // Its timeline has the first bad minute, the detection (the page firing),
 // the acknowledgement (by whom, via the API) and the resolution, which
 // give time to detect (detected - first bad) and time to repair
@@ -63,9 +72,12 @@ type Incidents struct {
 	ttd    *prometheus.HistogramVec
 	ttr    *prometheus.HistogramVec
 	opened *prometheus.CounterVec
-	// mu serialises OnTransitions: one service's incident is looked up
-	// and changed by one call at a time.
+	// mu serialises OnTransitions and OnCycle: one service's incident is
+	// looked up and changed by one call at a time.
 	mu sync.Mutex
+	// recovered is when each open incident's SLOs were last seen all
+	// back within objective, by incident ID; guarded by mu.
+	recovered map[int64]time.Time
 }
 
 // Timeline event kinds.
@@ -95,7 +107,10 @@ func NewIncidents(opts IncidentOptions) (*Incidents, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	i := &Incidents{opts: opts, logger: opts.Logger.With("component", "incidents")}
+	if opts.ResolveHold <= 0 {
+		opts.ResolveHold = DefaultResolveHold
+	}
+	i := &Incidents{opts: opts, logger: opts.Logger.With("component", "incidents"), recovered: map[int64]time.Time{}}
 	// Buckets from a good detection (under 2 minutes) to a slow burn found
 	// by a ticket-sized window, and from a quick rollback to a long fix.
 	i.ttd = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "qsp_incident_time_to_detect_seconds",
@@ -628,4 +643,121 @@ func summarizeDurations(xs []float64) Durations {
 	}
 	rank := int(math.Ceil(0.9*float64(len(s)))) - 1
 	return Durations{Count: len(s), Mean: sum / float64(len(s)), Median: median, P90: s[max(rank, 0)], Max: s[len(s)-1]}
+}
+
+// OnCycle resolves the open incidents whose SLOs have all been back
+// within objective on their short windows for the resolve hold: the
+// multi-window reset. The long window of a burn-rate alert keeps it firing
+// long after a rollback, and the incident must not stay open that long.
+// It is called after every evaluation cycle with the engine's snapshot;
+// an incident any of whose alerts the snapshot does not know (another
+// replica's SLO) is left to close with its alerts.
+func (i *Incidents) OnCycle(ctx context.Context) {
+	if i.opts.Engine == nil {
+		return
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if err := i.resolveRecovered(ctx, i.opts.Engine.Snapshot()); err != nil {
+		i.logger.Error("resolve recovered incidents", "err", err)
+	}
+}
+
+func (i *Incidents) resolveRecovered(ctx context.Context, snap *engine.Snapshot) error {
+	open, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{State: store.IncidentOpen, WithAlerts: true, Limit: 1000})
+	if err != nil {
+		return err
+	}
+	byKey := make(map[string]*engine.Status, len(snap.Statuses))
+	for _, st := range snap.Statuses {
+		byKey[st.Key] = st
+	}
+	now := i.opts.Now()
+	seen := make(map[int64]bool, len(open))
+	for _, inc := range open {
+		seen[inc.ID] = true
+		if len(inc.Alerts) == 0 || !allRecovered(inc.Alerts, byKey, snap) {
+			delete(i.recovered, inc.ID)
+			continue
+		}
+		since, ok := i.recovered[inc.ID]
+		if !ok {
+			i.recovered[inc.ID] = now
+			continue
+		}
+		if now.Sub(since) < i.opts.ResolveHold {
+			continue
+		}
+		detail := fmt.Sprintf("every SLO of the incident back within objective on its shortest alert window since %s UTC; resolve hold of %s passed",
+			since.UTC().Format("15:04"), spec.Duration(i.opts.ResolveHold))
+		err := i.opts.Store.UpdateIncident(ctx, store.IncidentUpdate{ID: inc.ID, UpdatedAt: now, Close: true, ResolvedAt: now,
+			Events: []store.IncidentEvent{{At: now, Kind: EventResolved, Detail: detail}}})
+		delete(i.recovered, inc.ID)
+		if errors.Is(err, store.ErrConflict) {
+			continue // closed meanwhile, by its last alert or a replica
+		}
+		if err != nil {
+			return fmt.Errorf("resolve incident %d: %w", inc.ID, err)
+		}
+		i.ttr.WithLabelValues(inc.Service).Observe(now.Sub(inc.FirstBadAt).Seconds())
+		i.logger.Info("incident resolved", "id", inc.ID, "service", inc.Service, "reason", "recovered", "time_to_repair", now.Sub(inc.FirstBadAt))
+	}
+	for id := range i.recovered {
+		if !seen[id] {
+			delete(i.recovered, id)
+		}
+	}
+	return nil
+}
+
+// allRecovered reports whether every alert of an incident has its SLO
+// back within objective: the source up again for QSPSourceDown, telemetry
+// back for a no-data alert, and for a burn-rate alert its SLO's shortest
+// alert window (the 5m of a 1h/5m page) with events and burning within
+// the budget (below 1x): the multi-window reset. Longer windows still
+// remember the trouble for hours. An alert whose SLO the snapshot does
+// not know is not recovered.
+func allRecovered(alerts []store.IncidentAlert, byKey map[string]*engine.Status, snap *engine.Snapshot) bool {
+	for _, a := range alerts {
+		if a.Key == "" || a.Name == engine.AlertSourceDown {
+			if snap.SourceDown != nil {
+				return false
+			}
+			continue
+		}
+		st := byKey[a.Key]
+		if st == nil || st.State == engine.StateNoData || st.State == engine.StateUnknown {
+			return false
+		}
+		if a.Severity == engine.SeverityNoData {
+			continue
+		}
+		if !withinObjective(st) {
+			return false
+		}
+	}
+	return true
+}
+
+// withinObjective reports whether the shortest alert window of an SLO
+// has events and burns below 1x, or none of its alerts is active.
+func withinObjective(st *engine.Status) bool {
+	var shortest *slo.ConditionResult
+	active := false
+	for k := range st.Alerts {
+		as := &st.Alerts[k]
+		if as.Severity == engine.SeverityNoData {
+			continue
+		}
+		active = active || as.State == slo.Firing || as.State == slo.Pending
+		for c := range as.Conditions {
+			if shortest == nil || as.Conditions[c].Condition.Short < shortest.Condition.Short {
+				shortest = &as.Conditions[c]
+			}
+		}
+	}
+	if shortest == nil {
+		return !active
+	}
+	return !shortest.NoData && !shortest.LowTraffic && shortest.ShortBurn < 1
 }

@@ -72,11 +72,12 @@ func buildAlerting(_ context.Context, a *App) error {
 	}
 	inc, err := alert.NewIncidents(alert.IncidentOptions{
 		Store: a.store, Engine: a.engine, Specs: a.Specs, ExternalURL: a.cfg.ExternalURL,
-		Logger: a.logger, Registerer: a.registry, Now: a.now,
+		Logger: a.logger, Registerer: a.registry, Now: a.now, ResolveHold: cfg.ResolveHold.D(),
 	})
 	if err != nil {
 		return err
 	}
+	a.onCycle = append(a.onCycle, inc.OnCycle)
 	// The outbox first: a notification must be stored before anything
 	// else reacts to the transition.
 	a.onTransitions = append(a.onTransitions, d.OnTransitions, inc.OnTransitions)

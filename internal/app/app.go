@@ -72,6 +72,8 @@ type App struct {
 	// onTransitions fan the engine's alert transitions out to the
 	// components that act on them (alerting, incidents, playbooks).
 	onTransitions []func(ctx context.Context, ts []engine.Transition)
+	// onCycle run after every evaluation cycle, the snapshot stored.
+	onCycle []func(ctx context.Context)
 	// mounts add the components' HTTP routes.
 	mounts []func(mux *http.ServeMux)
 	// apiExtra holds dependencies for the API's route sets.
@@ -176,11 +178,18 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		LateReadBack:    cfg.Source.Mode == ModeRemote && cfg.Source.Remote.OutOfOrderWindow > 0,
 		PersistInterval: persist,
 		Shard:           shard,
-		Publish:         publish,
-		Progress:        opts.Progress,
-		Logger:          a.logger,
-		Registerer:      a.registry,
-		Now:             a.now,
+		Publish: func(ctx context.Context, sts []*engine.Status) {
+			if publish != nil {
+				publish(ctx, sts)
+			}
+			for _, h := range a.onCycle {
+				h(ctx)
+			}
+		},
+		Progress:   opts.Progress,
+		Logger:     a.logger,
+		Registerer: a.registry,
+		Now:        a.now,
 		OnTransitions: func(ctx context.Context, ts []engine.Transition) {
 			for _, h := range a.onTransitions {
 				h(ctx, ts)

@@ -272,6 +272,10 @@ type AlertingConfig struct {
 	// ResendInterval is how often firing alerts are re-sent to
 	// Alertmanager. Default 1m.
 	ResendInterval spec.Duration `yaml:"resendInterval"`
+	// ResolveHold is how long every SLO of an open incident must stay
+	// back within objective on its short windows before the incident
+	// resolves, though long-window alerts still fire. Default 10m.
+	ResolveHold spec.Duration `yaml:"resolveHold"`
 }
 
 // AlertmanagerConfig is one Alertmanager of an HA cluster.

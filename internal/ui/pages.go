@@ -157,17 +157,59 @@ type nearMiss struct {
 }
 
 type oncallData struct {
-	Burning    []burning
-	Firing     []oncallAlert
-	Pending    []oncallAlert
-	Near       []nearMiss
-	NoData     []*engine.Status
+	Burning []burning
+	Firing  []oncallAlert
+	Pending []oncallAlert
+	Near    []nearMiss
+	// NoData groups the SLOs without data by service: a total telemetry
+	// loss is one row, not one per SLO.
+	NoData     []noDataGroup
 	Incidents  []alert.Incident
 	Deploys    []store.Deploy
 	Approvals  []*playbook.Run
 	SourceDown *engine.AlertStatus
 	Problems   []string
 	At         time.Time
+}
+
+// noDataGroup is a service's SLO groups without data.
+type noDataGroup struct {
+	Service string
+	SLOs    []*engine.Status
+	// Since is the earliest end of data of the SLOs, zero if none had any.
+	Since time.Time
+	// Alert is the state of their telemetry alerts: firing if any fires,
+	// else pending if any is pending, else "".
+	Alert slo.AlertState
+	// Reason is the first SLO's reason, shared by a telemetry loss.
+	Reason string
+}
+
+// groupNoData groups the SLO groups without data of a snapshot by
+// service, in the order of the snapshot.
+func groupNoData(sts []*engine.Status) []noDataGroup {
+	var out []noDataGroup
+	at := map[string]int{}
+	for _, st := range sts {
+		if st.State != engine.StateNoData {
+			continue
+		}
+		k, ok := at[st.Service]
+		if !ok {
+			k = len(out)
+			at[st.Service] = k
+			out = append(out, noDataGroup{Service: st.Service, Reason: st.Reason})
+		}
+		g := &out[k]
+		g.SLOs = append(g.SLOs, st)
+		if !st.DataUntil.IsZero() && (g.Since.IsZero() || st.DataUntil.Before(g.Since)) {
+			g.Since = st.DataUntil
+		}
+		if a := st.Alert(engine.SeverityNoData); a != nil && (a.State == slo.Firing || (a.State == slo.Pending && g.Alert != slo.Firing)) {
+			g.Alert = a.State
+		}
+	}
+	return out
 }
 
 // nearShare is how close to its factor a condition must burn to be shown
@@ -177,12 +219,13 @@ const nearShare = 0.5
 func (u *UI) oncall(r *http.Request) (*view, error) {
 	snap := u.opts.Engine.Snapshot()
 	d := oncallData{SourceDown: snap.SourceDown, At: snap.At}
+	d.NoData = groupNoData(snap.Statuses)
 	for _, st := range snap.Statuses {
-		if st.State == engine.StateNoData {
-			d.NoData = append(d.NoData, st)
-		}
 		var best *nearMiss
 		for _, a := range st.Alerts {
+			if a.Severity == engine.SeverityNoData && st.State == engine.StateNoData {
+				continue // in its service's no-data row
+			}
 			switch a.State {
 			case slo.Firing:
 				d.Firing = append(d.Firing, oncallAlert{st, a})
