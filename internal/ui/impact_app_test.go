@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,6 +53,16 @@ func TestDeployImpactServed(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no impact on checkout-availability: %+v", page.Items[0].Impact)
+	}
+	// The incident the outage opened names the deploy before it and what
+	// each SLO of checkout spent after it against before.
+	id := env.OpenIncident(t)
+	resp = env.Do(t, http.MethodGet, fmt.Sprintf("/incidents/%d", id), api.RoleViewer, "", nil)
+	page2 := string(uitest.ReadBody(t, resp))
+	for _, want := range []string{"The deploy before the incident", "v3.0.0", "<td>checkout-availability</td>", "of the budget in"} {
+		if !strings.Contains(page2, want) {
+			t.Errorf("incident %d page lacks %q", id, want)
+		}
 	}
 	resp = env.Do(t, http.MethodGet, "/metrics", api.RoleAdmin, "", nil)
 	body := string(uitest.ReadBody(t, resp))
