@@ -80,3 +80,29 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestEvaluationShowsLastDeploy checks a gate evaluation's page shows the
+// service's last deploy and the budget each SLO spent after it.
+func TestEvaluationShowsLastDeploy(t *testing.T) {
+	env := uitest.Start(t, uitest.Options{Tokens: true})
+	env.Deploy(t, "auth", "v2.0.0")
+	for range 3 {
+		env.Advance(t, uitest.Healthy)
+	}
+	body := []byte(`{"change": {"kind": "feature", "version": "2.1.0"}, "reports": [{"name": "grype.json", "content": {"matches": [], "source": {"type": "image", "target": {"userInput": "auth:2"}}, "descriptor": {"name": "grype", "version": "0.77.0"}}}]}`)
+	resp := env.Do(t, http.MethodPost, "/api/v1/gates/auth-deploy/evaluations", api.RoleOperator, "application/json", body)
+	raw := uitest.ReadBody(t, resp)
+	var ev struct {
+		ID string `json:"id"`
+	}
+	if resp.StatusCode/100 != 2 || json.Unmarshal(raw, &ev) != nil || ev.ID == "" {
+		t.Fatalf("gate evaluation: %s %s", resp.Status, raw)
+	}
+	resp = env.Do(t, http.MethodGet, "/gates/evaluations/"+ev.ID, api.RoleViewer, "", nil)
+	page := string(uitest.ReadBody(t, resp))
+	for _, want := range []string{"id=\"last-deploy\"", "v2.0.0", "of the budget in"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("evaluation %s page lacks %q", ev.ID, want)
+		}
+	}
+}
