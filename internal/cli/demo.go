@@ -16,6 +16,9 @@ import (
 	"github.com/qsp-dev/qsp/internal/spec"
 )
 
+// envDemoTraceURL defaults demo --trace-url.
+const envDemoTraceURL = "QSP_DEMO_TRACE_URL"
+
 // demoFlags are the flags of qsp demo.
 type demoFlags struct {
 	dataDir  string
@@ -28,6 +31,7 @@ type demoFlags struct {
 	duration time.Duration
 	history  string
 	logLevel string
+	traceURL string
 }
 
 func newDemoCommand() *cobra.Command {
@@ -60,6 +64,7 @@ minute.`,
 	fl.BoolVar(&f.once, "once", false, "run the scenarios once and exit, instead of repeating them")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this much wall-clock time (default: until Ctrl-C)")
 	fl.StringVar(&f.history, "history", "30d", "simulated history to write before starting")
+	fl.StringVar(&f.traceURL, "trace-url", envOr(envDemoTraceURL, demo.DefaultTraceURL), "template of the link of a trace ID in incidents, e.g. a Jaeger UI; - for none (default $"+envDemoTraceURL+" or Jaeger's default UI)")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "log level of the controller: debug, info, warn or error")
 	return cmd
 }
@@ -96,7 +101,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 	defer stop()
 	sum, err := demo.Run(ctx, demo.Options{
 		DataDir: dir, Listen: f.listen, Speed: f.speed, Scenarios: scenarios, Once: f.once,
-		Duration: f.duration, History: history.D(), Out: out, Logger: logger,
+		Duration: f.duration, History: history.D(), Out: out, Logger: logger, TraceURL: f.traceURL,
 		OnReady: func(url string) {
 			fmt.Fprintf(out, "open %s to see it; Ctrl-C stops the demo and prints the summary\n", url)
 			if f.open {

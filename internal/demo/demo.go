@@ -43,6 +43,9 @@ import (
 )
 
 // Options configure a demo run. DataDir is required.
+// DefaultTraceURL links the demo's trace IDs to Jaeger's default UI.
+const DefaultTraceURL = "http://127.0.0.1:16686/trace/{{.TraceID}}"
+
 type Options struct {
 	// DataDir holds the TSDB, the database and the specs. History is
 	// written only into a data directory without a TSDB.
@@ -75,6 +78,10 @@ type Options struct {
 	// Webhooks are alerting webhooks the app notifies (tests, or a
 	// visitor's own receiver).
 	Webhooks []string
+	// TraceURL is the template of the link of a trace ID the incidents,
+	// alerts and verdicts show (traces.urlTemplate). Default
+	// DefaultTraceURL; "-" shows trace IDs without links.
+	TraceURL string
 	// Start is the simulated time the live part starts at. Default now.
 	Start time.Time
 	// Seed seeds the simulator. Default 1.
@@ -207,6 +214,15 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		Auth:       app.AuthConfig{InsecureAnonymousAdmin: true},
 		Evaluation: eval,
 		Playbooks:  app.PlaybookConfig{Allowlist: []string{platform.URL() + "/api/v1/"}, SecretsDir: secretsDir},
+	}
+	// The demo's bad events carry trace IDs: link them to a local Jaeger's
+	// UI, where a visitor running one finds them.
+	switch opts.TraceURL {
+	case "":
+		cfg.Traces.URLTemplate = DefaultTraceURL
+	case "-":
+	default:
+		cfg.Traces.URLTemplate = opts.TraceURL
 	}
 	for i, u := range opts.Webhooks {
 		cfg.Alerting.Webhooks = append(cfg.Alerting.Webhooks, app.WebhookConfig{Name: fmt.Sprintf("demo-%d", i), URL: u})

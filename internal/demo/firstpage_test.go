@@ -161,6 +161,43 @@ func TestDemoFirstPageAndHistory(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("demo ended: %v", err)
 	}
+
+	// The payment outage's incident lists example traces linked to the
+	// default Jaeger UI, in the API and on its page.
+	var linked string
+	for deadline := time.Now().Add(60 * time.Second); linked == "" && time.Now().Before(deadline); time.Sleep(time.Second) {
+		var open struct {
+			Items []struct {
+				ID int64 `json:"id"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(get("/api/v1/incidents?state=open&service=checkout")), &open); err != nil || len(open.Items) == 0 {
+			continue
+		}
+		var inc struct {
+			ExampleTraces []struct {
+				TraceID string `json:"traceId"`
+				URL     string `json:"url"`
+			} `json:"exampleTraces"`
+		}
+		if err := json.Unmarshal([]byte(get(fmt.Sprintf("/api/v1/incidents/%d", open.Items[0].ID))), &inc); err != nil {
+			t.Fatalf("incident %d: %v", open.Items[0].ID, err)
+		}
+		for _, ex := range inc.ExampleTraces {
+			if ex.URL != "http://127.0.0.1:16686/trace/"+ex.TraceID {
+				t.Errorf("incident %d trace %s links to %q, want the default Jaeger UI", open.Items[0].ID, ex.TraceID, ex.URL)
+			}
+			if linked == "" && ex.URL != "" {
+				linked = ex.URL
+				if page := get(fmt.Sprintf("/incidents/%d", open.Items[0].ID)); !strings.Contains(page, `href="`+ex.URL+`"`) {
+					t.Errorf("incident %d page lacks the trace link %s", open.Items[0].ID, ex.URL)
+				}
+			}
+		}
+	}
+	if linked == "" {
+		t.Errorf("no open checkout incident listed a linked example trace within 60s of the first page")
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("demo: %v", err)

@@ -174,7 +174,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	}
 	b.WriteString("\n## At risk next period\n\n")
 	if len(r.AtRisk) == 0 {
-		b.WriteString("No SLO is at risk: every budget is above a quarter and burns no faster than it is granted.\n")
+		b.WriteString("No SLO is at risk: every budget is above a quarter, burns no faster than it is granted and is not projected to run out.\n")
 	}
 	for _, k := range r.AtRisk {
 		fmt.Fprintf(&b, "- **%s** (%s): %s\n", mdCell(k.Key), mdCell(k.Service), k.Reason)

@@ -259,7 +259,10 @@ type Risk struct {
 	// BurnRate is the burn over the longest alert window with events.
 	BurnRate *float64 `json:"burnRate,omitempty"`
 	Window   string   `json:"window,omitempty"`
-	Reason   string   `json:"reason"`
+	// Exhaustion is the engine's headline forecast when it projects the
+	// budget to run out (engine.Forecast: method, window, when).
+	Exhaustion *engine.Forecast `json:"exhaustion,omitempty"`
+	Reason     string           `json:"reason"`
 }
 
 // ParsePeriod returns the month a period names, [from, to), in loc.
@@ -525,7 +528,9 @@ const (
 )
 
 // atRisk lists the SLOs whose budget is low or burning faster than the
-// window grants it, from the current snapshot, most at risk first.
+// window grants it, or whose budget the engine projects to run out
+// (Status.Exhaustion: the method and when), from the current snapshot,
+// most at risk first.
 func (b *Builder) atRisk(r *Report) {
 	r.AtRisk = []Risk{}
 	snap := b.opts.Snapshots.Snapshot()
@@ -551,6 +556,15 @@ func (b *Builder) atRisk(r *Report) {
 		}
 		if risk.BurnRate != nil && *risk.BurnRate > riskBurn {
 			why = append(why, fmt.Sprintf("burning %.1f× the sustainable rate over %s", *risk.BurnRate, risk.Window))
+		}
+		if f := st.Exhaustion; f != nil && f.Exhausts {
+			fc := *f
+			risk.Exhaustion = &fc
+			if d, _ := f.In(); d <= 0 {
+				why = append(why, fmt.Sprintf("budget spent (%s)", f.Name()))
+			} else {
+				why = append(why, fmt.Sprintf("projected to run out in %s, at %s (%s)", d.Round(time.Minute), f.At.UTC().Format(time.RFC3339), f.Name()))
+			}
 		}
 		if len(why) == 0 {
 			continue

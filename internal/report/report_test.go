@@ -104,6 +104,12 @@ func builder(t testing.TB, f *fixture) (*report.Builder, *store.Store) {
 		statuses = append(statuses, &engine.Status{Key: s.Key, SLO: s.Key, Service: s.Service, Objective: s.Objective,
 			Budget: slo.Budget{Total: 1000, Allowed: 1000 * (1 - s.Objective), RemainingRatio: 0.9}})
 	}
+	// The first SLO's budget is projected to run out in 36h: at risk
+	// next period though 90% of it is left.
+	if len(statuses) > 0 {
+		statuses[0].Exhaustion = &engine.Forecast{Method: slo.MethodBurn, Window: "6h", Rate: 20, Exhausts: true,
+			Seconds: (36 * time.Hour).Seconds(), At: f.Now.Add(36 * time.Hour)}
+	}
 	for _, inc := range f.Incidents {
 		_, err := st.CreateIncident(ctx, store.Incident{Service: inc.Service, Title: inc.Title, Severity: "page", State: store.IncidentClosed,
 			OpenedAt: inc.Detected, FirstBadAt: inc.FirstBad, DetectedAt: inc.Detected, ResolvedAt: inc.Resolved, UpdatedAt: inc.Resolved,
@@ -155,6 +161,20 @@ func TestFixtureMonth(t *testing.T) {
 	r, err := b.Build(context.Background(), report.Request{Period: f.Period})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(f.SLOs) > 0 {
+		key := f.SLOs[0].Key
+		if len(r.AtRisk) != 1 || r.AtRisk[0].Key != key || r.AtRisk[0].Exhaustion == nil || r.AtRisk[0].Exhaustion.Method != slo.MethodBurn ||
+			!strings.Contains(r.AtRisk[0].Reason, "projected to run out in 36h0m0s, at "+f.Now.Add(36*time.Hour).UTC().Format(time.RFC3339)+" (burn over 6h)") {
+			t.Errorf("at risk: %+v, want only %s, projected by burn over 6h", r.AtRisk, key)
+		}
+		var md strings.Builder
+		if err := r.Markdown(&md); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(md.String(), "**"+key+"**") || !strings.Contains(md.String(), "(burn over 6h)") {
+			t.Errorf("markdown at risk lacks %s and its forecast:\n%s", key, md.String())
+		}
 	}
 	if r.Met != w.Met || r.Missed != w.Missed {
 		t.Errorf("met/missed %d/%d, want %d/%d", r.Met, r.Missed, w.Met, w.Missed)

@@ -253,28 +253,101 @@ func cmpOr[T comparable](v, d T) T {
 type weightCache struct {
 	state  string
 	weight float64
+	ok     bool
 }
 
-// spanWeight is the number of spans a sampled span stands for: the
-// adjusted count 1/p of the OTEP 235 threshold in its W3C tracestate
-// (ot=th:...), or 1.
-func (c *weightCache) spanWeight(state string) float64 {
-	if state == "" || !strings.Contains(state, "ot=") {
-		return 1
+// adjustedCountKeys are the span attributes read, in this order, as the
+// number of spans a sampled span stands for when its tracestate carries
+// none: OpenTelemetry's sampling.adjusted_count, Honeycomb's SampleRate
+// and the sample_rate of other SDKs. A value is an integer, a double or a
+// numeric string of at least 1.
+var adjustedCountKeys = []string{"sampling.adjusted_count", "SampleRate", "sample_rate"}
+
+// spanWeight is the number of spans a sampled span stands for: from its
+// W3C tracestate (see stateWeight), else from the first numeric
+// adjustedCountKeys attribute, else 1.
+func (c *weightCache) spanWeight(span ptrace.Span) float64 {
+	if w, ok := c.stateWeight(span.TraceState().AsRaw()); ok {
+		return w
 	}
-	if state == c.state {
-		return c.weight
-	}
-	w := 1.0
-	if ts, err := sampling.NewW3CTraceState(state); err == nil {
-		if th, ok := ts.OTelValue().TValueThreshold(); ok {
-			if ac := th.AdjustedCount(); ac >= 1 && !math.IsInf(ac, 0) {
-				w = ac
+	attrs := span.Attributes()
+	for _, k := range adjustedCountKeys {
+		if v, ok := attrs.Get(k); ok {
+			if w, ok := numericWeight(v); ok {
+				return w
 			}
 		}
 	}
-	c.state, c.weight = state, w
-	return w
+	return 1
+}
+
+// stateWeight is the adjusted count a W3C tracestate gives: 1/p of the
+// OTEP 235 threshold (ot=th:...), else 2^n of the older OTEP 168/170
+// probability (ot=p:n, n from 0 to 62); ok is false when it gives none.
+func (c *weightCache) stateWeight(state string) (float64, bool) {
+	if state == "" || !strings.Contains(state, "ot=") {
+		return 1, false
+	}
+	if state == c.state {
+		return c.weight, c.ok
+	}
+	w, ok := 1.0, false
+	if ts, err := sampling.NewW3CTraceState(state); err == nil {
+		if th, has := ts.OTelValue().TValueThreshold(); has {
+			if ac := th.AdjustedCount(); ac >= 1 && !math.IsInf(ac, 0) {
+				w, ok = ac, true
+			}
+		} else if n, has := otelP(state); has {
+			w, ok = math.Ldexp(1, n), true
+		}
+	}
+	c.state, c.weight, c.ok = state, w, ok
+	return w, ok
+}
+
+// otelP returns n of the ot=p:n member of a tracestate (OTEP 168): the
+// span was sampled with probability 2^-n. 63 (probability zero) and
+// anything out of range give none.
+func otelP(state string) (int, bool) {
+	for _, member := range strings.Split(state, ",") {
+		v, found := strings.CutPrefix(strings.TrimSpace(member), "ot=")
+		if !found {
+			continue
+		}
+		for _, kv := range strings.Split(v, ";") {
+			if p, found := strings.CutPrefix(kv, "p:"); found {
+				n, err := strconv.Atoi(p)
+				if err != nil || n < 0 || n > 62 {
+					return 0, false
+				}
+				return n, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// numericWeight reads an adjusted count attribute: finite and at least 1.
+func numericWeight(v pcommon.Value) (float64, bool) {
+	var f float64
+	switch v.Type() {
+	case pcommon.ValueTypeInt:
+		f = float64(v.Int())
+	case pcommon.ValueTypeDouble:
+		f = v.Double()
+	case pcommon.ValueTypeStr:
+		x, err := strconv.ParseFloat(strings.TrimSpace(v.Str()), 64)
+		if err != nil {
+			return 0, false
+		}
+		f = x
+	default:
+		return 0, false
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 1 {
+		return 0, false
+	}
+	return f, true
 }
 
 // spanKindStr and statusCodeStr print enums as the connector does

@@ -275,7 +275,7 @@ func (h *TracesHandler) consume(ctx context.Context, td ptrace.Traces) (*otlpRes
 				if !s.touched {
 					touched = append(touched, s)
 				}
-				a.add(s, span, a.weightCache.spanWeight(span.TraceState().AsRaw()), int64(span.EndTimestamp())/int64(time.Millisecond))
+				a.add(s, span, a.weightCache.spanWeight(span), int64(span.EndTimestamp())/int64(time.Millisecond))
 				if span.Kind() != lastKind || lastCov == nil {
 					lastKind, lastCov = span.Kind(), a.coverageSeries(&id, spanKindStr(span.Kind()))
 				}

@@ -356,22 +356,48 @@ func runSpanMetricsRef(t testing.TB, stdin []byte, args ...string) []byte {
 func TestSpanWeight(t *testing.T) {
 	for _, c := range []struct {
 		state string
+		attrs map[string]any
 		want  float64
 	}{
-		{"", 1},
-		{"vendor=x", 1},
-		{"ot=th:0", 1},
-		{"ot=th:8", 2},
-		{"ot=th:c", 4},
-		{"ot=th:e", 8},
-		{"ot=th:e6666666666666", 10},
-		{"x=1,ot=th:8;rv:abcdefabcdefab", 2},
-		{"ot=th:zz", 1},   // invalid threshold
-		{"ot=th:8,,=", 1}, // invalid tracestate
+		{"", nil, 1},
+		{"vendor=x", nil, 1},
+		{"ot=th:0", nil, 1},
+		{"ot=th:8", nil, 2},
+		{"ot=th:c", nil, 4},
+		{"ot=th:e", nil, 8},
+		{"ot=th:e6666666666666", nil, 10},
+		{"x=1,ot=th:8;rv:abcdefabcdefab", nil, 2},
+		{"ot=th:zz", nil, 1},   // invalid threshold
+		{"ot=th:8,,=", nil, 1}, // invalid tracestate
+		// OTEP 168/170 probability sampling: 2^n, th wins over p.
+		{"ot=p:0", nil, 1},
+		{"ot=p:3", nil, 8},
+		{"x=1,ot=p:10;r:5", nil, 1024},
+		{"ot=th:8;p:3", nil, 2},
+		{"ot=p:63", nil, 1}, // probability zero: none
+		{"ot=p:x", nil, 1},
+		// Attributes when the tracestate gives none, in key order.
+		{"", map[string]any{"sampling.adjusted_count": int64(5)}, 5},
+		{"", map[string]any{"SampleRate": 20.0}, 20},
+		{"", map[string]any{"sample_rate": "4"}, 4},
+		{"", map[string]any{"SampleRate": int64(3), "sampling.adjusted_count": int64(7)}, 7},
+		{"", map[string]any{"SampleRate": 0.5}, 1}, // below 1
+		{"", map[string]any{"SampleRate": "lots"}, 1},
+		{"", map[string]any{"SampleRate": true, "sample_rate": int64(6)}, 6},
+		{"ot=p:2", map[string]any{"SampleRate": int64(100)}, 4}, // tracestate wins
+		{"vendor=x", map[string]any{"SampleRate": int64(100)}, 100},
 	} {
+		span := ptrace.NewSpan()
+		span.TraceState().FromRaw(c.state)
+		if err := span.Attributes().FromRaw(c.attrs); err != nil {
+			t.Fatal(err)
+		}
 		var wc weightCache
-		if got := wc.spanWeight(c.state); math.Abs(got-c.want) > 1e-6 {
-			t.Errorf("%q: got weight %v, want %v", c.state, got, c.want)
+		if got := wc.spanWeight(span); math.Abs(got-c.want) > 1e-6 {
+			t.Errorf("%q %v: got weight %v, want %v", c.state, c.attrs, got, c.want)
+		}
+		if got := wc.spanWeight(span); math.Abs(got-c.want) > 1e-6 { // cached
+			t.Errorf("%q %v again: got weight %v, want %v", c.state, c.attrs, got, c.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/engine"
+	"github.com/qsp-dev/qsp/internal/gate"
 	"github.com/qsp-dev/qsp/internal/slo"
 	"github.com/qsp-dev/qsp/internal/store"
 )
@@ -326,10 +327,44 @@ type DeployImpacts interface {
 // deployImpactRow is one deploy's impact on one SLO group, for people.
 type deployImpactRow struct {
 	Deploy        store.Deploy
+	SLO           string
 	After, Before string
 	Span          string
 	Worse         bool
 	Running       bool
+}
+
+// reportRows returns a deploy's impact on every SLO group of its service.
+func reportRows(rep *engine.DeployReport) []deployImpactRow {
+	if rep == nil {
+		return nil
+	}
+	out := make([]deployImpactRow, 0, len(rep.Impact))
+	for _, imp := range rep.Impact {
+		out = append(out, deployImpactRow{Deploy: rep.Deploy, SLO: imp.SLO, After: peoplePct(imp.After.Budget), Before: peoplePct(imp.Before.Budget),
+			Span: imp.Span, Worse: imp.Excess() > 0.01, Running: !imp.Complete})
+	}
+	return out
+}
+
+// lastDeployBefore returns the service's newest deploy before t (within
+// a day) with its impact, nil when there is none or impacts are off. A
+// gate's marker counts only when it passed.
+func (u *UI) lastDeployBefore(ctx context.Context, service string, t time.Time) (*engine.DeployReport, error) {
+	if u.opts.DeployImpact == nil || u.opts.Records == nil || service == "" {
+		return nil, nil
+	}
+	deps, _, err := u.opts.Records.Deploys(ctx, store.DeployFilter{Service: service, From: t.Add(-24 * time.Hour), To: t, Limit: 20})
+	if err != nil {
+		return nil, fmt.Errorf("deploys of %s before %s: %w", service, ts(t), err)
+	}
+	for _, d := range deps { // newest first
+		if d.Source == store.DeploySourceGate && d.Verdict != string(gate.StatePass) {
+			continue
+		}
+		return &engine.DeployReport{Deploy: d, Impact: u.opts.DeployImpact.Impact(d)}, nil
+	}
+	return nil, nil
 }
 
 // impactRows returns the impact of the newest five deploys on SLO group

@@ -853,8 +853,11 @@ type incidentData struct {
 	Role     string
 	// Events are the incident's timeline merged with the service's
 	// deploys, gate verdicts and playbook runs around it; Strip draws them.
-	Events   []TimelineEvent
-	Strip    *Timeline
+	Events []TimelineEvent
+	Strip  *Timeline
+	// Impact is the service's last deploy before the incident's first
+	// bad minute and the budget each SLO spent after it against before.
+	Impact   []deployImpactRow
 	Problems []string
 }
 
@@ -881,6 +884,16 @@ func (u *UI) incident(r *http.Request) (*view, error) {
 	d.Strip = &Timeline{ID: fmt.Sprintf("incident-%d", inc.ID), Title: fmt.Sprintf("Timeline of incident %d", inc.ID), From: from, To: to, Events: d.Events,
 		Span: Span{From: inc.FirstBadAt, To: inc.ResolvedAt, Label: inc.Title}}
 	d.Traces = api.IncidentTraces(r.Context(), u.opts.Traces, inc, u.opts.Now())
+	if !inc.FirstBadAt.IsZero() {
+		// A deploy within the first bad minute counts: minutes are the
+		// engine's grain, and such a deploy is the likeliest cause.
+		rep, err := u.lastDeployBefore(r.Context(), inc.Service, inc.FirstBadAt.Add(time.Minute))
+		if err != nil {
+			d.Problems = append(d.Problems, "The deploy before the incident could not be read.")
+			u.log.Warn("deploy before incident", "incident", inc.ID, "err", err)
+		}
+		d.Impact = reportRows(rep)
+	}
 	return &view{Template: "incident", Title: fmt.Sprintf("Incident %d", id), Nav: "incidents", Data: d, Form: d.CanAck}, nil
 }
 
@@ -998,6 +1011,11 @@ func (u *UI) gates(r *http.Request) (*view, error) {
 type evaluationData struct {
 	Evaluation *gate.Evaluation
 	Details    []detailRow
+	// Impact is the service's last deploy before the evaluation and the
+	// budget each SLO spent after it: the figures the budget check cited
+	// when it ran one, else measured now.
+	Impact   []deployImpactRow
+	Problems []string
 }
 
 // detailRow is one number behind a verdict: "canary › latency ›
@@ -1072,6 +1090,16 @@ func (u *UI) evaluation(r *http.Request) (*view, error) {
 	details := map[string]any{}
 	if ev.Budget != nil {
 		details["budget"] = ev.Budget
+	}
+	if ev.Budget != nil && ev.Budget.LastDeploy != nil {
+		d.Impact = reportRows(ev.Budget.LastDeploy)
+	} else {
+		rep, err := u.lastDeployBefore(r.Context(), ev.Service, ev.CreatedAt)
+		if err != nil {
+			d.Problems = append(d.Problems, "The service's last deploy could not be read.")
+			u.log.Warn("last deploy before evaluation", "evaluation", ev.ID, "err", err)
+		}
+		d.Impact = reportRows(rep)
 	}
 	if ev.Security != nil {
 		details["security"] = ev.Security
