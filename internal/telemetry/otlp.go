@@ -204,34 +204,17 @@ func (h *OTLPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.PartialSuccess().SetErrorMessage(res.message())
 		h.log.Warn("otlp data points rejected", "remote", r.RemoteAddr, "points", res.points, "rejected", res.rejected, "first", res.first)
 	}
-	var body []byte
-	if ct == contentTypeJSON {
-		body, err = resp.MarshalJSON()
-	} else {
-		body, err = resp.MarshalProto()
-	}
-	if err != nil {
-		writeError(w, fmt.Errorf("encode response: %w", err))
+	if err := writeOTLPResponse(w, ct, resp); err != nil {
+		writeError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
 	h.metrics.requests.WithLabelValues("200").Inc()
 }
 
 func (h *OTLPHandler) serve(r *http.Request, ct string) (*otlpResult, error) {
-	if r.Method != http.MethodPost {
-		return nil, errorf(http.StatusMethodNotAllowed, "method %s not allowed, use POST", r.Method)
-	}
-	if ct != contentTypeProtobuf && ct != contentTypeJSON {
-		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Type %q not supported, want application/x-protobuf or application/json", r.Header.Get("Content-Type"))
-	}
-	enc := strings.ToLower(r.Header.Get("Content-Encoding"))
-	switch enc {
-	case "", "identity", "gzip":
-	default:
-		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q not supported, want gzip or none", enc)
+	enc, err := checkOTLPRequest(r, ct)
+	if err != nil {
+		return nil, err
 	}
 	// Everything this request holds (body, decompressed body, decoded
 	// request) is taken from the shared budget before it is allocated
@@ -239,14 +222,9 @@ func (h *OTLPHandler) serve(r *http.Request, ct string) (*otlpResult, error) {
 	res := h.opts.Budget.Reserve("otlp")
 	defer res.Release()
 	lim := h.opts.Limits
-	body, err := readBody(r, nil, lim.MaxBodyBytes, &res)
+	body, err := readOTLPBody(r, enc, lim, &res)
 	if err != nil {
 		return nil, err
-	}
-	if enc == "gzip" {
-		if body, err = gunzip(body, lim.MaxDecompressedBytes, &res); err != nil {
-			return nil, err
-		}
 	}
 	md, points, err := decodeOTLP(body, ct, lim, &res)
 	if err != nil {
@@ -741,4 +719,54 @@ func checkLabels(ls labels.Labels, lim Limits) error {
 // unsafeBytes views s as bytes without copying; the result is read-only.
 func unsafeBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// checkOTLPRequest checks what OTLP/HTTP accepts of a request (POST, a
+// protobuf or JSON body, gzip or no encoding) and returns its encoding.
+func checkOTLPRequest(r *http.Request, ct string) (string, error) {
+	if r.Method != http.MethodPost {
+		return "", errorf(http.StatusMethodNotAllowed, "method %s not allowed, use POST", r.Method)
+	}
+	if ct != contentTypeProtobuf && ct != contentTypeJSON {
+		return "", errorf(http.StatusUnsupportedMediaType, "Content-Type %q not supported, want application/x-protobuf or application/json", r.Header.Get("Content-Type"))
+	}
+	enc := strings.ToLower(r.Header.Get("Content-Encoding"))
+	switch enc {
+	case "", "identity", "gzip":
+		return enc, nil
+	default:
+		return "", errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q not supported, want gzip or none", enc)
+	}
+}
+
+// readOTLPBody reads an OTLP request's body within the limits, taking
+// its bytes (and those of its decompressed form) from res.
+func readOTLPBody(r *http.Request, enc string, lim Limits, res *Reservation) ([]byte, error) {
+	body, err := readBody(r, nil, lim.MaxBodyBytes, res)
+	if err != nil || enc != "gzip" {
+		return body, err
+	}
+	return gunzip(body, lim.MaxDecompressedBytes, res)
+}
+
+// otlpResponse is an OTLP export response (metrics or traces).
+type otlpResponse interface {
+	MarshalJSON() ([]byte, error)
+	MarshalProto() ([]byte, error)
+}
+
+// writeOTLPResponse answers 200 with resp in the request's encoding.
+func writeOTLPResponse(w http.ResponseWriter, ct string, resp otlpResponse) error {
+	marshal := resp.MarshalProto
+	if ct == contentTypeJSON {
+		marshal = resp.MarshalJSON
+	}
+	body, err := marshal()
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return nil
 }

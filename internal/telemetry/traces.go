@@ -128,46 +128,24 @@ func (h *TracesHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.PartialSuccess().SetErrorMessage(fmt.Sprintf("%d of %d spans rejected: %s", res.rejected, res.points, strings.Join(res.first, "; ")))
 		h.log.Warn("spans rejected", "remote", r.RemoteAddr, "spans", res.points, "rejected", res.rejected, "first", res.first)
 	}
-	var body []byte
-	if ct == contentTypeJSON {
-		body, err = resp.MarshalJSON()
-	} else {
-		body, err = resp.MarshalProto()
-	}
-	if err != nil {
-		writeError(w, fmt.Errorf("encode response: %w", err))
+	if err := writeOTLPResponse(w, ct, resp); err != nil {
+		writeError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
 	h.metrics.requests.WithLabelValues("200").Inc()
 }
 
 func (h *TracesHandler) serve(r *http.Request, ct string) (*otlpResult, error) {
-	if r.Method != http.MethodPost {
-		return nil, errorf(http.StatusMethodNotAllowed, "method %s not allowed, use POST", r.Method)
-	}
-	if ct != contentTypeProtobuf && ct != contentTypeJSON {
-		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Type %q not supported, want application/x-protobuf or application/json", r.Header.Get("Content-Type"))
-	}
-	enc := strings.ToLower(r.Header.Get("Content-Encoding"))
-	switch enc {
-	case "", "identity", "gzip":
-	default:
-		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q not supported, want gzip or none", enc)
+	enc, err := checkOTLPRequest(r, ct)
+	if err != nil {
+		return nil, err
 	}
 	res := h.opts.Budget.Reserve("traces")
 	defer res.Release()
 	lim := h.opts.Limits
-	body, err := readBody(r, nil, lim.MaxBodyBytes, &res)
+	body, err := readOTLPBody(r, enc, lim, &res)
 	if err != nil {
 		return nil, err
-	}
-	if enc == "gzip" {
-		if body, err = gunzip(body, lim.MaxDecompressedBytes, &res); err != nil {
-			return nil, err
-		}
 	}
 	td, err := decodeTraces(body, ct, lim, &res)
 	if err != nil {
