@@ -738,6 +738,9 @@ func (e *Engine) backfill(ctx context.Context) error {
 		}
 		e.fetchAndFold(ctx, peekers, func(rt *sloRuntime) slo.Minute { return rt.next }, true, e.opts.Now().Add(-e.opts.PartialSettle))
 	}
+	if ctx.Err() != nil {
+		return ctx.Err() // as in cycle: a cut-short read is not evaluated
+	}
 	e.evaluateAll(ctx)
 	report(true)
 	e.logger.Info("backfill done", "slos", len(rts), "minutes", done.Load(), "duration", e.opts.Now().Sub(start).Round(time.Millisecond))
@@ -795,6 +798,12 @@ func (e *Engine) cycle(ctx context.Context) {
 		if !progressed {
 			break
 		}
+	}
+	if ctx.Err() != nil {
+		// Shutting down mid-read: what this cycle read is cut short, and
+		// evaluating it would resolve pages (or raise no-data) that the
+		// next start fires again. The last snapshot stands.
+		return
 	}
 	e.evaluateAll(ctx)
 	if e.opts.Now().Sub(e.lastPersist) >= e.opts.PersistInterval {

@@ -24,13 +24,20 @@ type flakySource struct {
 	Source
 	mu   sync.Mutex
 	down bool
+	// onRead, when set, runs before every read.
+	onRead func(ctx context.Context) error
 }
 
 func (f *flakySource) setDown(d bool) { f.mu.Lock(); f.down = d; f.mu.Unlock() }
 
-func (f *flakySource) err() error {
+func (f *flakySource) err(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.onRead != nil {
+		if err := f.onRead(ctx); err != nil {
+			return err
+		}
+	}
 	if f.down {
 		return fmt.Errorf("connection refused: %w", telemetry.ErrUnavailable)
 	}
@@ -38,7 +45,7 @@ func (f *flakySource) err() error {
 }
 
 func (f *flakySource) Range(ctx context.Context, q string, s, e time.Time, step time.Duration) (promql.Matrix, error) {
-	if err := f.err(); err != nil {
+	if err := f.err(ctx); err != nil {
 		return nil, err
 	}
 	return f.Source.Range(ctx, q, s, e, step)
@@ -50,7 +57,7 @@ func (f *flakySource) OldestAppended() map[string]int64 {
 }
 
 func (f *flakySource) Samples(ctx context.Context, ms []*labels.Matcher, s, e time.Time) (promql.Matrix, error) {
-	if err := f.err(); err != nil {
+	if err := f.err(ctx); err != nil {
 		return nil, err
 	}
 	return f.Source.Samples(ctx, ms, s, e)
@@ -318,6 +325,39 @@ func TestStates(t *testing.T) {
 		// Minutes during the outage were folded when the source came back.
 		if w5 := state("shop-availability").WindowStat(5 * time.Minute); w5.Coverage != 1 {
 			t.Errorf("coverage after the source returned: %v", w5.Coverage)
+		}
+	})
+
+	t.Run("a shutdown during a cycle changes nothing", func(t *testing.T) {
+		// SIGTERM arrives while a cycle reads: what it read is cut short,
+		// and evaluating that would resolve the page, which the next
+		// start fires again.
+		outage := map[string][2]float64{"a": {0, 100}, "b": {0, 50}, "c": {0, 20}}
+		advance(2*time.Minute, outage)
+		if p := state("shop-availability").Alert(spec.SeverityPage); p.State != slo.Firing {
+			t.Fatalf("page: %s", p.State)
+		}
+		transitions()
+		before := e.Snapshot()
+		w.write(t, now, now.Add(15*time.Second), outage)
+		now = now.Add(15 * time.Second)
+		clk.t = now.Add(30 * time.Second)
+		cctx, cancel := context.WithCancel(ctx)
+		src.mu.Lock()
+		src.onRead = func(context.Context) error { cancel(); return context.Canceled }
+		src.mu.Unlock()
+		e.cycle(cctx)
+		src.mu.Lock()
+		src.onRead = nil
+		src.mu.Unlock()
+		if tr := transitions(); len(tr) > 0 {
+			t.Errorf("a cycle cut short by shutdown changed alerts: %v", tr)
+		}
+		if e.Snapshot() != before {
+			t.Error("a cycle cut short by shutdown published a snapshot")
+		}
+		if p := state("shop-availability").Alert(spec.SeverityPage); p.State != slo.Firing {
+			t.Errorf("page after the cut cycle: %s", p.State)
 		}
 	})
 
