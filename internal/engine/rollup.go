@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/qsp-dev/qsp/internal/slo"
 )
@@ -16,10 +17,19 @@ import (
 // Boundary b holds the sums over [start, b). Three tiers keep boundaries
 // at decreasing resolution so memory stays bounded: every minute for the
 // recent past (covering the 5m to 6h windows exactly), every 5 minutes for
-// the days after (1d, 3d), every hour for the rest of the SLO window. A
-// window whose start falls between two boundaries of a coarse tier starts
-// at the next boundary, so it is at most 4 minutes (5-minute tier) or 59
-// minutes (hour tier) shorter than asked; Window reports the start it used.
+// the days after (1d, 3d), every hour for the rest of the SLO window. The
+// tiers do not overlap: a boundary leaves the minute tier for the 5-minute
+// one when it is 6 hours old (if it falls on 5 minutes), and the 5-minute
+// tier for the hour one when it is 3 days old (if it falls on an hour), so
+// no boundary is kept twice.
+//
+// A window whose start falls between two boundaries of a coarse tier
+// would start at the next boundary, up to 4 or 59 minutes short. The
+// engine reads the minutes of that bucket back from the source instead
+// (see starts and exactStart): they are old and immutable, so the bucket's
+// per-minute counts, checked against the rollup's own sum for the bucket,
+// make the window start exactly where it is declared to. Without them the
+// window starts at the boundary, and Window reports the start it used.
 //
 // The sums are float64: counts are exact integers up to 2^53, and a
 // window is the difference of two sums, never an average of ratios.
@@ -37,6 +47,9 @@ type rollup struct {
 	wide      map[slo.Minute][subSteps - 1]sums
 	// memo holds start boundaries evaluation read (see windowsToNext).
 	memo []startMemo
+	// starts are the minutes of the coarse buckets long windows start
+	// in, read back from the source (see startBucket).
+	starts []*startBucket
 }
 
 // minuteHeads are the counts of a minute's first steps (see subSteps).
@@ -208,15 +221,19 @@ type rollupSize struct {
 }
 
 // sizeFor returns the tier capacities for a longest window of w minutes:
-// minute boundaries for 6h, 5-minute ones for 3d, hourly ones beyond.
+// minute boundaries for 6h, 5-minute ones for the rest of 3d, hourly
+// ones beyond. The tiers follow each other (see cascade), so each covers
+// its span past the finer one's, with a few steps to spare for the
+// boundaries on the way down (not on the coarser grid) and the bucket a
+// window starts in.
 func sizeFor(w int64) rollupSize {
 	const fineSpan, mediumSpan = 6 * 60, 3 * 24 * 60
 	s := rollupSize{fine: int(min(w, fineSpan)) + 1 + mediumStep}
 	if w > fineSpan {
-		s.medium = int(min(w, mediumSpan)/mediumStep) + 2
+		s.medium = int((min(w, mediumSpan)-fineSpan)/mediumStep) + 4
 	}
 	if w > mediumSpan {
-		s.coarse = int(w/coarseStep) + 2
+		s.coarse = int((w-mediumSpan)/coarseStep) + 4
 	}
 	return s
 }
@@ -237,14 +254,10 @@ func newRollup(start slo.Minute, size rollupSize) *rollup {
 	return r
 }
 
-// record stores the current sums as boundary b in every tier b falls on.
+// record stores the current sums as boundary b in the minute tier; the
+// boundary it pushes out moves on to the coarser tiers (see cascade).
 func (r *rollup) record(b slo.Minute) {
-	for i := range r.tiers {
-		t := &r.tiers[i]
-		if len(t.cells) > 0 && int64(b)%t.step == 0 {
-			t.push(b, r.cum)
-		}
-	}
+	r.cascade(0, b, r.cum)
 	if t := &r.tiers[0]; len(r.headState) == len(t.cells) && len(t.cells) > 0 {
 		// The minute that starts at b is not folded yet; the cell's
 		// former minute is forgotten.
@@ -252,6 +265,36 @@ func (r *rollup) record(b slo.Minute) {
 			delete(r.wide, b-slo.Minute(len(t.cells)))
 		}
 		r.headState[t.head] = headUnknown
+	}
+}
+
+// cascade pushes boundary b with sums s into tier i, when b falls on its
+// grid and is newer than what it holds, and passes the boundary the push
+// overwrites on to the next tier: a boundary lives in one tier at a time.
+// A tier that would skip a step is restarted (its ring holds consecutive
+// steps only); rollups persisted with overlapping tiers skip the
+// boundaries they already hold.
+func (r *rollup) cascade(i int, b slo.Minute, s sums) {
+	for ; i < len(r.tiers); i++ {
+		t := &r.tiers[i]
+		if len(t.cells) == 0 || int64(b)%t.step != 0 || t.n > 0 && b <= t.newest {
+			return
+		}
+		if t.n > 0 && b != t.newest+slo.Minute(t.step) {
+			t.n, t.head = 0, -1
+		}
+		var out sums
+		var outB slo.Minute
+		full := t.n == len(t.cells)
+		if full {
+			outB, _ = t.oldest()
+			out = t.cells[(t.head+1)%len(t.cells)].sums()
+		}
+		t.push(b, s)
+		if !full {
+			return
+		}
+		b, s = outB, out
 	}
 }
 
@@ -315,8 +358,12 @@ func (r *rollup) reviseHeads(m slo.Minute, d slo.Counts, becameData bool, dh *mi
 	for i := range r.tiers {
 		r.tiers[i].addFrom(m, ds)
 	}
-	// Boundaries after m changed: remembered starts may be wrong.
+	// Boundaries after m changed: remembered starts may be wrong, and
+	// so may a bucket read back around m.
 	r.forget()
+	if len(r.starts) > 0 {
+		r.dropStartsAt(m)
+	}
 }
 
 // sumsAt returns the sums at the earliest stored boundary at or after b,
@@ -331,7 +378,8 @@ func (r *rollup) sumsAt(b slo.Minute) (sums, slo.Minute) {
 
 // locate finds the earliest stored boundary at or after b: its tier and
 // index in the tier's ring, or a nil tier for boundary r.next, whose sums
-// are r.cum. It reads no boundary.
+// are r.cum. A b older than anything kept gets the oldest boundary there
+// is. It reads no boundary.
 func (r *rollup) locate(b slo.Minute) (*tier, int, slo.Minute) {
 	if b >= r.next {
 		return nil, 0, r.next
@@ -339,33 +387,52 @@ func (r *rollup) locate(b slo.Minute) (*tier, int, slo.Minute) {
 	if b <= r.start {
 		b = r.start
 	}
-	for k := range r.tiers {
-		t := &r.tiers[k]
-		old, ok := t.oldest()
-		if !ok {
-			continue
-		}
-		// Round up to the tier's grid.
-		bb := b
-		if rem := int64(bb) % t.step; rem != 0 {
-			bb += slo.Minute(t.step - rem)
-		}
-		if bb >= old && bb <= t.newest {
-			return t, t.index(bb), bb
-		}
-	}
-	// Older than anything kept: the oldest boundary there is.
 	var best *tier
 	bestB := r.next
 	for k := range r.tiers {
-		if old, ok := r.tiers[k].oldest(); ok && old < bestB {
-			best, bestB = &r.tiers[k], old
+		t := &r.tiers[k]
+		old, ok := t.oldest()
+		if !ok || b > t.newest {
+			continue
+		}
+		// Round up to the tier's grid.
+		bb := max(b, old)
+		if rem := int64(bb) % t.step; rem != 0 {
+			bb += slo.Minute(t.step - rem)
+		}
+		if bb < bestB {
+			best, bestB = t, bb
 		}
 	}
 	if best == nil {
 		return nil, 0, r.next
 	}
 	return best, best.index(bestB), bestB
+}
+
+// floorBoundary returns the latest stored boundary at or before b, or
+// r.start when none is kept: the sums there are zero by definition. ok is
+// false when b is outside [r.start, r.next).
+func (r *rollup) floorBoundary(b slo.Minute) (slo.Minute, bool) {
+	if b < r.start || b >= r.next {
+		return 0, false
+	}
+	best, found := r.start, false
+	for k := range r.tiers {
+		t := &r.tiers[k]
+		old, ok := t.oldest()
+		if !ok || b < old {
+			continue
+		}
+		bb := min(b, t.newest)
+		bb -= slo.Minute(int64(bb) % t.step)
+		if !found || bb > best {
+			best, found = bb, true
+		}
+	}
+	// Nothing at or before b kept: r.start, whose sums are zero, is the
+	// boundary before it.
+	return best, true
 }
 
 // windowSums are the counts of a window and the range they cover.
@@ -377,34 +444,6 @@ type windowSums struct {
 	// fromQ and toQ are the steps (see subSteps) past from and to where the window
 	// starts and ends (see subSteps).
 	fromQ, toQ int
-}
-
-// startOf returns where a window of d minutes ending at e starts: the
-// minute the rollup is read from, the step of that minute the window
-// starts at, and the counts of that minute before it. A window that ends
-// inside a minute starts inside one; when that minute's heads are not
-// known (older than the minute tier, or folded without them) it starts
-// at the next minute instead, a little short, never long.
-func (r *rollup) startOf(e edge, d int64) (from slo.Minute, q int, head sums) {
-	from = e.m - slo.Minute(d)
-	if e.q == 0 {
-		return from, 0, sums{}
-	}
-	if h, ok := r.headsAt(from); ok {
-		return from, e.q, h[e.q-1]
-	}
-	return from + 1, 0, sums{}
-}
-
-// cutStart takes head, the counts of minute from before step q, out of
-// w when w starts at from: what startOf said to leave out.
-func (w *windowSums) cutStart(from slo.Minute, q int, head sums) {
-	if q == 0 || w.from != from {
-		return
-	}
-	w.counts.Good -= head.good
-	w.counts.Total -= head.total
-	w.fromQ = q
 }
 
 // window returns the sums over [from, to).
@@ -715,8 +754,233 @@ func (r *rollup) readHeads(rd *reader) {
 // bytes estimates the memory the rollup holds.
 func (r *rollup) bytes() int {
 	n := 96 + len(r.memo)*32 + len(r.heads)*2 + len(r.headState) + len(r.wide)*64
+	for _, b := range r.starts {
+		n += 72 + cap(b.enc)
+	}
 	for i := range r.tiers {
 		n += len(r.tiers[i].cells)*20 + 72
 	}
 	return n
+}
+
+// startBucket holds the minutes [lo, hi) between two stored boundaries,
+// lo and hi, read back from the source for the windows that start in
+// them: the same feeder that folded the minutes counted them again from
+// raw samples (old minutes, beyond any revision, so the samples are the
+// same), and their sum agreed with the rollup's for the bucket. Per
+// minute, enc holds its good and total counts and its heads (appendDelta
+// each, from lo on) and a byte saying whether it had data: a few hundred
+// bytes for an hour of integer counts.
+//
+// When the read disagreed (the source no longer has the samples, or the
+// counts differ), ok is false and windows starting in the bucket start at
+// hi, as without the read; the bucket is not read again before retry
+// (a failed read) or ever (a disagreement) while windows start in it.
+type startBucket struct {
+	lo, hi slo.Minute
+	ok     bool
+	retry  slo.Minute // with !ok after a failed read: read again from this r.next
+	enc    []byte
+	// used marks the buckets an evaluation needs (see keepStarts).
+	used bool
+}
+
+// maxBucket bounds the minutes a bucket read back may span: the hour
+// tier's step.
+const maxBucket = coarseStep
+
+// bucketMinute is one minute of a bucket being built.
+type bucketMinute struct {
+	counts slo.Counts
+	heads  minuteHeads
+	data   bool
+}
+
+// encodeBucket packs the minutes of a bucket.
+func encodeBucket(ms []bucketMinute) []byte {
+	buf := make([]byte, 0, len(ms)*(3+4*(subSteps-1)))
+	for _, m := range ms {
+		buf = appendDelta(buf, m.counts.Good)
+		buf = appendDelta(buf, m.counts.Total)
+		for _, h := range m.heads {
+			buf = appendDelta(buf, h.Good)
+			buf = appendDelta(buf, h.Total)
+		}
+		var d byte
+		if m.data {
+			d = 1
+		}
+		buf = append(buf, d)
+	}
+	return buf
+}
+
+// partial returns the sums over the bucket's minutes from s to hi, less
+// the counts of minute s before its step q (its head), with the minutes
+// that had data.
+func (b *startBucket) partial(s slo.Minute, q int) sums {
+	rd := reader{b: b.enc}
+	var out sums
+	for m := b.lo; m < b.hi && rd.err == nil; m++ {
+		good, total := rd.delta(), rd.delta()
+		var h [subSteps - 1]sums
+		for k := range h {
+			h[k].good, h[k].total = rd.delta(), rd.delta()
+		}
+		if len(rd.b) == 0 {
+			rd.err = errCorrupt
+			break
+		}
+		data := rd.b[0] == 1
+		rd.b = rd.b[1:]
+		if m < s {
+			continue
+		}
+		out.good += good
+		out.total += total
+		if data {
+			out.data++
+		}
+		if m == s && q > 0 {
+			out.good -= h[q-1].good
+			out.total -= h[q-1].total
+		}
+	}
+	return out
+}
+
+// bucketAt returns the bucket holding minute s, or nil.
+func (r *rollup) bucketAt(s slo.Minute) *startBucket {
+	for _, b := range r.starts {
+		if b.lo <= s && s < b.hi {
+			return b
+		}
+	}
+	return nil
+}
+
+// windowStart is where a window starts in the rollup: the boundary read,
+// and, when that is the boundary found, the start reported and what is
+// added to the sums read (the minutes of a bucket read back, less a
+// head).
+type windowStart struct {
+	read slo.Minute
+	from slo.Minute
+	q    int
+	adj  sums
+}
+
+// startOf returns where a window of d minutes ending at e starts: at
+// edge (e.m-d, e.q), exactly as long as declared, when the rollup keeps
+// that boundary (and the heads of a start inside a minute) or the
+// minutes of the bucket it is in were read back (starts). Otherwise it
+// starts later, never earlier: at the next minute when the start minute's
+// heads are unknown, at the next boundary kept when the start is between
+// two.
+func (r *rollup) startOf(e edge, d int64) windowStart {
+	return r.startAt(e.m-slo.Minute(d), e.q)
+}
+
+// startAt returns where a window that starts at step q of minute s
+// starts (see startOf).
+func (r *rollup) startAt(s slo.Minute, q int) windowStart {
+	if q > 0 {
+		if h, ok := r.headsAt(s); ok {
+			return windowStart{read: s, from: s, q: q, adj: sums{good: -h[q-1].good, total: -h[q-1].total}}
+		}
+	}
+	if s >= r.start && s < r.next && len(r.starts) > 0 {
+		if q == 0 {
+			if _, _, bb := r.locate(s); bb == s {
+				return windowStart{read: s, from: s}
+			}
+		}
+		if b := r.bucketAt(s); b != nil && b.ok {
+			return windowStart{read: b.hi, from: s, q: q, adj: b.partial(s, q)}
+		}
+	}
+	if q > 0 {
+		return windowStart{read: s + 1, from: s + 1}
+	}
+	return windowStart{read: s, from: s}
+}
+
+// apply sets w, read from st.read, to start where st says.
+func (st windowStart) apply(w *windowSums) {
+	if w.from != st.read {
+		return // not the boundary asked: w says where it starts
+	}
+	w.counts.Good += st.adj.good
+	w.counts.Total += st.adj.total
+	w.data += st.adj.data
+	w.from, w.fromQ = st.from, st.q
+}
+
+// needBucket reports the bucket [lo, hi) to read back so a window that
+// starts at step q of minute s starts exactly there: the stored
+// boundaries around s when s is between two, or minute s itself when the
+// start is inside it and its heads are unknown. ok is false when the
+// rollup answers the start exactly already, or cannot (s outside it, a
+// bucket longer than maxBucket).
+func (r *rollup) needBucket(s slo.Minute, q int) (lo, hi slo.Minute, ok bool) {
+	if s < r.start || s >= r.next {
+		return 0, 0, false
+	}
+	if q > 0 {
+		if _, known := r.headsAt(s); known {
+			return 0, 0, false
+		}
+	}
+	_, _, bb := r.locate(s)
+	if bb == s {
+		if q == 0 {
+			return 0, 0, false
+		}
+		_, _, hi = r.locate(s + 1)
+		lo = s
+	} else {
+		var found bool
+		if lo, found = r.floorBoundary(s); !found {
+			return 0, 0, false
+		}
+		hi = bb
+	}
+	if hi <= s || hi-lo > maxBucket || hi >= r.next {
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
+
+// bucketSums returns the rollup's sums over [lo, hi), both stored
+// boundaries (or lo its start): what a bucket read back must add up to.
+func (r *rollup) bucketSums(lo, hi slo.Minute) (sums, bool) {
+	end, hb := r.sumsAt(hi)
+	if hb != hi {
+		return sums{}, false
+	}
+	var begin sums
+	if lo != r.start {
+		var lb slo.Minute
+		if begin, lb = r.sumsAt(lo); lb != lo {
+			return sums{}, false
+		}
+	}
+	return end.sub(begin), true
+}
+
+// keepStarts drops the buckets not marked used since the last call, and
+// clears the marks.
+func (r *rollup) keepStarts() {
+	r.starts = slices.DeleteFunc(r.starts, func(b *startBucket) bool { return !b.used })
+	for _, b := range r.starts {
+		b.used = false
+	}
+	if len(r.starts) == 0 {
+		r.starts = nil
+	}
+}
+
+// dropStartsAt forgets the buckets holding minute m, which changed.
+func (r *rollup) dropStartsAt(m slo.Minute) {
+	r.starts = slices.DeleteFunc(r.starts, func(b *startBucket) bool { return b.lo <= m && m < b.hi })
 }

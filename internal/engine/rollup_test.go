@@ -349,9 +349,9 @@ func TestRollupStepWindows(t *testing.T) {
 			for _, back := range []int64{1, 2, 4} {
 				for eq := range subSteps {
 					end := edge{r.next - slo.Minute(back), eq}
-					from, fq, head := r.startOf(end, d)
-					w := r.window(from, end.m)
-					w.cutStart(from, fq, head)
+					st := r.startOf(end, d)
+					w := r.window(st.read, end.m)
+					st.apply(&w)
 					// The partial steps of the end minute: what peek adds.
 					var part slo.Counts
 					for k := range eq {
@@ -374,8 +374,7 @@ func TestRollupStepWindows(t *testing.T) {
 	t.Run("restored", func(t *testing.T) { check(t, got) })
 	// A window whose start is older than the minute tier starts at the
 	// next minute: short, never long.
-	from, fq, _ := r.startOf(edge{r.next, 2}, 3*1440)
-	if from != r.next-3*1440+1 || fq != 0 {
-		t.Errorf("3d window ending mid-minute starts at %d+%dq, want the next minute", from, fq)
+	if st := r.startOf(edge{r.next, 1}, 3*1440); st.read != r.next-3*1440+1 || st.q != 0 {
+		t.Errorf("3d window ending mid-minute starts at %d+%dq, want the next minute", st.read, st.q)
 	}
 }

@@ -314,9 +314,9 @@ type evalContext struct {
 // the newest, partial minute.
 func windowOf(rt *sloRuntime, g *groupRuntime, d time.Duration) (windowSums, bool) {
 	end := rt.windowEnd(g)
-	from, q, head := g.roll.startOf(end, int64(d/time.Minute))
-	w := g.roll.window(from, g.roll.next)
-	w.cutStart(from, q, head)
+	st := g.roll.startOf(end, int64(d/time.Minute))
+	w := g.roll.window(st.read, g.roll.next)
+	st.apply(&w)
 	w.to, w.toQ = end.m, end.q
 	w.counts = w.counts.Add(g.partial.counts)
 	return w, w.data > 0 || g.partial.sampled
@@ -426,8 +426,7 @@ type windowBuf struct {
 	results [16]slo.WindowResult
 	sums    [17]windowSums
 	froms   [17]slo.Minute
-	qs      [17]int
-	heads   [17]sums
+	starts  [17]windowStart
 }
 
 // groupWindows reads every reported window of group g from its rollup, and
@@ -437,17 +436,17 @@ func (rt *sloRuntime) groupWindows(b *windowBuf, g *groupRuntime) (ws windowSet,
 	n := len(p.windows)
 	results, sums, froms := b.results[:0], b.sums[:0], b.froms[:0]
 	end := rt.windowEnd(g)
-	qs, heads := b.qs[:0], b.heads[:0]
+	starts := b.starts[:0]
 	for _, rw := range p.windows {
-		from, q, head := g.roll.startOf(end, int64(rw.d/time.Minute))
-		froms, qs, heads = append(froms, from), append(qs, q), append(heads, head)
+		st := g.roll.startOf(end, int64(rw.d/time.Minute))
+		froms, starts = append(froms, st.read), append(starts, st)
 	}
-	budgetFrom, budgetQ, budgetHead := rt.budgetWindow(g)
-	froms, qs, heads = append(froms, budgetFrom), append(qs, budgetQ), append(heads, budgetHead)
+	bst := rt.budgetWindow(g)
+	froms, starts = append(froms, bst.read), append(starts, bst)
 	sums = sums[:len(froms)]
 	g.roll.windowsToNext(froms, sums)
 	for i := range sums {
-		sums[i].cutStart(froms[i], qs[i], heads[i])
+		starts[i].apply(&sums[i])
 		sums[i].to, sums[i].toQ = end.m, end.q
 	}
 	for i := range n {
@@ -541,14 +540,21 @@ func (rt *sloRuntime) fillWindows(st *Status, ws *windowSet) {
 
 // budgetWindow returns the SLO window ending at the group's next minute:
 // the rolling window, or the calendar period so far.
-func (rt *sloRuntime) budgetWindow(g *groupRuntime) (from slo.Minute, q int, head sums) {
+func (rt *sloRuntime) budgetWindow(g *groupRuntime) windowStart {
+	s, q := rt.budgetStart(g)
+	return g.roll.startAt(s, q)
+}
+
+// budgetStart returns where the budget window of group g starts, exactly:
+// the rolling window's start edge, or the calendar period's start.
+func (rt *sloRuntime) budgetStart(g *groupRuntime) (slo.Minute, int) {
 	p := rt.plan
 	to := rt.windowEnd(g)
 	if p.calendar != "" {
 		start, _ := slo.CalendarPeriod(to.time(), p.calendar, p.loc)
-		return slo.CeilMinute(start), 0, sums{}
+		return slo.CeilMinute(start), 0
 	}
-	return g.roll.startOf(to, int64(p.window/time.Minute))
+	return to.m - slo.Minute(p.window/time.Minute), to.q
 }
 
 func (rt *sloRuntime) setBudget(st *Status, c slo.Counts, from time.Time, noData bool) {
