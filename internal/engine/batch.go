@@ -50,6 +50,16 @@ func metricNameOf(ms []*labels.Matcher) string {
 // memory: 10,000 SLOs on http_requests_total cost one read per cycle, not
 // 10,000. It is called from the engine's goroutine only.
 func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
+	if e.dispatchers == nil {
+		e.dispatchers = map[string]*dispatcher{}
+	}
+	e.fetchBatched(ctx, reqs, e.dispatchers)
+}
+
+// fetchBatched is fetchSamples keeping the batches' dispatchers in
+// dispatchers, or in none when it is nil (reads that are not repeated
+// every cycle, such as those of window starts).
+func (e *Engine) fetchBatched(ctx context.Context, reqs []*selectorRequest, dispatchers map[string]*dispatcher) {
 	type key struct {
 		name       string
 		start, end int64
@@ -86,9 +96,9 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 		groups = append(groups, *rs)
 	}
 	// Dispatchers of metrics no longer read in a batch are dropped.
-	for name := range e.dispatchers {
+	for name := range dispatchers {
 		if !slices.ContainsFunc(groups, func(rs []*selectorRequest) bool { return rs[0].name == name }) {
-			delete(e.dispatchers, name)
+			delete(dispatchers, name)
 		}
 	}
 	sem := make(chan struct{}, e.opts.Concurrency)
@@ -106,7 +116,7 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 	}
 	for _, rs := range groups {
 		name := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, rs[0].name)}
-		d := e.dispatcherFor(rs)
+		d := dispatcherFor(dispatchers, rs)
 		sharded, ok := e.opts.Source.(shardedSource)
 		if !ok || len(rs) < shardMin {
 			run(func() {
@@ -161,16 +171,16 @@ func (e *Engine) fetchSamples(ctx context.Context, reqs []*selectorRequest) {
 // dispatcherFor returns the dispatcher of a batch, kept from the last
 // cycle when the batch is made of the same requests: building one for
 // 20,000 selectors costs more than using it.
-func (e *Engine) dispatcherFor(rs []*selectorRequest) *dispatcher {
+func dispatcherFor(dispatchers map[string]*dispatcher, rs []*selectorRequest) *dispatcher {
+	if dispatchers == nil {
+		return newDispatcher(rs)
+	}
 	name := rs[0].name
-	if d := e.dispatchers[name]; d != nil && slices.Equal(d.rs, rs) {
+	if d := dispatchers[name]; d != nil && slices.Equal(d.rs, rs) {
 		return d
 	}
 	d := newDispatcher(slices.Clone(rs))
-	if e.dispatchers == nil {
-		e.dispatchers = map[string]*dispatcher{}
-	}
-	e.dispatchers[name] = d
+	dispatchers[name] = d
 	return d
 }
 

@@ -738,6 +738,7 @@ func (e *Engine) backfill(ctx context.Context) error {
 		}
 		e.fetchAndFold(ctx, peekers, func(rt *sloRuntime) slo.Minute { return rt.next }, true, e.opts.Now().Add(-e.opts.PartialSettle))
 	}
+	e.readStarts(ctx, rts)
 	if ctx.Err() != nil {
 		return ctx.Err() // as in cycle: a cut-short read is not evaluated
 	}
@@ -799,6 +800,7 @@ func (e *Engine) cycle(ctx context.Context) {
 			break
 		}
 	}
+	e.readStarts(ctx, rts)
 	if ctx.Err() != nil {
 		// Shutting down mid-read: what this cycle read is cut short, and
 		// evaluating it would resolve pages (or raise no-data) that the

@@ -19,6 +19,7 @@ type metrics struct {
 	corrupt         prometheus.Counter
 	batched         prometheus.Counter
 	lateDropped     *prometheus.CounterVec
+	startReads      *prometheus.CounterVec
 }
 
 func newMetrics(e *Engine, reg prometheus.Registerer) *metrics {
@@ -40,9 +41,11 @@ func newMetrics(e *Engine, reg prometheus.Registerer) *metrics {
 		batched:         prometheus.NewCounter(prometheus.CounterOpts{Name: "qsp_engine_batched_selectors_total", Help: "Raw-sample selectors served by a batched read."}),
 		lateDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qsp_samples_late_dropped_total",
 			Help: "Samples of an SLO's counters that arrived after their minute was folded and beyond the revision horizon: counted nowhere, never in a later minute."}, []string{"slo"}),
+		startReads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qsp_engine_window_start_reads_total",
+			Help: "Buckets of minutes read back so a long window starts exactly where declared, per SLO group, by result: exact, disagreed (the read did not add up to the rollup: the window starts at the bucket's end) or failed (read again a minute later)."}, []string{"result"}),
 	}
 	reg.MustRegister(m.cycleSeconds, m.lastCycle, m.fetchFailures, m.transitions, m.slos, m.backfillSeconds,
-		m.persistSeconds, m.persistFailures, m.corrupt, m.batched, m.lateDropped, &statusCollector{e: e})
+		m.persistSeconds, m.persistFailures, m.corrupt, m.batched, m.lateDropped, m.startReads, &statusCollector{e: e})
 	return m
 }
 
