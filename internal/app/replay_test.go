@@ -274,9 +274,9 @@ func checkWindows(t *testing.T, when string, st *engine.Status, ss []*replaySeri
 		if err != nil {
 			t.Fatalf("%s: window %q: %v", when, w.Name, err)
 		}
-		// Up to 6h the rollup keeps every minute; beyond, starts fall on
-		// 5-minute boundaries (the edges reported are the ones used).
-		if got := w.To.Sub(w.From); got != time.Duration(d) && (time.Duration(d) <= 6*time.Hour || got > time.Duration(d) || got <= time.Duration(d)-5*time.Minute) {
+		// Every window is exactly as long as declared: beyond 6h the
+		// minutes of the bucket it starts in are read back.
+		if got := w.To.Sub(w.From); got != time.Duration(d) {
 			t.Errorf("%s: %s window is (%s, %s], %s long", when, w.Name, w.From, w.To, got)
 		}
 		good, total := exact(ss, w.From, earliest(w.To, written), skip)
@@ -291,6 +291,9 @@ func checkWindows(t *testing.T, when string, st *engine.Status, ss []*replaySeri
 		if w.BurnRate == nil || math.Abs(*w.BurnRate-want) > 1e-9 {
 			t.Errorf("%s: %s burn rate: got %v, want %v", when, w.Name, w.BurnRate, want)
 		}
+	}
+	if got := end.Sub(st.PeriodStart); got != 72*time.Hour {
+		t.Errorf("%s: the budget window starts at %s, %s before its end", when, st.PeriodStart, got)
 	}
 	good, total := exact(ss, st.PeriodStart, earliest(end, written), skip)
 	if st.Budget.Total != total || st.Budget.Consumed != total-good {
