@@ -99,7 +99,8 @@ type WindowStat struct {
 	// From and To are the window's edges as used: it holds the events of
 	// the samples in (From, To]. To is the end of the folded minutes and
 	// of the settling ones read provisionally; From is To minus the
-	// window, or the rollup boundary after it beyond 6h (see rollup).
+	// window, or, when the minutes a window longer than 6h starts in
+	// could not be read back, the rollup boundary after it (see rollup).
 	From     time.Time `json:"from"`
 	To       time.Time `json:"to"`
 	Good     float64   `json:"good"`
