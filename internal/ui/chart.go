@@ -239,7 +239,10 @@ func (c *LineChart) SVG() template.HTML {
 	fmt.Fprintf(&b, `<defs><pattern id="%s-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
 		`<rect width="6" height="6" fill="%s" fill-opacity="0.12"/><line x1="0" y1="0" x2="0" y2="6" stroke="%s" stroke-width="2" stroke-opacity="0.45"/></pattern></defs>`,
 		id, colVermillion, colVermillion)
-	fmt.Fprintf(&b, `<rect class="plot" x="%d" y="%.0f" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
+	// The plot carries its time range, so that a test (or a reader of the
+	// markup) can tell where on the axis a span or a marker should be.
+	fmt.Fprintf(&b, `<rect class="plot" x="%d" y="%.0f" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8" data-from="%s" data-to="%s"/>`,
+		padL, padT, plotW, plotH, t0.UTC().Format(time.RFC3339), t1.UTC().Format(time.RFC3339))
 	for _, s := range c.Firing {
 		to := s.To
 		if to.IsZero() || to.After(t1) {
