@@ -92,9 +92,27 @@ type LineChart struct {
 }
 
 // textWidth estimates the width of a label in SVG user units at a font
-// size: the pages' sans-serif digits are about 0.62 em wide in bold.
+// size, on the safe side: the pages' sans-serif (DejaVu Sans Bold on a
+// Debian desktop) sets digits 0.7 em wide, "×" and "▲" over 0.8 em and
+// "m" or "W" a full em; an estimate below the real width lets two labels
+// print over each other ("30.83× / 28.02× ▲").
 func textWidth(s string, size float64) float64 {
-	return float64(len([]rune(s)))*size*0.62 + 2
+	em := 0.0
+	for _, r := range s {
+		switch {
+		case r == ' ':
+			em += 0.35
+		case r == '.' || r == ',' || r == ':' || r == 'i' || r == 'l':
+			em += 0.4
+		case r == 'm' || r == 'w' || r == 'M' || r == 'W':
+			em += 1.05
+		case r < 0x80:
+			em += 0.72
+		default:
+			em += 0.9
+		}
+	}
+	return em*size + 2
 }
 
 // rows lays labels out so that none overlaps another: each label, in x
