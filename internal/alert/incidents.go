@@ -252,10 +252,28 @@ func causeOf(t engine.Transition, set *spec.Set) string {
 	return ""
 }
 
-// title names an incident in words for the people it pages: "Checkout
-// latency p99 burning its error budget since 03:21 UTC, after deploy
-// v2.14.0".
+// title names an incident in words for the people it pages (see
+// Title), with the service's deploy in the hour before the trouble began
+// as the first suspect.
 func (i *Incidents) title(ctx context.Context, t engine.Transition, set *spec.Set, firstBad time.Time) string {
+	var version string
+	if t.Alert != engine.AlertSourceDown && t.Key != "" && t.Severity != engine.SeverityNoData {
+		deps, _, err := i.opts.Store.Deploys(ctx, store.DeployFilter{Service: t.Service, From: firstBad.Add(-time.Hour), To: firstBad.Add(time.Minute), Limit: 1})
+		if err == nil && len(deps) > 0 {
+			version = deps[0].Version
+		}
+	}
+	return Title(t, set, firstBad, version)
+}
+
+// Title names the incident a page opens in words: "Checkout latency p99
+// burning its error budget since 03:21 UTC, after deploy v2.14.0". t is
+// the page's transition (Service, SLO, Key, Severity and Alert are
+// used), firstBad the trouble's first bad minute and deployed the
+// version of the service's deploy just before it ("" for none; a
+// telemetry loss names none). The services' display names come from
+// set, which may be nil.
+func Title(t engine.Transition, set *spec.Set, firstBad time.Time, deployed string) string {
 	since := firstBad.UTC().Format("15:04") + " UTC"
 	svc := t.Service
 	if set != nil {
@@ -281,11 +299,8 @@ func (i *Incidents) title(ctx context.Context, t engine.Transition, set *spec.Se
 		}
 	}
 	title := strings.TrimSpace(svc+" "+what) + " since " + since
-	// The deploy of the service in the hour before the trouble began is
-	// the first suspect; the title says so.
-	deps, _, err := i.opts.Store.Deploys(ctx, store.DeployFilter{Service: t.Service, From: firstBad.Add(-time.Hour), To: firstBad.Add(time.Minute), Limit: 1})
-	if err == nil && len(deps) > 0 && deps[0].Version != "" {
-		title += ", after deploy " + deps[0].Version
+	if deployed != "" {
+		title += ", after deploy " + deployed
 	}
 	return title
 }

@@ -10,7 +10,7 @@ import (
 // (the receivers reject samples more than 10 minutes ahead of the app's
 // clock, and alert timings must be in the same time as the data). It
 // stands still at its start until Start, then runs Speed times faster
-// than the wall clock. It is safe for concurrent use.
+// than the wall clock; Pause stops it again until the next Start. It is safe for concurrent use.
 type Clock struct {
 	mu        sync.Mutex
 	start     time.Time // simulated time at Start (or while stopped)
@@ -40,10 +40,23 @@ func (c *Clock) Start() {
 	}
 }
 
+// Pause stops the clock at its current time until the next Start; it
+// is a no-op when stopped.
+func (c *Clock) Pause() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.start = c.nowLocked()
+	c.realStart = time.Time{}
+}
+
 // Now returns the simulated time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.nowLocked()
+}
+
+func (c *Clock) nowLocked() time.Time {
 	if c.realStart.IsZero() {
 		return c.start
 	}

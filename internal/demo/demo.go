@@ -92,6 +92,29 @@ type Options struct {
 	Logger *slog.Logger
 	// OnReady is called with the dashboard URL once it serves data.
 	OnReady func(url string)
+	// During, if set, is called once per scenario in the middle of it:
+	// after the expected alert fired and an open incident holds it (or
+	// two simulated minutes after the alert, for a trouble that opened
+	// none), while the fault still lasts. The simulated clock stands
+	// still during the call, so that what the call looks at (the pages,
+	// the API) is the scenario at one moment however long it takes; the
+	// scenario goes on afterwards. It is for tests of what the pages show
+	// during an incident.
+	During func(ctx context.Context, m Moment)
+}
+
+// Moment is a scenario in progress, as Options.During sees it. Times
+// are simulated.
+type Moment struct {
+	URL      string
+	Scenario Scenario
+	// Started is when the fault began, DetectedAt when the expected
+	// alert fired and At the clock's time, standing still for the call.
+	Started, DetectedAt, At time.Time
+	// Service is the expected SLO's service; Incidents the open
+	// incidents that hold the expected alert.
+	Service   string
+	Incidents []int64
 }
 
 // Summary is what a demo run did: its setup figures and the result of
@@ -239,7 +262,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		// The records of the past incidents go in before the dashboard
 		// serves: its incidents, report and postmortem pages have
 		// content from the first second.
-		if sum.PastIncidents, err = seedHistory(ctx, a.Store(), start, opts.History); err != nil {
+		if sum.PastIncidents, err = seedHistory(ctx, a.Store(), a.Specs(), start, opts.History); err != nil {
 			pl.Close()
 			return nil, fmt.Errorf("demo: %w", err)
 		}
@@ -297,7 +320,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	client := &api.Client{Base: url, HTTP: &http.Client{Timeout: 2 * time.Minute}}
 	runner := &scenarioRunner{
 		sim: sim, clock: clock, store: a.Store(), engine: a.Engine(), specs: a.Specs, api: client, platform: platform,
-		logger: opts.Logger.With("component", "demo.scenarios"), out: out, quiet: opts.Quiet,
+		logger: opts.Logger.With("component", "demo.scenarios"), out: out, quiet: opts.Quiet, url: url, during: opts.During,
 		playbooks: hasRoute(liveCtx, client, "/api/v1/playbooks"),
 	}
 	runner.approve = approver(client)

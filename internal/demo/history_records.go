@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/alert"
+	"github.com/qsp-dev/qsp/internal/engine"
 	"github.com/qsp-dev/qsp/internal/gate"
 	"github.com/qsp-dev/qsp/internal/playbook"
+	"github.com/qsp-dev/qsp/internal/spec"
 	"github.com/qsp-dev/qsp/internal/store"
 )
 
@@ -29,8 +31,10 @@ var gateOf = map[string]string{"checkout": "checkout-deploy", "auth": "auth-depl
 // incidents with their timelines, the deploys before them with the gate
 // evaluations that let them out, and the playbook runs that answered
 // them. The incidents, report and postmortem pages then have content from
-// the first second. It returns the number of incidents written.
-func seedHistory(ctx context.Context, st *store.Store, end time.Time, history time.Duration) (int, error) {
+// the first second. They are titled as live incidents are (alert.Title),
+// with the services' names from set. It returns the number of incidents
+// written.
+func seedHistory(ctx context.Context, st *store.Store, set *spec.Set, end time.Time, history time.Duration) (int, error) {
 	n := 0
 	for i, p := range pastIncidents {
 		if p.slo == "" || p.ago > history || p.ago < p.length+pastResolveAfter {
@@ -44,7 +48,13 @@ func seedHistory(ctx context.Context, st *store.Store, end time.Time, history ti
 				return n, err
 			}
 		}
-		title := fmt.Sprintf("%s: %s page", p.service, p.slo)
+		// The live titling names the service's deploy in the hour before
+		// the trouble.
+		var deployed string
+		if p.version != "" && p.deploy <= time.Hour {
+			deployed = p.version
+		}
+		title := alert.Title(engine.Transition{Service: p.service, SLO: p.slo, Key: p.slo, Severity: "page", Alert: "SLOBurnRatePage"}, set, first, deployed)
 		detail := "past incident of the demo history: " + p.what
 		_, err := st.CreateIncident(ctx, store.Incident{
 			Service: p.service, Title: title, Severity: "page", State: store.IncidentClosed,

@@ -4,12 +4,15 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/qsp-dev/qsp/internal/spec"
+	"github.com/qsp-dev/qsp/internal/store"
 	"github.com/qsp-dev/qsp/internal/telemetry"
 )
 
@@ -167,4 +170,47 @@ func BenchmarkHistory(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "samples/s")
 	})
+}
+
+// TestSeedHistoryTitles checks that the past incidents are titled in
+// words as live ones are, naming the deploy before the trouble, not as
+// alerts ("checkout: checkout-availability page").
+func TestSeedHistoryTitles(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "qsp.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	set, diags := spec.Load(filepath.Join("..", "..", "examples"))
+	if diags.HasErrors() {
+		t.Fatalf("examples: %v", diags)
+	}
+	end := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	n, err := seedHistory(ctx, st, set, end, 30*day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	incs, err := st.Incidents(ctx, store.IncidentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 || len(incs) != n {
+		t.Fatalf("%d incidents seeded, %d stored, want 4", n, len(incs))
+	}
+	got := map[string]bool{}
+	for _, inc := range incs {
+		got[inc.Title] = true
+	}
+	// The first bad minutes: end minus ago, in UTC.
+	for _, want := range []string{
+		"Checkout availability burning its error budget since 09:00 UTC, after deploy v2.12.0",
+		"Search latency burning its error budget since 06:00 UTC, after deploy v7.3.1",
+		"Auth availability burning its error budget since 07:00 UTC",
+		"Auth worker memory burning its error budget since 03:00 UTC, after deploy v5.8.0",
+	} {
+		if !got[want] {
+			t.Errorf("no past incident titled %q; titles: %v", want, got)
+		}
+	}
 }

@@ -38,8 +38,11 @@ type Result struct {
 	// Alerts are every alert that fired during the scenario, "slo
 	// severity" (the expected one included).
 	Alerts []string `json:"alerts"`
-	// Incidents are the incidents that hold the expected alert.
+	// Incidents are the incidents that hold the expected alert; Opened
+	// every incident opened during the scenario, of any service (one
+	// trouble, one incident).
 	Incidents []int64 `json:"incidents"`
+	Opened    []int64 `json:"opened"`
 	// Gate is the gate evaluation the scenario ran, if any.
 	Gate *GateResult `json:"gate,omitempty"`
 	// Playbooks are the runs of the playbooks of the scenario's service.
@@ -60,6 +63,9 @@ type Result struct {
 	Missing  []string `json:"missing,omitempty"`
 	// Interrupted is set when the demo stopped during the scenario.
 	Interrupted bool `json:"interrupted,omitempty"`
+
+	// key is the SLO group of the expected alert, once detected.
+	key string
 }
 
 // OK reports whether QSP met every expectation checked.
@@ -102,6 +108,9 @@ type scenarioRunner struct {
 	// approve approves a playbook run waiting for approval, as the
 	// on-call would; nil when the app has no approval API.
 	approve func(ctx context.Context, run PlaybookResult) error
+	// url is the dashboard's; during is Options.During.
+	url    string
+	during func(ctx context.Context, m Moment)
 }
 
 // onCallNotices is how long a pending approval waits for the simulated
@@ -123,6 +132,7 @@ func (r *scenarioRunner) run(ctx context.Context, sc Scenario) *Result {
 	tick := time.NewTicker(max(r.clock.Real(15*time.Second), 20*time.Millisecond))
 	defer tick.Stop()
 	var ended time.Time
+	looked := false // Options.During was called
 	for ctx.Err() == nil {
 		now := r.clock.Now()
 		for len(steps) > 0 && !now.Before(start.Add(steps[0].At)) {
@@ -144,6 +154,9 @@ func (r *scenarioRunner) run(ctx context.Context, sc Scenario) *Result {
 		}
 		if !res.Detected {
 			r.detect(ctx, res)
+		}
+		if r.during != nil && !looked && res.Detected && ended.IsZero() {
+			looked = r.look(ctx, sc, res, now)
 		}
 		if sc.Expect.NoData && ended.IsZero() && !now.Before(start.Add(sc.Expect.NoDataAfter)) {
 			r.checkNoData(res)
@@ -187,6 +200,35 @@ func (r *scenarioRunner) run(ctx context.Context, sc Scenario) *Result {
 	return res
 }
 
+// lookAfter is how long after the expected alert a scenario without an
+// open incident holding it is looked at all the same.
+const lookAfter = 2 * time.Minute
+
+// look calls Options.During, with the clock standing still, once an open
+// incident holds the expected alert or lookAfter passed since it fired;
+// it reports whether it did.
+func (r *scenarioRunner) look(ctx context.Context, sc Scenario, res *Result, now time.Time) bool {
+	m := Moment{URL: r.url, Scenario: sc, Started: res.Started, DetectedAt: res.DetectedAt}
+	if s := r.specs().SLO(sc.Expect.SLO); s != nil {
+		m.Service = s.Spec.Service
+	}
+	incs, err := r.store.OpenIncidentsWithAlert(ctx, res.key, res.Severity)
+	if err != nil {
+		r.logger.Warn("read incidents", "err", err)
+	}
+	for _, inc := range incs {
+		m.Incidents = append(m.Incidents, inc.ID)
+	}
+	if len(m.Incidents) == 0 && now.Before(res.DetectedAt.Add(lookAfter)) {
+		return false
+	}
+	r.clock.Pause()
+	defer r.clock.Start()
+	m.At = r.clock.Now()
+	r.during(ctx, m)
+	return true
+}
+
 // remedied reports whether the platform API received a successful call
 // to path since start.
 func (r *scenarioRunner) remedied(path string, since time.Time) bool {
@@ -208,7 +250,7 @@ func (r *scenarioRunner) detect(ctx context.Context, res *Result) {
 	for i := len(ts) - 1; i >= 0; i-- { // oldest first
 		t := ts[i]
 		if t.Severity == res.Expect.Severity && t.To == "firing" {
-			res.Detected, res.DetectedAt, res.TTD = true, t.At, t.At.Sub(res.Started)
+			res.Detected, res.DetectedAt, res.TTD, res.key = true, t.At, t.At.Sub(res.Started), t.Key
 			fmt.Fprintf(r.out, "scenario %s detected at %s: %s %s fired after %s\n", res.Scenario,
 				t.At.Format("15:04"), t.SLO, t.Severity, formatDuration(res.TTD))
 			return
@@ -367,6 +409,13 @@ func (r *scenarioRunner) finish(ctx context.Context, sc Scenario, res *Result, r
 				}
 			}
 		}
+	}
+	opened, err := r.store.Incidents(ctx, store.IncidentFilter{OpenedFrom: res.Started, OpenedTo: r.clock.Now().Add(time.Second), Limit: 100})
+	if err != nil {
+		res.Problems = append(res.Problems, "read incidents: "+err.Error())
+	}
+	for i := len(opened) - 1; i >= 0; i-- { // oldest first
+		res.Opened = append(res.Opened, opened[i].ID)
 	}
 	if service != "" {
 		for _, pb := range r.specs().Playbooks {

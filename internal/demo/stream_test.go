@@ -172,6 +172,16 @@ func TestClock(t *testing.T) {
 	if got, want := c.Now(), start.Add(90*time.Minute); !got.Equal(want) {
 		t.Errorf("a second Start moved the clock to %s", got)
 	}
+	c.Pause()
+	wall = wall.Add(time.Hour)
+	if got, want := c.Now(), start.Add(90*time.Minute); !got.Equal(want) {
+		t.Errorf("a paused clock moved to %s, want %s", got, want)
+	}
+	c.Start()
+	wall = wall.Add(time.Second)
+	if got, want := c.Now(), start.Add(91*time.Minute); !got.Equal(want) {
+		t.Errorf("1s after the restart: %s, want %s", got, want)
+	}
 	if got := c.Real(time.Hour); got != time.Minute {
 		t.Errorf("Real(1h) at 60x = %s", got)
 	}

@@ -92,9 +92,27 @@ type LineChart struct {
 }
 
 // textWidth estimates the width of a label in SVG user units at a font
-// size: the pages' sans-serif digits are about 0.62 em wide in bold.
+// size, on the safe side: the pages' sans-serif (DejaVu Sans Bold on a
+// Debian desktop) sets digits 0.7 em wide, "×" and "▲" over 0.8 em and
+// "m" or "W" a full em; an estimate below the real width lets two labels
+// print over each other ("30.83× / 28.02× ▲").
 func textWidth(s string, size float64) float64 {
-	return float64(len([]rune(s)))*size*0.62 + 2
+	em := 0.0
+	for _, r := range s {
+		switch {
+		case r == ' ':
+			em += 0.35
+		case r == '.' || r == ',' || r == ':' || r == 'i' || r == 'l':
+			em += 0.4
+		case r == 'm' || r == 'w' || r == 'M' || r == 'W':
+			em += 1.05
+		case r < 0x80:
+			em += 0.72
+		default:
+			em += 0.9
+		}
+	}
+	return em*size + 2
 }
 
 // rows lays labels out so that none overlaps another: each label, in x
@@ -239,7 +257,10 @@ func (c *LineChart) SVG() template.HTML {
 	fmt.Fprintf(&b, `<defs><pattern id="%s-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
 		`<rect width="6" height="6" fill="%s" fill-opacity="0.12"/><line x1="0" y1="0" x2="0" y2="6" stroke="%s" stroke-width="2" stroke-opacity="0.45"/></pattern></defs>`,
 		id, colVermillion, colVermillion)
-	fmt.Fprintf(&b, `<rect class="plot" x="%d" y="%.0f" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8"/>`, padL, padT, plotW, plotH)
+	// The plot carries its time range, so that a test (or a reader of the
+	// markup) can tell where on the axis a span or a marker should be.
+	fmt.Fprintf(&b, `<rect class="plot" x="%d" y="%.0f" width="%.0f" height="%.0f" fill="#ffffff" stroke="#c8c8c8" data-from="%s" data-to="%s"/>`,
+		padL, padT, plotW, plotH, t0.UTC().Format(time.RFC3339), t1.UTC().Format(time.RFC3339))
 	for _, s := range c.Firing {
 		to := s.To
 		if to.IsZero() || to.After(t1) {
