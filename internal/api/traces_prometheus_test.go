@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,7 +31,6 @@ import (
 // carry trace IDs; the incident API then lists trace IDs that really are
 // failed requests, linked through the URL template.
 func TestIncidentTracesFromRemotePrometheus(t *testing.T) {
-	bin := externaltest.LookPath(t, "prometheus")
 	reg := prometheus.NewRegistry()
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pay_requests_total", Help: "Requests."}, []string{"code"})
 	reg.MustRegister(reqs)
@@ -65,16 +63,9 @@ func TestIncidentTracesFromRemotePrometheus(t *testing.T) {
 	target := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	t.Cleanup(func() { target.Close(); cancel(); wg.Wait() })
 
-	dir := t.TempDir()
 	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: pay\n    static_configs:\n      - targets: [%q]\n", strings.TrimPrefix(target.URL, "http://"))
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := externaltest.FreeAddr(t)
-	p := externaltest.Start(t, bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn", "--enable-feature=exemplar-storage")
-	externaltest.WaitHTTP(t, p, "http://"+addr+"/-/ready", 30*time.Second)
-	remote, err := telemetry.NewRemote(telemetry.RemoteOptions{URL: "http://" + addr, Timeout: 10 * time.Second})
+	prom := externaltest.StartPrometheus(t, cfg, "--enable-feature=exemplar-storage")
+	remote, err := telemetry.NewRemote(telemetry.RemoteOptions{URL: prom.URL, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +23,6 @@ import (
 // holds the trace IDs the target attached, and so does the Remote
 // source's look-up against that Prometheus (remote mode).
 func TestRealPrometheusExemplars(t *testing.T) {
-	bin := externaltest.LookPath(t, "prometheus")
-
 	// The target: every 100ms one failed request with a trace ID on the
 	// counter and on the latency histogram.
 	reg := prometheus.NewRegistry()
@@ -74,7 +70,6 @@ func TestRealPrometheusExemplars(t *testing.T) {
 	qsp := httptest.NewServer(mux)
 	t.Cleanup(qsp.Close)
 
-	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
 scrape_configs:
@@ -89,17 +84,9 @@ remote_write:
       min_backoff: 50ms
       max_backoff: 500ms
 `, strings.TrimPrefix(target.URL, "http://"), qsp.URL)
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := externaltest.FreeAddr(t)
 	// Prometheus 2.42 needs the feature flag both to keep exemplars it
 	// scrapes (OpenMetrics) and to forward them on remote_write.
-	p := externaltest.Start(t, bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn", "--enable-feature=exemplar-storage")
-	promURL := "http://" + addr
-	externaltest.WaitHTTP(t, p, promURL+"/-/ready", 30*time.Second)
+	promURL := externaltest.StartPrometheus(t, cfg, "--enable-feature=exemplar-storage").URL
 	remote, err := NewRemote(RemoteOptions{URL: promURL, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,17 +18,9 @@ import (
 // SLI queries read exactly the spans sent and the exemplars name failing
 // traces.
 func TestTracesRemoteWriteToPrometheus(t *testing.T) {
-	bin := externaltest.LookPath(t, "prometheus")
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1h\nscrape_configs: []\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := externaltest.FreeAddr(t)
-	p := externaltest.Start(t, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage", "--log.level=warn")
-	base := "http://" + addr
-	externaltest.WaitHTTP(t, p, base+"/-/ready", 30*time.Second)
+	prom := externaltest.StartPrometheus(t, "global:\n  scrape_interval: 1h\nscrape_configs: []\n",
+		"--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage")
+	base := prom.URL
 
 	remote, err := NewRemote(RemoteOptions{URL: base})
 	if err != nil {
