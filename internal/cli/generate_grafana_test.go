@@ -152,22 +152,14 @@ func TestGenerateGrafanaBadSpecs(t *testing.T) {
 // dashboard against it: each must parse and evaluate there, over the
 // recorded series the dashboards read.
 func TestGrafanaQueriesOnRealPrometheus(t *testing.T) {
-	promBin := externaltest.LookPath(t, "prometheus")
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules.yml")
 	var stdout, stderr bytes.Buffer
 	if code := Run([]string{"generate", "prometheus-rules", "--specs", filepath.Join(uitest.Root(), "examples"), "-o", rules}, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("generate prometheus-rules: exit %d: %s", code, stderr.String())
 	}
-	cfg := "global: {evaluation_interval: 1s}\nrule_files: [rules.yml]\n"
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := externaltest.FreeAddr(t)
-	p := externaltest.Start(t, promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr)
-	base := "http://" + addr
-	externaltest.WaitHTTP(t, p, base+"/-/ready", 60*time.Second)
+	cfg := fmt.Sprintf("global: {evaluation_interval: 1s}\nrule_files: [%q]\n", rules)
+	base := externaltest.StartPrometheus(t, cfg).URL
 	queryProm := func(q string) (int, error) {
 		resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
 		if err != nil {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,21 +109,11 @@ func (c *canaryTarget) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // test controls: a canary 50% slower fails, an equal one passes, a query
 // Prometheus rejects and an unreachable Prometheus are errors.
 func TestRealPrometheus(t *testing.T) {
-	bin := externaltest.LookPath(t, "prometheus")
 	target := httptest.NewServer(&canaryTarget{})
 	t.Cleanup(target.Close)
-	dir := t.TempDir()
 	cfg := fmt.Sprintf("global:\n  scrape_interval: 500ms\nscrape_configs:\n  - job_name: canary\n    static_configs:\n      - targets: [%q]\n",
 		strings.TrimPrefix(target.URL, "http://"))
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := externaltest.FreeAddr(t)
-	p := externaltest.Start(t, bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	promURL := "http://" + addr
-	externaltest.WaitHTTP(t, p, promURL+"/-/ready", 30*time.Second)
+	promURL := externaltest.StartPrometheus(t, cfg).URL
 	remote, err := telemetry.NewRemote(telemetry.RemoteOptions{URL: promURL, Timeout: 10 * time.Second, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -9,9 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -54,7 +52,6 @@ func TestRealPrometheus(t *testing.T) {
 
 func startRealPrometheus(t *testing.T) *realPrometheus {
 	t.Helper()
-	bin := externaltest.LookPath(t, "prometheus")
 
 	// The target: counters by code, a classic histogram and a gauge,
 	// advancing every 100ms.
@@ -103,7 +100,6 @@ func startRealPrometheus(t *testing.T) *realPrometheus {
 	t.Cleanup(qsp.Close)
 
 	// Prometheus: scrape every second, remote_write with a 1s deadline.
-	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -118,15 +114,7 @@ remote_write:
       min_backoff: 50ms
       max_backoff: 500ms
 `, strings.TrimPrefix(target.URL, "http://"), qsp.URL)
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := externaltest.FreeAddr(t)
-	p := externaltest.Start(t, bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	promURL := "http://" + addr
-	externaltest.WaitHTTP(t, p, promURL+"/-/ready", 30*time.Second)
+	promURL := externaltest.StartPrometheus(t, cfg).URL
 
 	remote, err := NewRemote(RemoteOptions{URL: promURL, Timeout: 10 * time.Second})
 	if err != nil {
