@@ -641,8 +641,11 @@ func evaluationOrder(plans map[string]*plan) []string {
 }
 
 // target is the minute before which minutes are complete.
-func (e *Engine) target() slo.Minute {
-	return slo.MinuteOf(e.opts.Now().Add(-e.opts.Settle))
+func (e *Engine) target() slo.Minute { return e.targetAt(e.opts.Now()) }
+
+// targetAt is the minute an evaluation at now folds up to.
+func (e *Engine) targetAt(now time.Time) slo.Minute {
+	return slo.MinuteOf(now.Add(-e.opts.Settle))
 }
 
 // backfill folds every SLO up to the target minute, in chunks, reporting
@@ -704,7 +707,7 @@ func (e *Engine) backfill(ctx context.Context) error {
 		for _, rt := range work {
 			before[rt] = rt.next
 		}
-		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, true, time.Time{})
+		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, target, true, time.Time{})
 		if ctx.Err() != nil {
 			close(stop)
 			return ctx.Err()
@@ -729,6 +732,7 @@ func (e *Engine) backfill(ctx context.Context) error {
 	// The first evaluation sees the newest, partial minute too, as every
 	// cycle does: otherwise a restart during an outage would resolve the
 	// page it is firing and fire it again.
+	now := e.opts.Now()
 	if e.opts.PartialSettle > 0 {
 		var peekers []*sloRuntime
 		for _, rt := range rts {
@@ -736,13 +740,13 @@ func (e *Engine) backfill(ctx context.Context) error {
 				peekers = append(peekers, rt)
 			}
 		}
-		e.fetchAndFold(ctx, peekers, func(rt *sloRuntime) slo.Minute { return rt.next }, true, e.opts.Now().Add(-e.opts.PartialSettle))
+		e.fetchAndFold(ctx, peekers, func(rt *sloRuntime) slo.Minute { return rt.next }, target, true, now.Add(-e.opts.PartialSettle))
 	}
 	e.readStarts(ctx, rts)
 	if ctx.Err() != nil {
 		return ctx.Err() // as in cycle: a cut-short read is not evaluated
 	}
-	e.evaluateAll(ctx)
+	e.evaluateAll(ctx, now, target)
 	report(true)
 	e.logger.Info("backfill done", "slos", len(rts), "minutes", done.Load(), "duration", e.opts.Now().Sub(start).Round(time.Millisecond))
 	e.m.backfillSeconds.Set(e.opts.Now().Sub(start).Seconds())
@@ -759,7 +763,13 @@ func (e *Engine) backfill(ctx context.Context) error {
 func (e *Engine) cycle(ctx context.Context) {
 	start := time.Now()
 	e.rebalance(ctx)
-	target := e.target()
+	// One clock reading for the whole cycle: a target, partial read and
+	// evaluation time taken at different moments would, on a cycle that
+	// straddles a minute, skip the partial read and evaluate windows that
+	// end a minute earlier than the last cycle's (an alert resolved by
+	// one cycle fired again by the next).
+	now := e.opts.Now()
+	target := e.targetAt(now)
 	e.mu.Lock()
 	rts := e.plain
 	e.mu.Unlock()
@@ -770,7 +780,7 @@ func (e *Engine) cycle(ctx context.Context) {
 	// chunk by chunk within this cycle.
 	var peekEnd time.Time
 	if e.opts.PartialSettle > 0 {
-		peekEnd = e.opts.Now().Add(-e.opts.PartialSettle)
+		peekEnd = now.Add(-e.opts.PartialSettle)
 	}
 	for first := true; ; first = false {
 		var work []*sloRuntime
@@ -789,7 +799,7 @@ func (e *Engine) cycle(ctx context.Context) {
 		if len(work) == 0 || ctx.Err() != nil {
 			break
 		}
-		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, !first, peekEnd)
+		e.fetchAndFold(ctx, work, func(rt *sloRuntime) slo.Minute { return min(rt.next+chunk, target) }, target, !first, peekEnd)
 		progressed := false
 		for _, rt := range work {
 			if rt.next > before[rt] && rt.next < target {
@@ -807,7 +817,7 @@ func (e *Engine) cycle(ctx context.Context) {
 		// next start fires again. The last snapshot stands.
 		return
 	}
-	e.evaluateAll(ctx)
+	e.evaluateAll(ctx, now, target)
 	if e.opts.Now().Sub(e.lastPersist) >= e.opts.PersistInterval {
 		if err := e.persist(ctx); err != nil {
 			e.logger.Error("persist rollups", "err", err)
@@ -886,15 +896,14 @@ func (e *Engine) readBack(rts []*sloRuntime) {
 	}
 }
 
-// evaluateAll evaluates every SLO, persists and hands out transitions,
-// and publishes a new snapshot.
-func (e *Engine) evaluateAll(ctx context.Context) {
-	now := e.opts.Now()
+// evaluateAll evaluates every SLO at now, folded up to target, persists
+// and hands out transitions, and publishes a new snapshot.
+func (e *Engine) evaluateAll(ctx context.Context, now time.Time, target slo.Minute) {
 	e.mu.Lock()
 	rts, ordered, plain, composites := e.runtimes, e.ordered, e.plain, e.composites
 	e.mu.Unlock()
 	sourceDown := e.sourceErr != nil
-	ec := evalContext{now: now, target: e.target(), sourceDown: sourceDown, children: func(name string) *sloRuntime { return rts[name] }}
+	ec := evalContext{now: now, target: target, sourceDown: sourceDown, children: func(name string) *sloRuntime { return rts[name] }}
 	snap := &Snapshot{At: now, Statuses: make([]*Status, 0, len(ordered)), byKey: make(map[string]*Status, len(ordered)), bySLO: make(map[string][]*Status, len(ordered))}
 	if len(e.pendingAlerts) > 0 {
 		for _, rt := range ordered {
@@ -1021,10 +1030,9 @@ func (e *Engine) persist(ctx context.Context) error {
 
 // fetchAndFold brings the given runtimes up to until(rt): raw samples are
 // fetched in batches across SLOs, range queries per SLO, concurrently.
-// With peekEnd set, SLOs whose range reaches the target also read the
+// With peekEnd set, SLOs whose range reaches target also read the
 // newest, partial minute up to peekEnd, counted provisionally.
-func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until func(*sloRuntime) slo.Minute, backfill bool, peekEnd time.Time) {
-	target := e.target()
+func (e *Engine) fetchAndFold(ctx context.Context, work []*sloRuntime, until func(*sloRuntime) slo.Minute, target slo.Minute, backfill bool, peekEnd time.Time) {
 	if len(work) == 0 {
 		// Nothing asked, nothing learnt: the source keeps the state the
 		// last fetch saw (a backfill that found it down must not be

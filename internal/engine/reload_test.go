@@ -31,7 +31,7 @@ func TestReloadKeepsUnchangedRollups(t *testing.T) {
 	if err := e.apply(ctx, loadSpecs(t, changed), false); err != nil {
 		t.Fatal(err)
 	}
-	e.evaluateAll(ctx)
+	e.evaluateAll(ctx, e.opts.Now(), e.target())
 	if e.runtimes["shop-availability"] != before {
 		t.Error("an SLO whose indicator did not change got a new runtime")
 	}

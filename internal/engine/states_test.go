@@ -403,6 +403,79 @@ func TestStates(t *testing.T) {
 	})
 }
 
+// tickingClock moves by step at every reading, as a real clock does while
+// a cycle runs.
+type tickingClock struct {
+	mu   sync.Mutex
+	t    time.Time
+	step time.Duration
+}
+
+func (c *tickingClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.t
+	c.t = c.t.Add(c.step)
+	return t
+}
+
+func (c *tickingClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+// TestCycleReadsTheClockOnce: a cycle that straddles a minute boundary
+// (its first clock reading before the boundary, later ones after it)
+// still reads the partial minute and evaluates at the time it folded to.
+// When each step of a cycle read the clock anew, such a cycle skipped
+// the partial read and published windows ending a minute and a half
+// before its time, earlier than the cycle before: a page resolved by one
+// cycle was fired again by the next (seen in the playbook end-to-end
+// test under load).
+func TestCycleReadsTheClockOnce(t *testing.T) {
+	db := openTSDB(t)
+	w := &liveWriter{db: db, values: map[string]float64{}}
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	healthy := map[string][2]float64{"a": {100, 0}}
+	w.write(t, t0.Add(-time.Hour), t0, healthy)
+	clk := &tickingClock{t: t0, step: time.Second}
+	set := loadSpecs(t, twoSLOs)
+	e, err := New(Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.apply(ctx, set, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.backfill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var lastTo time.Time
+	written := t0
+	// Cycles start 0.5s before the settle boundary of each minute (and in
+	// between): the clock passes it during the cycle.
+	for at := t0.Add(29*time.Second + 500*time.Millisecond); at.Before(t0.Add(10 * time.Minute)); at = at.Add(20 * time.Second) {
+		w.write(t, written, at, healthy)
+		for written.Before(at) {
+			written = written.Add(15 * time.Second)
+		}
+		clk.set(at)
+		e.cycle(ctx)
+		snap := e.Snapshot()
+		ws := snap.Status("shop-availability").WindowStat(5 * time.Minute)
+		if ws == nil {
+			t.Fatalf("cycle at %s: no 5m window", at)
+		}
+		// The partial read ends at now-PartialSettle (10s), on a half
+		// minute: at most 40s before the evaluation.
+		if lag := snap.At.Sub(ws.To); lag < 0 || lag > 40*time.Second {
+			t.Errorf("cycle started at %s, evaluated at %s: the 5m window ends at %s, %s before", at.Format(time.TimeOnly), snap.At.Format(time.TimeOnly), ws.To.Format(time.TimeOnly), lag)
+		}
+		if ws.To.Before(lastTo) {
+			t.Errorf("cycle at %s: the 5m window ends at %s, before the last cycle's %s", at.Format(time.TimeOnly), ws.To.Format(time.TimeOnly), lastTo.Format(time.TimeOnly))
+		}
+		lastTo = ws.To
+	}
+}
+
 func TestSourceErrorClassification(t *testing.T) {
 	if !errors.Is(fmt.Errorf("x: %w", telemetry.ErrUnavailable), telemetry.ErrUnavailable) {
 		t.Fatal("wrapping")

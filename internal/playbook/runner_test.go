@@ -59,13 +59,18 @@ func withToken(o *Options) {
 	}}
 }
 
-// pageFiring is the snapshot of search-availability with its page alert
-// firing since firedAt.
+// pageFiring is the snapshot at at of search-availability with its page
+// alert firing since firedAt. The snapshot of the cycle that fired it
+// (at = firedAt) is taken as the next cycle's, 15s later: the runner
+// leaves a change of the snapshot's own cycle to its transition.
 func pageFiring(at, firedAt time.Time) *engine.Snapshot {
 	st := status("search-availability", "search", 20, engine.AlertStatus{
 		Severity: "page", Name: "SLOErrorBudgetBurn", State: slo.Firing, Since: firedAt, FiredAt: firedAt, Condition: "1h/5m",
 	})
 	st.State = engine.StateFiring
+	if !at.After(firedAt) {
+		at = firedAt.Add(15 * time.Second)
+	}
 	return snapshotAt(at, st)
 }
 

@@ -133,7 +133,11 @@ func transitionEvents(set *spec.Set, t engine.Transition) []event {
 // which the idempotency key dedupes against the transition that already
 // delivered it. It catches what a transition could not deliver: the queue
 // was full, or QSP restarted between the engine recording a transition
-// and a run being recorded for it.
+// and a run being recorded for it. A change made by the snapshot's own
+// evaluation is left to its transition, which is on its way: the engine
+// publishes the snapshot before the incident keeper has seen the
+// transition, and a run admitted from the snapshot would name no
+// incident. The next snapshot catches it if the transition was lost.
 func snapshotEvents(set *spec.Set, snap *engine.Snapshot) []event {
 	var out []event
 	for _, pb := range set.Playbooks {
@@ -148,6 +152,9 @@ func snapshotEvents(set *spec.Set, snap *engine.Snapshot) []event {
 				if as.State == slo.Resolved {
 					at = as.ResolvedAt
 				} else if as.State != slo.Firing {
+					continue
+				}
+				if at.Equal(snap.At) {
 					continue
 				}
 				if ev, ok := stateEvent(pb, set, st, as, as.State, at); ok {
