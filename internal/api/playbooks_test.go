@@ -102,8 +102,10 @@ func newPlaybookEnv(t *testing.T, killSwitch bool) *playbookEnv {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
+	// The page fired a cycle before the snapshot: the runner leaves a
+	// change of the snapshot's own cycle to its transition.
 	status := &engine.Status{Key: "checkout-availability", SLO: "checkout-availability", Service: "checkout", Category: spec.Quality,
-		State: engine.StateFiring, Alerts: []engine.AlertStatus{{Severity: "page", Name: "SLOErrorBudgetBurn", State: slo.Firing, FiredAt: now}}}
+		State: engine.StateFiring, Alerts: []engine.AlertStatus{{Severity: "page", Name: "SLOErrorBudgetBurn", State: slo.Firing, FiredAt: now.Add(-15 * time.Second)}}}
 	snap := &fixedSnapshot{}
 	snap.p.Store(engine.NewSnapshot(now, []*engine.Status{status}, nil))
 	r, err := playbook.New(playbook.Options{Specs: set, Engine: snap, Store: st, Policy: pe, Allowlist: []string{recv.URL + "/api/"},
