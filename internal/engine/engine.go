@@ -1136,9 +1136,11 @@ func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute) err
 	rt := j.rt
 	// A provisional partial minute never outlives the cycle that read
 	// it: it is read again, or folded.
+	rt.mu.Lock()
 	for _, g := range rt.list {
 		g.partial = partialCounts{}
 	}
+	rt.mu.Unlock()
 	raw := make([]promqlMatrix, 0, len(rt.reqs))
 	var err error
 	for k := range rt.reqs {
@@ -1163,6 +1165,8 @@ func (e *Engine) feedJob(ctx context.Context, j *foldJob, target slo.Minute) err
 		return err
 	}
 	rt.lastErr, rt.sourceDown = nil, false
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
 	// Corrections first: they are relative to from, which folding moves.
 	rt.revise(j.from, groups)
 	if lf, ok := rt.feeder.(interface{ lateDropped() int64 }); ok {
@@ -1280,12 +1284,15 @@ func sloOfKey(key string) string {
 
 // groupOf returns the runtime and group of status key, or nil when this
 // replica does not evaluate it or it has no rollup (composites). e.mu
-// must be held.
+// must be held; outside the cycle, hold the runtime's mu shared to read
+// the group.
 func (e *Engine) groupOf(key string) (*sloRuntime, *groupRuntime) {
 	rt := e.runtimes[sloOfKey(key)]
 	if rt == nil {
 		return nil, nil
 	}
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
 	for _, g := range rt.list {
 		if g.roll != nil && g.statusKey == key {
 			return rt, g
@@ -1308,6 +1315,8 @@ func (e *Engine) BadSince(key string, threshold float64) (time.Time, bool) {
 	if g == nil {
 		return time.Time{}, false
 	}
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
 	limit := rt.plan.budget * threshold
 	t := &g.roll.tiers[0]
 	first := slo.Minute(-1)
@@ -1399,6 +1408,8 @@ func (e *Engine) History(ctx context.Context, key string, from, to time.Time, st
 	e.mu.Lock()
 	if rt, g := e.groupOf(key); g != nil {
 		defer e.mu.Unlock()
+		rt.mu.RLock()
+		defer rt.mu.RUnlock()
 		return history(rt.plan, g.roll, from, to, step), nil
 	}
 	p := e.plans[sloOfKey(key)]

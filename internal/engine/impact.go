@@ -56,12 +56,14 @@ func (e *Engine) DeployImpact(service string, at time.Time, span time.Duration) 
 		if rt.plan.composite != nil || rt.plan.slo.Spec.Service != service {
 			continue
 		}
+		rt.mu.RLock()
 		for _, g := range rt.list {
 			if g.roll == nil {
 				continue
 			}
 			out = append(out, rt.impact(g, at, span))
 		}
+		rt.mu.RUnlock()
 	}
 	return out
 }

@@ -34,8 +34,10 @@ func (e *Engine) Counts(ctx context.Context, key string, from, to time.Time) (Pe
 		return PeriodCounts{}, fmt.Errorf("counts: to %s is before from %s", to, from)
 	}
 	e.mu.Lock()
-	if _, g := e.groupOf(key); g != nil {
+	if rt, g := e.groupOf(key); g != nil {
 		defer e.mu.Unlock()
+		rt.mu.RLock()
+		defer rt.mu.RUnlock()
 		return periodCounts(g.roll, from, to), nil
 	}
 	p := e.plans[sloOfKey(key)]

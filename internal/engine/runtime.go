@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -13,8 +14,13 @@ import (
 )
 
 // sloRuntime is the live state of one SLO: its feeder and, per group, a
-// rollup and alert states. Only the engine's cycle touches it.
+// rollup and alert states. Only the engine's cycle changes it.
 type sloRuntime struct {
+	// mu guards groups, list and the groups' rollups and partial minutes
+	// against the readers outside the cycle (History, Counts, BadSince,
+	// DeployImpact: a page view or an incident): the cycle's workers hold
+	// it to fold, readers hold it shared. The cycle's own reads need no lock.
+	mu     sync.RWMutex
 	plan   *plan
 	feeder feeder
 	// next is the first minute not yet folded, for every group.
@@ -808,7 +814,9 @@ func (rt *sloRuntime) evaluateComposite(ec evalContext) []Transition {
 		st.Reason = "a child SLO has no data: " + strings.Join(rt.childrenWithoutData(ec), ", ")
 	}
 	if rt.groups[""] == nil {
+		rt.mu.Lock()
 		rt.addGroup(rt.newGroup("", labels.EmptyLabels(), nil, 0))
+		rt.mu.Unlock()
 	}
 	g := rt.groups[""]
 	if st.SLI != nil {

@@ -99,15 +99,19 @@ func (e *Engine) readStarts(ctx context.Context, rts []*sloRuntime) {
 		parallel(reads, e.opts.Concurrency, func(sr *startRead) { sr.count(fetchCtx, e.opts.Source) })
 		cancel()
 		for _, sr := range reads {
+			sr.rt.mu.Lock()
 			e.installStarts(sr)
+			sr.rt.mu.Unlock()
 		}
 	}
 	for _, rt := range rts {
+		rt.mu.Lock()
 		for _, g := range rt.list {
 			if g.roll != nil && (len(g.roll.starts) > 0 || g.roll.starts != nil) {
 				g.roll.keepStarts()
 			}
 		}
+		rt.mu.Unlock()
 	}
 }
 
