@@ -48,7 +48,14 @@ type IncidentOptions struct {
 	// it, though long-window alerts still fire. Zero means
 	// DefaultResolveHold.
 	ResolveHold time.Duration
+	// ReopenWithin is how soon after an incident closed a page of one of
+	// its SLO groups reopens it instead of opening another. Zero means
+	// DefaultReopenWithin.
+	ReopenWithin time.Duration
 }
+
+// DefaultReopenWithin is the reopen window when none is configured.
+const DefaultReopenWithin = time.Hour
 
 // DefaultResolveHold is the resolve hold when none is configured.
 const DefaultResolveHold = 10 * time.Minute
@@ -59,9 +66,13 @@ const DefaultResolveHold = 10 * time.Minute
 // alert whose spec pages on no data, or QSPSourceDown (the incident of the
 // telemetry source, with no service). The service's alerts firing at that
 // moment join it, and so does every further alert of the service that
-// fires while it is open, tickets included; it closes when all its alerts
-// have resolved, or when every SLO of it has been back within objective on
-// its short windows for the resolve hold (see OnCycle). Tickets alone never open one.
+// fires while it is open, tickets included. It closes when every SLO of
+// it has been back within objective on its short windows for the resolve
+// hold, or when all its alerts have resolved and none fired again for
+// the hold (see OnCycle); a page of one of its SLO groups within
+// ReopenWithin of that reopens it. A page of another SLO group after the
+// incident's SLOs recovered is a new trouble: it closes the old incident
+// and opens its own. Tickets alone never open one.
 // Its timeline has the first bad minute, the detection (the page firing),
 // the acknowledgement (by whom, via the API) and the resolution, which
 // give time to detect (detected - first bad) and time to repair
@@ -88,6 +99,7 @@ const (
 	EventAlertResolved = "alert_resolved"
 	EventAcknowledged  = "acknowledged"
 	EventResolved      = "resolved"
+	EventReopened      = "reopened"
 )
 
 // NewIncidents checks the options and builds the incident keeper.
@@ -109,6 +121,9 @@ func NewIncidents(opts IncidentOptions) (*Incidents, error) {
 	}
 	if opts.ResolveHold <= 0 {
 		opts.ResolveHold = DefaultResolveHold
+	}
+	if opts.ReopenWithin <= 0 {
+		opts.ReopenWithin = DefaultReopenWithin
 	}
 	i := &Incidents{opts: opts, logger: opts.Logger.With("component", "incidents"), recovered: map[int64]time.Time{}}
 	// Buckets from a good detection (under 2 minutes) to a slow burn found
@@ -151,21 +166,37 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 	ia := store.IncidentAlert{Key: t.Key, Severity: t.Severity, Fingerprint: Fingerprint(a.Labels), Name: t.Alert, SLO: t.SLO,
 		Labels: a.Labels, State: store.AlertFiring, FiredAt: t.At}
 	cause := causeOf(t, set)
-	open, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, Cause: cause, HasCause: true, State: store.IncidentOpen, Limit: 1})
+	firstBad := i.firstBad(t)
+	open, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, Cause: cause, HasCause: true, State: store.IncidentOpen, WithAlerts: true, Limit: 1})
 	if err != nil {
 		return err
+	}
+	if len(open) == 1 {
+		if since, ok := i.newTrouble(open[0], t, firstBad); ok {
+			// The incident's SLOs had recovered before this trouble
+			// began, and it is another SLO's: the old incident is over
+			// (one open incident per service and cause).
+			detail := fmt.Sprintf("every SLO of the incident back within objective since %s UTC; %s began a new trouble at %s UTC",
+				since.UTC().Format("15:04"), t.SLO, firstBad.UTC().Format("15:04"))
+			if err := i.close(ctx, open[0], t.At, since, "superseded", detail); err != nil {
+				return err
+			}
+			open = nil
+		}
 	}
 	if len(open) == 0 {
 		// Another cause's incident whose trouble began at about the same
 		// time is the same trouble seen by another SLO: an outage burns
 		// availability and latency together.
-		all, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, State: store.IncidentOpen, Limit: 20})
+		all, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, State: store.IncidentOpen, WithAlerts: true, Limit: 20})
 		if err != nil {
 			return err
 		}
-		fb := i.firstBad(t)
 		for _, o := range all {
-			if d := fb.Sub(o.FirstBadAt); d < sameTrouble && d > -sameTrouble {
+			if _, recovering := i.newTrouble(o, t, firstBad); recovering {
+				continue
+			}
+			if d := firstBad.Sub(o.FirstBadAt); d < sameTrouble && d > -sameTrouble {
 				open = []*store.Incident{o}
 				break
 			}
@@ -181,7 +212,9 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 	if tier != spec.SeverityPage {
 		return nil
 	}
-	firstBad := i.firstBad(t)
+	if reopened, err := i.reopen(ctx, t, cause, ia, tier); err != nil || reopened {
+		return err
+	}
 	inc := store.Incident{
 		Service: t.Service, Cause: cause, Title: i.title(ctx, t, set, firstBad), Severity: spec.SeverityPage, OpenedAt: t.At, FirstBadAt: firstBad, DetectedAt: t.At, UpdatedAt: t.At,
 		Alerts: []store.IncidentAlert{ia},
@@ -194,6 +227,13 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 	// the same trouble: they join, and the incident closes after them.
 	for _, other := range i.firingOf(t, set) {
 		if other.cause != cause {
+			continue
+		}
+		// An alert still firing for an earlier incident (the long
+		// window of its page) is that trouble's, not this one's.
+		if ids, err := i.opts.Store.AlertIncidents(ctx, other.alert.Key, other.alert.Severity); err != nil {
+			return err
+		} else if len(ids) > 0 {
 			continue
 		}
 		inc.Alerts = append(inc.Alerts, other.alert)
@@ -212,6 +252,84 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 	i.opened.WithLabelValues(t.Service).Inc()
 	i.ttd.WithLabelValues(t.Service).Observe(t.At.Sub(firstBad).Seconds())
 	i.logger.Info("incident opened", "id", id, "service", t.Service, "key", t.Key, "time_to_detect", t.At.Sub(firstBad))
+	return nil
+}
+
+// newTrouble reports whether a page of t, whose trouble began at
+// firstBad, is a trouble of its own rather than part of the open
+// incident inc: inc has been recovering (every SLO back within objective,
+// or every alert resolved) since before firstBad, and t is of an SLO
+// group inc does not hold. A group of inc firing again is the same
+// trouble coming back. since is when inc began recovering.
+func (i *Incidents) newTrouble(inc *store.Incident, t engine.Transition, firstBad time.Time) (since time.Time, ok bool) {
+	since, recovering := i.recovered[inc.ID]
+	if last, done := lastResolved(inc.Alerts); done && (!recovering || last.Before(since)) {
+		since, recovering = last, true
+	}
+	if !recovering || firstBad.Before(since) {
+		return time.Time{}, false
+	}
+	for _, a := range inc.Alerts {
+		if a.Key == t.Key {
+			return time.Time{}, false
+		}
+	}
+	return since, true
+}
+
+// reopen opens the service's last closed incident of the cause again
+// when t's group is one of its alerts' and it closed within ReopenWithin:
+// a trouble that comes back (a leaking worker killed and restarted, a
+// flapping dependency) is one incident, not one per bout.
+func (i *Incidents) reopen(ctx context.Context, t engine.Transition, cause string, ia store.IncidentAlert, tier string) (bool, error) {
+	last, err := i.opts.Store.Incidents(ctx, store.IncidentFilter{Service: t.Service, HasService: true, Cause: cause, HasCause: true,
+		State: store.IncidentClosed, WithAlerts: true, Limit: 1})
+	if err != nil || len(last) == 0 {
+		return false, err
+	}
+	inc := last[0]
+	if gap := t.At.Sub(inc.ResolvedAt); gap < 0 || gap > i.opts.ReopenWithin || !slices.ContainsFunc(inc.Alerts, func(a store.IncidentAlert) bool { return a.Key == t.Key }) {
+		return false, nil
+	}
+	detail := fmt.Sprintf("%s fired again %s after the incident resolved: reopened (%s)", t.Key, humanGap(t.At.Sub(inc.ResolvedAt)), alertDetail(t, tier))
+	err = i.opts.Store.ReopenIncident(ctx, inc.ID, t.At, []store.IncidentAlert{ia},
+		[]store.IncidentEvent{{At: t.At, Kind: EventReopened, Key: t.Key, Severity: t.Severity, Detail: detail}})
+	if errors.Is(err, store.ErrConflict) {
+		return false, nil // a replica opened one meanwhile: create and join it
+	}
+	if err != nil {
+		return false, err
+	}
+	i.logger.Info("incident reopened", "id", inc.ID, "service", t.Service, "key", t.Key, "after", t.At.Sub(inc.ResolvedAt))
+	return true, nil
+}
+
+// humanGap writes a gap between events in whole minutes, or seconds
+// under one.
+func humanGap(d time.Duration) string {
+	if d < time.Minute {
+		return d.Round(time.Second).String()
+	}
+	return spec.Duration(d.Round(time.Minute)).String()
+}
+
+// close closes an open incident at at, resolved since resolved (when it
+// recovered: the hold confirms a recovery, it does not lengthen the
+// repair), with the reason detail; ErrConflict (closed meanwhile, by a
+// replica) is not an error.
+func (i *Incidents) close(ctx context.Context, inc *store.Incident, at, resolved time.Time, reason, detail string) error {
+	resolved = minTime(resolved, at)
+	err := i.opts.Store.UpdateIncident(ctx, store.IncidentUpdate{ID: inc.ID, UpdatedAt: at, Close: true, ResolvedAt: resolved,
+		Events: []store.IncidentEvent{{At: at, Kind: EventResolved, Detail: detail}}})
+	delete(i.recovered, inc.ID)
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("resolve incident %d: %w", inc.ID, err)
+	}
+	i.ttr.WithLabelValues(inc.Service).Observe(resolved.Sub(inc.FirstBadAt).Seconds())
+	i.logger.Info("incident resolved", "id", inc.ID, "service", inc.Service, "reason", reason, "time_to_repair", resolved.Sub(inc.FirstBadAt))
 	return nil
 }
 
@@ -381,6 +499,12 @@ func (i *Incidents) firstBad(t engine.Transition) time.Time {
 	return minTime(since, t.At)
 }
 
+// resolved records an alert's resolution in the incidents that list it.
+// It never closes an incident: that waits for the resolve hold (see
+// OnCycle), so a trouble that comes back at once (a leaking worker
+// restarted) stays one incident. An incident closed while the alert's
+// long window still fired records the resolution too, so its page does
+// not show the alert firing for ever.
 func (i *Incidents) resolved(ctx context.Context, t engine.Transition) error {
 	incs, err := i.opts.Store.OpenIncidentsWithAlert(ctx, t.Key, t.Severity)
 	if err != nil {
@@ -389,33 +513,22 @@ func (i *Incidents) resolved(ctx context.Context, t engine.Transition) error {
 	for _, inc := range incs {
 		u := store.IncidentUpdate{ID: inc.ID, UpdatedAt: t.At,
 			Events: []store.IncidentEvent{{At: t.At, Kind: EventAlertResolved, Key: t.Key, Severity: t.Severity, Detail: t.Alert + " resolved"}}}
-		allResolved := true
 		for _, a := range inc.Alerts {
-			if a.Key == t.Key && a.Severity == t.Severity {
-				if a.State == store.AlertResolved {
-					continue
-				}
+			if a.Key == t.Key && a.Severity == t.Severity && a.State != store.AlertResolved {
 				a.State, a.ResolvedAt = store.AlertResolved, t.At
 				u.Alerts = append(u.Alerts, a)
-				continue
-			}
-			if a.State != store.AlertResolved {
-				allResolved = false
 			}
 		}
-		if allResolved {
-			u.Close, u.ResolvedAt = true, t.At
-			u.Events = append(u.Events, store.IncidentEvent{At: t.At, Kind: EventResolved, Detail: "every alert of the incident resolved"})
+		err := i.opts.Store.UpdateIncident(ctx, u)
+		if errors.Is(err, store.ErrConflict) {
+			continue // closed meanwhile by a replica: recorded below
 		}
-		if err := i.opts.Store.UpdateIncident(ctx, u); err != nil {
+		if err != nil {
 			return err
 		}
-		if allResolved {
-			i.ttr.WithLabelValues(inc.Service).Observe(t.At.Sub(inc.FirstBadAt).Seconds())
-			i.logger.Info("incident resolved", "id", inc.ID, "service", inc.Service, "time_to_repair", t.At.Sub(inc.FirstBadAt))
-		}
 	}
-	return nil
+	_, err = i.opts.Store.ResolveClosedIncidentAlert(ctx, t.Key, t.Severity, t.At)
+	return err
 }
 
 func alertDetail(t engine.Transition, tier string) string {
@@ -666,14 +779,15 @@ func summarizeDurations(xs []float64) Durations {
 // long after a rollback, and the incident must not stay open that long.
 // It is called after every evaluation cycle with the engine's snapshot;
 // an incident any of whose alerts the snapshot does not know (another
-// replica's SLO) is left to close with its alerts.
+// replica's SLO) closes once all its alerts have resolved for the hold.
 func (i *Incidents) OnCycle(ctx context.Context) {
-	if i.opts.Engine == nil {
-		return
-	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if err := i.resolveRecovered(ctx, i.opts.Engine.Snapshot()); err != nil {
+	var snap *engine.Snapshot
+	if i.opts.Engine != nil {
+		snap = i.opts.Engine.Snapshot()
+	}
+	if err := i.resolveRecovered(ctx, snap); err != nil {
 		i.logger.Error("resolve recovered incidents", "err", err)
 	}
 }
@@ -683,39 +797,45 @@ func (i *Incidents) resolveRecovered(ctx context.Context, snap *engine.Snapshot)
 	if err != nil {
 		return err
 	}
-	byKey := make(map[string]*engine.Status, len(snap.Statuses))
-	for _, st := range snap.Statuses {
-		byKey[st.Key] = st
+	var byKey map[string]*engine.Status
+	if snap != nil {
+		byKey = make(map[string]*engine.Status, len(snap.Statuses))
+		for _, st := range snap.Statuses {
+			byKey[st.Key] = st
+		}
 	}
 	now := i.opts.Now()
 	seen := make(map[int64]bool, len(open))
 	for _, inc := range open {
 		seen[inc.ID] = true
-		if len(inc.Alerts) == 0 || !allRecovered(inc.Alerts, byKey, snap) {
-			delete(i.recovered, inc.ID)
-			continue
+		var detail string
+		var since time.Time
+		if quiet, ok := lastResolved(inc.Alerts); ok && now.Sub(quiet) >= i.opts.ResolveHold {
+			since = quiet
+			// Every alert resolved, and none fired again for the hold:
+			// closed though the snapshot cannot tell recovery (low
+			// traffic on the short window, another replica's SLO).
+			detail = fmt.Sprintf("every alert of the incident resolved, the last at %s UTC; resolve hold of %s passed",
+				quiet.UTC().Format("15:04"), spec.Duration(i.opts.ResolveHold))
+		} else {
+			if snap == nil || len(inc.Alerts) == 0 || !allRecovered(inc.Alerts, byKey, snap) {
+				delete(i.recovered, inc.ID)
+				continue
+			}
+			var ok bool
+			if since, ok = i.recovered[inc.ID]; !ok {
+				i.recovered[inc.ID] = now
+				continue
+			}
+			if now.Sub(since) < i.opts.ResolveHold {
+				continue
+			}
+			detail = fmt.Sprintf("every SLO of the incident back within objective on its shortest alert window since %s UTC; resolve hold of %s passed",
+				since.UTC().Format("15:04"), spec.Duration(i.opts.ResolveHold))
 		}
-		since, ok := i.recovered[inc.ID]
-		if !ok {
-			i.recovered[inc.ID] = now
-			continue
+		if err := i.close(ctx, inc, now, since, "recovered", detail); err != nil {
+			return err
 		}
-		if now.Sub(since) < i.opts.ResolveHold {
-			continue
-		}
-		detail := fmt.Sprintf("every SLO of the incident back within objective on its shortest alert window since %s UTC; resolve hold of %s passed",
-			since.UTC().Format("15:04"), spec.Duration(i.opts.ResolveHold))
-		err := i.opts.Store.UpdateIncident(ctx, store.IncidentUpdate{ID: inc.ID, UpdatedAt: now, Close: true, ResolvedAt: now,
-			Events: []store.IncidentEvent{{At: now, Kind: EventResolved, Detail: detail}}})
-		delete(i.recovered, inc.ID)
-		if errors.Is(err, store.ErrConflict) {
-			continue // closed meanwhile, by its last alert or a replica
-		}
-		if err != nil {
-			return fmt.Errorf("resolve incident %d: %w", inc.ID, err)
-		}
-		i.ttr.WithLabelValues(inc.Service).Observe(now.Sub(inc.FirstBadAt).Seconds())
-		i.logger.Info("incident resolved", "id", inc.ID, "service", inc.Service, "reason", "recovered", "time_to_repair", now.Sub(inc.FirstBadAt))
 	}
 	for id := range i.recovered {
 		if !seen[id] {
@@ -723,6 +843,20 @@ func (i *Incidents) resolveRecovered(ctx context.Context, snap *engine.Snapshot)
 		}
 	}
 	return nil
+}
+
+// lastResolved returns when the last of an incident's alerts resolved,
+// with ok false while any still fires.
+func lastResolved(alerts []store.IncidentAlert) (last time.Time, ok bool) {
+	for _, a := range alerts {
+		if a.State != store.AlertResolved {
+			return time.Time{}, false
+		}
+		if a.ResolvedAt.After(last) {
+			last = a.ResolvedAt
+		}
+	}
+	return last, len(alerts) > 0
 }
 
 // allRecovered reports whether every alert of an incident has its SLO

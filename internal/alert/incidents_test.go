@@ -153,6 +153,17 @@ func TestIncidentLifecycle(t *testing.T) {
 	// The ticket of b joined when the incident opened: it fired first.
 	inc.OnTransitions(ctx, []engine.Transition{transition("b", "ticket", slo.Firing, slo.Resolved, t0.Add(26*time.Minute))})
 	inc.OnTransitions(ctx, []engine.Transition{transition("c", "ticket", slo.Firing, slo.Resolved, t0.Add(40*time.Minute))})
+	// Every alert resolved: closed once none fired again for the resolve
+	// hold (10m), as resolved when the last alert did.
+	for _, at := range []time.Duration{40 * time.Minute, 49 * time.Minute} {
+		clock = t0.Add(at)
+		inc.OnCycle(ctx)
+		if g, _ := inc.Get(ctx, id); g.State != "open" {
+			t.Fatalf("at %s, within the resolve hold after the last alert resolved: state %s", at, g.State)
+		}
+	}
+	clock = t0.Add(50 * time.Minute)
+	inc.OnCycle(ctx)
 	g, err := inc.Get(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -178,9 +189,10 @@ func TestIncidentLifecycle(t *testing.T) {
 		t.Errorf("repair histogram: got %d observations, sum %v", n, sum)
 	}
 
-	// A new page of shop after the close opens a new incident.
-	eng.bad["a"] = t0.Add(time.Hour - 90*time.Second)
-	inc.OnTransitions(ctx, []engine.Transition{transition("a", "page", slo.Pending, slo.Firing, t0.Add(time.Hour))})
+	// A new page of shop after the reopen window (1h after the close)
+	// opens a new incident.
+	eng.bad["a"] = t0.Add(2*time.Hour - 90*time.Second)
+	inc.OnTransitions(ctx, []engine.Transition{transition("a", "page", slo.Pending, slo.Firing, t0.Add(2*time.Hour))})
 	if l := list(IncidentFilter{Service: "shop", HasService: true}); len(l) != 2 || l[0].State != "open" || l[1].State != "closed" {
 		t.Errorf("after a new page: got %+v", l)
 	}
@@ -331,5 +343,97 @@ func TestIncidentsByCause(t *testing.T) {
 		if got, ok := titles[title]; !ok || got != alerts {
 			t.Errorf("incident %q: got %d alerts (present %v), want %d; titles %v", title, got, ok, alerts, titles)
 		}
+	}
+}
+
+// TestIncidentReopensAndSupersedes: a page of an SLO group that comes
+// back within the reopen window after its incident closed reopens it (a
+// leaking worker killed, restarted and leaking again is one trouble);
+// a page of another SLO of the same cause after the incident's SLOs
+// recovered is a trouble of its own: the old incident closes, a new one
+// opens, and an alert still firing for the old one does not join it.
+func TestIncidentReopensAndSupersedes(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, filepath.Join(t.TempDir(), "qsp.db"))
+	defer st.Close()
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	clock := t0
+	eng := &fakeEngine{bad: map[string]time.Time{"mem": t0.Add(-2 * time.Minute)}}
+	inc, err := NewIncidents(IncidentOptions{Store: st, Engine: eng, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(id int64) Incident {
+		t.Helper()
+		g, err := inc.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	inc.OnTransitions(ctx, []engine.Transition{transition("mem", "page", slo.Pending, slo.Firing, t0)})
+	list := func(f IncidentFilter) []Incident {
+		t.Helper()
+		l, err := inc.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	first := list(IncidentFilter{})[0].ID
+	inc.OnTransitions(ctx, []engine.Transition{transition("mem", "page", slo.Firing, slo.Resolved, t0.Add(10*time.Minute))})
+	clock = t0.Add(20 * time.Minute)
+	inc.OnCycle(ctx)
+	if g := get(first); g.State != "closed" || !g.ResolvedAt.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("after the hold: state %s, resolved %s; want closed, resolved when the page did", g.State, g.ResolvedAt)
+	}
+
+	// The leak again, 35 minutes after it resolved: the same incident.
+	eng.bad["mem"] = t0.Add(43 * time.Minute)
+	inc.OnTransitions(ctx, []engine.Transition{transition("mem", "page", slo.Pending, slo.Firing, t0.Add(45*time.Minute))})
+	l := list(IncidentFilter{})
+	if len(l) != 1 || l[0].ID != first || l[0].State != "open" || l[0].FiringAlerts != 1 || !l[0].ResolvedAt.IsZero() {
+		t.Fatalf("after the page came back: %+v; want incident %d reopened with its page firing", l, first)
+	}
+	g, err := st.Incident(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := g.Events[len(g.Events)-1]; last.Kind != EventReopened || !strings.Contains(last.Detail, "fired again 35m after the incident resolved") {
+		t.Errorf("last event: %+v, want the reopening", last)
+	}
+
+	// Its long-window ticket fires too; the page resolves and the SLO
+	// recovers on its short window: the incident recovers.
+	ticket := transition("mem", "ticket", slo.Pending, slo.Firing, t0.Add(46*time.Minute))
+	inc.OnTransitions(ctx, []engine.Transition{ticket, transition("mem", "page", slo.Firing, slo.Resolved, t0.Add(50*time.Minute))})
+	recovered := burnStatus("mem", "mem", "shop", spec.Quality, nil, "ticket", slo.BurnCondition{Long: 24 * time.Hour, Short: 2 * time.Hour, Factor: 3}, 4, 0.5, 0.5)
+	recovered.State, recovered.Alerts[0].FiredAt = engine.StateOK, ticket.At
+	eng.snap = engine.NewSnapshot(t0.Add(52*time.Minute), []*engine.Status{recovered}, nil)
+	clock = t0.Add(52 * time.Minute)
+	inc.OnCycle(ctx)
+
+	// Another SLO of the service, same cause, begins to burn after that:
+	// a trouble of its own.
+	eng.bad["fresh"] = t0.Add(55 * time.Minute)
+	inc.OnTransitions(ctx, []engine.Transition{transition("fresh", "page", slo.Pending, slo.Firing, t0.Add(58*time.Minute))})
+	l = list(IncidentFilter{})
+	if len(l) != 2 || l[1].ID != first || l[1].State != "closed" || l[0].State != "open" {
+		t.Fatalf("after another SLO paged: %+v; want the first closed and a new one open", l)
+	}
+	if !l[1].ResolvedAt.Equal(t0.Add(52 * time.Minute)) {
+		t.Errorf("the superseded incident resolved at %s, want 08:52, when its SLOs were seen recovered", l[1].ResolvedAt)
+	}
+	for _, a := range l[0].Alerts {
+		if a.Key != "fresh" {
+			t.Errorf("the new incident holds %s %s, still firing for the old one", a.Key, a.Severity)
+		}
+	}
+
+	// The old incident's ticket resolves after its close: its page shows
+	// it resolved, not firing for ever.
+	inc.OnTransitions(ctx, []engine.Transition{transition("mem", "ticket", slo.Firing, slo.Resolved, t0.Add(90*time.Minute))})
+	if g := get(first); g.FiringAlerts != 0 {
+		t.Errorf("closed incident after its ticket resolved: %d alerts firing: %+v", g.FiringAlerts, g.Alerts)
 	}
 }

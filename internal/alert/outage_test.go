@@ -54,6 +54,7 @@ func startAlerting(t testing.TB, s *sim, st *store.Store, notifiers []alert.Noti
 	must(t, err)
 	s.handle(d.OnTransitions)
 	s.handle(inc.OnTransitions)
+	s.onCycle(inc.OnCycle)
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &alerting{d: d, inc: inc, cancel: cancel, done: make(chan error, 1)}
 	go func() { a.done <- d.Run(ctx) }()
@@ -213,7 +214,9 @@ func TestAlertmanagerOutage(t *testing.T) {
 		t.Errorf("got %d notifications, %d retried; want 12, at least 5 retried", len(ns), retried)
 	}
 	// One incident for the service: opened by t0's page, grown by the
-	// others across the restart, closed when the last resolved.
+	// others across the restart, closed once the last resolved and the
+	// resolve hold (10m) passed.
+	s.advance(start.Add(62*time.Minute).Sub(s.clk.Now()), time.Minute, tr, nil)
 	incs, err := a.inc.List(ctx, alert.IncidentFilter{Service: "shop", HasService: true})
 	must(t, err)
 	if len(incs) != 1 || incs[0].State != "closed" || len(incs[0].Alerts) != 6 || incs[0].TimeToRepair == nil {

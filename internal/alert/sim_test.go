@@ -50,6 +50,9 @@ type sim struct {
 	// handlers receive the engine's transitions, in order.
 	mu       sync.Mutex
 	handlers []func(context.Context, []engine.Transition)
+	// cycles run after every cycle, as the app's do: the incidents'
+	// resolve hold.
+	cycles []func(context.Context)
 	log      []engine.Transition
 
 	counters map[string]float64
@@ -98,6 +101,14 @@ func (s *sim) startEngine() {
 		src = s.db
 	}
 	e, err := engine.New(engine.Options{Source: src, Store: s.st, Specs: s.set, Now: s.clk.Now, Interval: 3 * time.Millisecond,
+		Publish: func(ctx context.Context, _ []*engine.Status) {
+			s.mu.Lock()
+			cs := s.cycles
+			s.mu.Unlock()
+			for _, c := range cs {
+				c(ctx)
+			}
+		},
 		OnTransitions: func(ctx context.Context, ts []engine.Transition) {
 			s.mu.Lock()
 			hs := s.handlers
@@ -142,7 +153,7 @@ func (s *sim) restart(stop func(), start func(st *store.Store)) {
 	s.t.Helper()
 	s.stopEngine()
 	s.mu.Lock()
-	s.handlers = nil
+	s.handlers, s.cycles = nil, nil
 	s.mu.Unlock()
 	stop()
 	if err := s.st.Close(); err != nil {
@@ -156,6 +167,13 @@ func (s *sim) restart(stop func(), start func(st *store.Store)) {
 func (s *sim) handle(h func(context.Context, []engine.Transition)) {
 	s.mu.Lock()
 	s.handlers = append(s.handlers, h)
+	s.mu.Unlock()
+}
+
+// onCycle adds a handler run after every cycle.
+func (s *sim) onCycle(h func(context.Context)) {
+	s.mu.Lock()
+	s.cycles = append(s.cycles, h)
 	s.mu.Unlock()
 }
 

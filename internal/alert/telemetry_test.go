@@ -114,6 +114,8 @@ func TestTelemetryLoss(t *testing.T) {
 	if r := sink.messages()[0]; r.msg.Labels["severity"] != "page" || r.msg.Labels["slo"] != "" {
 		t.Errorf("source-down labels: %v", r.msg.Labels)
 	}
+	// Closed once the source has been back for the resolve hold (10m).
+	s.advance(11*time.Minute, 15*time.Second, tr, nil)
 	incs, err := a.inc.List(context.Background(), alert.IncidentFilter{})
 	must(t, err)
 	if len(incs) != 1 || incs[0].Service != "" || incs[0].State != "closed" || incs[0].TimeToDetect < 60 {

@@ -70,6 +70,9 @@ func newIncidentsFixture(t *testing.T) *incidentsFixture {
 		disp.OnTransitions(ctx, ts)
 		keep.OnTransitions(ctx, ts)
 	}
+	// The keeper's clock is an hour on: search's incident closes, its
+	// page resolved for longer than the resolve hold.
+	keep.OnCycle(ctx)
 	snap := engine.NewSnapshot(t0.Add(30*time.Minute), []*engine.Status{shop.Status, searchResolved.Status},
 		&engine.AlertStatus{Severity: "no_data", Name: engine.AlertSourceDown, State: slo.Pending, Since: t0.Add(29 * time.Minute)})
 	a, err := New(Options{Engine: snapshotOf{snap}, Store: st, Extra: map[string]any{"incidents": keep, "alerts": disp}})

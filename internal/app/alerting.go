@@ -72,7 +72,7 @@ func buildAlerting(_ context.Context, a *App) error {
 	}
 	inc, err := alert.NewIncidents(alert.IncidentOptions{
 		Store: a.store, Engine: a.engine, Specs: a.Specs, ExternalURL: a.cfg.ExternalURL,
-		Logger: a.logger, Registerer: a.registry, Now: a.now, ResolveHold: cfg.ResolveHold.D(),
+		Logger: a.logger, Registerer: a.registry, Now: a.now, ResolveHold: cfg.ResolveHold.D(), ReopenWithin: cfg.ReopenWithin.D(),
 	})
 	if err != nil {
 		return err

@@ -276,6 +276,9 @@ type AlertingConfig struct {
 	// back within objective on its short windows before the incident
 	// resolves, though long-window alerts still fire. Default 10m.
 	ResolveHold spec.Duration `yaml:"resolveHold"`
+	// ReopenWithin is how soon after an incident resolved a page of one
+	// of its SLOs reopens it instead of opening a new one. Default 1h.
+	ReopenWithin spec.Duration `yaml:"reopenWithin"`
 }
 
 // AlertmanagerConfig is one Alertmanager of an HA cluster.

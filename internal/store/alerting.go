@@ -759,6 +759,80 @@ func (s *Store) OpenIncidentsWithAlert(ctx context.Context, key, severity string
 	return out, nil
 }
 
+// ReopenIncident opens a closed incident again at at, with alerts
+// upserted and events appended: a trouble that came back soon after its
+// incident closed. It returns ErrNotFound for an unknown incident and
+// ErrConflict when it is open already or its service has another open
+// incident of its cause.
+func (s *Store) ReopenIncident(ctx context.Context, id int64, at time.Time, alerts []IncidentAlert, events []IncidentEvent) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.txExec(ctx, tx, `UPDATE incidents SET state = ?, resolved_at = 0, updated_at = ? WHERE id = ? AND state = ?`,
+			IncidentOpen, ms(at), id, IncidentClosed)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			var state string
+			if err := tx.QueryRowContext(ctx, s.dialect.rebind(`SELECT state FROM incidents WHERE id = ?`), id).Scan(&state); errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return ErrConflict
+		}
+		return s.writeIncidentParts(ctx, tx, id, alerts, events)
+	})
+	if isUniqueViolation(err) {
+		err = ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("reopen incident %d: %w", id, err)
+	}
+	return nil
+}
+
+// ResolveClosedIncidentAlert records an alert's resolution in the closed
+// incidents that still list it as firing: an incident closes once its
+// SLOs have recovered for the resolve hold, while the long window of a
+// burn-rate alert may keep it firing for hours after. It returns how many
+// incidents it changed; their timelines and states are left as they were.
+func (s *Store) ResolveClosedIncidentAlert(ctx context.Context, key, severity string, at time.Time) (int64, error) {
+	res, err := s.exec(ctx, `UPDATE incident_alerts SET state = ?, resolved_at = ?
+		WHERE key = ? AND severity = ? AND state = ? AND incident_id IN (SELECT id FROM incidents WHERE state = ?)`,
+		AlertResolved, ms(at), key, severity, AlertFiring, IncidentClosed)
+	if err != nil {
+		return 0, fmt.Errorf("resolve alert %s (%s) of closed incidents: %w", key, severity, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("resolve alert %s (%s) of closed incidents: %w", key, severity, err)
+	}
+	return n, nil
+}
+
+// AlertIncidents returns the IDs of the incidents, open or closed, that
+// list an alert as firing: the incident it belongs to while it fires.
+func (s *Store) AlertIncidents(ctx context.Context, key, severity string) ([]int64, error) {
+	rows, err := s.query(ctx, `SELECT incident_id FROM incident_alerts WHERE key = ? AND severity = ? AND state = ? ORDER BY incident_id`,
+		key, severity, AlertFiring)
+	if err != nil {
+		return nil, fmt.Errorf("incidents of alert %s (%s): %w", key, severity, err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("incidents of alert %s (%s): %w", key, severity, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("incidents of alert %s (%s): %w", key, severity, err)
+	}
+	return ids, nil
+}
+
 func prefixColumns(p, cols string) string {
 	parts := strings.Split(cols, ", ")
 	for i := range parts {
