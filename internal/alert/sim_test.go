@@ -53,7 +53,7 @@ type sim struct {
 	// cycles run after every cycle, as the app's do: the incidents'
 	// resolve hold.
 	cycles []func(context.Context)
-	log      []engine.Transition
+	log    []engine.Transition
 
 	counters map[string]float64
 	// sampleEvery is the scrape interval of written telemetry.
