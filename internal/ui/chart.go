@@ -416,6 +416,20 @@ type Bar struct {
 	Alert bool
 }
 
+// Rows of stacked bar labels are a line apart, not an em: a label's box
+// is its font's line height, 1.15 em for DejaVu Sans and more when a
+// glyph ("▲") comes from a fallback font, so rows an em apart overlap
+// by a pixel or two in the browser (the bot attack's "30.92× / 28.11× ▲").
+const (
+	valueRow = 17 // the 12px value labels
+	tickRow  = 15 // the 11px window names
+)
+
+// inside returns the centre x of a label w wide, moved into [lo, hi].
+func inside(x, w, lo, hi float64) float64 {
+	return math.Max(lo+w/2, math.Min(x, hi-w/2))
+}
+
 // BarChart is burn rates per window.
 type BarChart struct {
 	ID, Title, Desc string
@@ -449,14 +463,14 @@ func (c *BarChart) SVG() template.HTML {
 			if bar.V != nil {
 				l = c.format(*bar.V) + " ▲"
 			}
-			cxs = append(cxs, slot*(float64(i)+0.5))
+			cxs = append(cxs, inside(slot*(float64(i)+0.5), textWidth(l, 12), 0, plotW))
 			vw = append(vw, textWidth(l, 12))
 			tw = append(tw, textWidth(bar.Label, 11))
 		}
 		_, nv := rows(cxs, vw, 3)
 		_, nt := rows(cxs, tw, 3)
-		h += 14*max(0, nv-1) + 12*max(0, nt-1)
-		extraTop, extraBottom = 14*max(0, nv-1), 12*max(0, nt-1)
+		h += valueRow*max(0, nv-1) + tickRow*max(0, nt-1)
+		extraTop, extraBottom = valueRow*max(0, nv-1), tickRow*max(0, nt-1)
 	}
 	padT := float64(padT + extraTop)
 	plotH := float64(h-padB-extraBottom) - padT
@@ -501,7 +515,13 @@ func (c *BarChart) SVG() template.HTML {
 		}
 		vw[i], tw[i] = textWidth(labels[i], 12), textWidth(bar.Label, 11)
 	}
-	vrow, _ := rows(cxs, vw, 3)
+	// Value labels stay over the plot: the first one, wider than its
+	// slot, would otherwise reach over the axis's top tick.
+	vxs := make([]float64, len(cxs))
+	for i := range cxs {
+		vxs[i] = inside(cxs[i], vw[i], padL, chartW-padR)
+	}
+	vrow, _ := rows(vxs, vw, 3)
 	trow, _ := rows(cxs, tw, 3)
 	for i, bar := range c.Bars {
 		cx := cxs[i]
@@ -519,8 +539,8 @@ func (c *BarChart) SVG() template.HTML {
 			fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" stroke="%s"><title>%s: %s</title></rect>`,
 				cx-bw/2, top, bw, padT+plotH-top, fill, colInk, esc(bar.Label), esc(label))
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="value">%s</text>`, cx, padT-6-float64(vrow[i])*14, esc(label))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" class="tick">%s</text>`, cx, padT+plotH+16+float64(trow[i])*12, esc(bar.Label))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="value">%s</text>`, vxs[i], padT-6-float64(vrow[i])*valueRow, esc(label))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" class="tick">%s</text>`, cx, padT+plotH+16+float64(trow[i])*tickRow, esc(bar.Label))
 	}
 	if c.Ref > 0 {
 		// The line's meaning is in the title of the line and the caption:
