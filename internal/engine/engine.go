@@ -1282,23 +1282,56 @@ func sloOfKey(key string) string {
 	return name
 }
 
-// groupOf returns the runtime and group of status key, or nil when this
-// replica does not evaluate it or it has no rollup (composites). e.mu
-// must be held; outside the cycle, hold the runtime's mu shared to read
-// the group.
-func (e *Engine) groupOf(key string) (*sloRuntime, *groupRuntime) {
+// readGroup calls f with the runtime and group of status key under the
+// locks that keep a reader outside the cycle apart from folding: e.mu,
+// then the runtime's mu shared. It reports false, without calling f, when
+// this replica does not evaluate the group or it has no rollup
+// (composites).
+func (e *Engine) readGroup(key string, f func(rt *sloRuntime, g *groupRuntime)) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	rt := e.runtimes[sloOfKey(key)]
 	if rt == nil {
-		return nil, nil
+		return false
 	}
 	rt.mu.RLock()
 	defer rt.mu.RUnlock()
 	for _, g := range rt.list {
 		if g.roll != nil && g.statusKey == key {
-			return rt, g
+			f(rt, g)
+			return true
 		}
 	}
-	return nil, nil
+	return false
+}
+
+// readRollup calls f with the plan and rollup of status key: the live
+// rollup (see readGroup), or the one persisted by the replica that
+// evaluates the group. what names the caller in errors, which wrap
+// ErrUnknownSLO for an unknown key or a composite SLO.
+func (e *Engine) readRollup(ctx context.Context, key, what string, f func(p *plan, roll *rollup)) error {
+	if e.readGroup(key, func(rt *sloRuntime, g *groupRuntime) { f(rt.plan, g.roll) }) {
+		return nil
+	}
+	e.mu.Lock()
+	p := e.plans[sloOfKey(key)]
+	e.mu.Unlock()
+	if p == nil || p.composite != nil {
+		return fmt.Errorf("%s of %q: %w", what, key, ErrUnknownSLO)
+	}
+	r, err := e.opts.Store.LoadRollup(ctx, key)
+	if errors.Is(err, store.ErrNotFound) || err == nil && r.PlanHash != p.hash {
+		return fmt.Errorf("%s of %q: %w", what, key, ErrUnknownSLO)
+	}
+	if err != nil {
+		return fmt.Errorf("%s of %q: %w", what, key, err)
+	}
+	roll, err := unmarshalRollup(r.Data)
+	if err != nil {
+		return fmt.Errorf("%s of %q: persisted rollup: %w", what, key, err)
+	}
+	f(p, roll)
+	return nil
 }
 
 // BadSince returns the start of the current stretch of bad minutes of an
@@ -1308,15 +1341,12 @@ func (e *Engine) groupOf(key string) (*sloRuntime, *groupRuntime) {
 // error ratio is above threshold times the budget (threshold 1: burning
 // faster than the budget allows). Incidents use it as "first bad minute";
 // ok is false when the newest minute is not bad or the key is unknown.
-func (e *Engine) BadSince(key string, threshold float64) (time.Time, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	rt, g := e.groupOf(key)
-	if g == nil {
-		return time.Time{}, false
-	}
-	rt.mu.RLock()
-	defer rt.mu.RUnlock()
+func (e *Engine) BadSince(key string, threshold float64) (since time.Time, ok bool) {
+	e.readGroup(key, func(rt *sloRuntime, g *groupRuntime) { since, ok = badSince(rt, g, threshold) })
+	return since, ok
+}
+
+func badSince(rt *sloRuntime, g *groupRuntime, threshold float64) (time.Time, bool) {
 	limit := rt.plan.budget * threshold
 	t := &g.roll.tiers[0]
 	first := slo.Minute(-1)
@@ -1405,30 +1435,9 @@ func (e *Engine) History(ctx context.Context, key string, from, to time.Time, st
 	if n := to.Sub(from) / step; n > 11000 {
 		return nil, fmt.Errorf("history: %d points: use a larger step (at most 11000 points)", n)
 	}
-	e.mu.Lock()
-	if rt, g := e.groupOf(key); g != nil {
-		defer e.mu.Unlock()
-		rt.mu.RLock()
-		defer rt.mu.RUnlock()
-		return history(rt.plan, g.roll, from, to, step), nil
-	}
-	p := e.plans[sloOfKey(key)]
-	e.mu.Unlock()
-	if p == nil || p.composite != nil {
-		return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
-	}
-	r, err := e.opts.Store.LoadRollup(ctx, key)
-	if errors.Is(err, store.ErrNotFound) || err == nil && r.PlanHash != p.hash {
-		return nil, fmt.Errorf("history of %q: %w", key, ErrUnknownSLO)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("history of %q: %w", key, err)
-	}
-	roll, err := unmarshalRollup(r.Data)
-	if err != nil {
-		return nil, fmt.Errorf("history of %q: persisted rollup: %w", key, err)
-	}
-	return history(p, roll, from, to, step), nil
+	var out []HistoryPoint
+	err := e.readRollup(ctx, key, "history", func(p *plan, roll *rollup) { out = history(p, roll, from, to, step) })
+	return out, err
 }
 
 // history computes the points of History from one group's rollup.

@@ -2,12 +2,10 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/qsp-dev/qsp/internal/slo"
-	"github.com/qsp-dev/qsp/internal/store"
 )
 
 // PeriodCounts are an SLO group's good and total events over a span, as
@@ -33,30 +31,9 @@ func (e *Engine) Counts(ctx context.Context, key string, from, to time.Time) (Pe
 	if to.Before(from) {
 		return PeriodCounts{}, fmt.Errorf("counts: to %s is before from %s", to, from)
 	}
-	e.mu.Lock()
-	if rt, g := e.groupOf(key); g != nil {
-		defer e.mu.Unlock()
-		rt.mu.RLock()
-		defer rt.mu.RUnlock()
-		return periodCounts(g.roll, from, to), nil
-	}
-	p := e.plans[sloOfKey(key)]
-	e.mu.Unlock()
-	if p == nil || p.composite != nil {
-		return PeriodCounts{}, fmt.Errorf("counts of %q: %w", key, ErrUnknownSLO)
-	}
-	r, err := e.opts.Store.LoadRollup(ctx, key)
-	if errors.Is(err, store.ErrNotFound) || err == nil && r.PlanHash != p.hash {
-		return PeriodCounts{}, fmt.Errorf("counts of %q: %w", key, ErrUnknownSLO)
-	}
-	if err != nil {
-		return PeriodCounts{}, fmt.Errorf("counts of %q: %w", key, err)
-	}
-	roll, err := unmarshalRollup(r.Data)
-	if err != nil {
-		return PeriodCounts{}, fmt.Errorf("counts of %q: persisted rollup: %w", key, err)
-	}
-	return periodCounts(roll, from, to), nil
+	var out PeriodCounts
+	err := e.readRollup(ctx, key, "counts", func(_ *plan, roll *rollup) { out = periodCounts(roll, from, to) })
+	return out, err
 }
 
 func periodCounts(roll *rollup, from, to time.Time) PeriodCounts {
