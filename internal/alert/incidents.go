@@ -231,9 +231,9 @@ func (i *Incidents) fired(ctx context.Context, t engine.Transition, set *spec.Se
 		}
 		// An alert still firing for an earlier incident (the long
 		// window of its page) is that trouble's, not this one's.
-		if ids, err := i.opts.Store.AlertIncidents(ctx, other.alert.Key, other.alert.Severity); err != nil {
+		if taken, err := i.opts.Store.AlertInIncident(ctx, other.alert.Key, other.alert.Severity); err != nil {
 			return err
-		} else if len(ids) > 0 {
+		} else if taken {
 			continue
 		}
 		inc.Alerts = append(inc.Alerts, other.alert)
@@ -266,15 +266,15 @@ func (i *Incidents) newTrouble(inc *store.Incident, t engine.Transition, firstBa
 	if last, done := lastResolved(inc.Alerts); done && (!recovering || last.Before(since)) {
 		since, recovering = last, true
 	}
-	if !recovering || firstBad.Before(since) {
+	if !recovering || firstBad.Before(since) || holds(inc, t.Key) {
 		return time.Time{}, false
 	}
-	for _, a := range inc.Alerts {
-		if a.Key == t.Key {
-			return time.Time{}, false
-		}
-	}
 	return since, true
+}
+
+// holds reports whether an incident has an alert of SLO group key.
+func holds(inc *store.Incident, key string) bool {
+	return slices.ContainsFunc(inc.Alerts, func(a store.IncidentAlert) bool { return a.Key == key })
 }
 
 // reopen opens the service's last closed incident of the cause again
@@ -288,7 +288,7 @@ func (i *Incidents) reopen(ctx context.Context, t engine.Transition, cause strin
 		return false, err
 	}
 	inc := last[0]
-	if gap := t.At.Sub(inc.ResolvedAt); gap < 0 || gap > i.opts.ReopenWithin || !slices.ContainsFunc(inc.Alerts, func(a store.IncidentAlert) bool { return a.Key == t.Key }) {
+	if gap := t.At.Sub(inc.ResolvedAt); gap < 0 || gap > i.opts.ReopenWithin || !holds(inc, t.Key) {
 		return false, nil
 	}
 	detail := fmt.Sprintf("%s fired again %s after the incident resolved: reopened (%s)", t.Key, humanGap(t.At.Sub(inc.ResolvedAt)), alertDetail(t, tier))
@@ -527,8 +527,7 @@ func (i *Incidents) resolved(ctx context.Context, t engine.Transition) error {
 			return err
 		}
 	}
-	_, err = i.opts.Store.ResolveClosedIncidentAlert(ctx, t.Key, t.Severity, t.At)
-	return err
+	return i.opts.Store.ResolveClosedIncidentAlert(ctx, t.Key, t.Severity, t.At)
 }
 
 func alertDetail(t engine.Transition, tier string) string {
@@ -808,30 +807,9 @@ func (i *Incidents) resolveRecovered(ctx context.Context, snap *engine.Snapshot)
 	seen := make(map[int64]bool, len(open))
 	for _, inc := range open {
 		seen[inc.ID] = true
-		var detail string
-		var since time.Time
-		if quiet, ok := lastResolved(inc.Alerts); ok && now.Sub(quiet) >= i.opts.ResolveHold {
-			since = quiet
-			// Every alert resolved, and none fired again for the hold:
-			// closed though the snapshot cannot tell recovery (low
-			// traffic on the short window, another replica's SLO).
-			detail = fmt.Sprintf("every alert of the incident resolved, the last at %s UTC; resolve hold of %s passed",
-				quiet.UTC().Format("15:04"), spec.Duration(i.opts.ResolveHold))
-		} else {
-			if snap == nil || len(inc.Alerts) == 0 || !allRecovered(inc.Alerts, byKey, snap) {
-				delete(i.recovered, inc.ID)
-				continue
-			}
-			var ok bool
-			if since, ok = i.recovered[inc.ID]; !ok {
-				i.recovered[inc.ID] = now
-				continue
-			}
-			if now.Sub(since) < i.opts.ResolveHold {
-				continue
-			}
-			detail = fmt.Sprintf("every SLO of the incident back within objective on its shortest alert window since %s UTC; resolve hold of %s passed",
-				since.UTC().Format("15:04"), spec.Duration(i.opts.ResolveHold))
+		since, detail, done := i.recovery(inc, byKey, snap, now)
+		if !done {
+			continue
 		}
 		if err := i.close(ctx, inc, now, since, "recovered", detail); err != nil {
 			return err
@@ -843,6 +821,34 @@ func (i *Incidents) resolveRecovered(ctx context.Context, snap *engine.Snapshot)
 		}
 	}
 	return nil
+}
+
+// recovery tells whether the open incident inc has recovered for the
+// resolve hold at now, since when and why: every alert resolved and none
+// fired again for the hold, which needs no snapshot (low traffic on the
+// short window, another replica's SLO), or every SLO back within
+// objective (see allRecovered) since a cycle at least the hold ago. It
+// keeps i.recovered, when each incident was first seen recovered.
+func (i *Incidents) recovery(inc *store.Incident, byKey map[string]*engine.Status, snap *engine.Snapshot, now time.Time) (since time.Time, detail string, done bool) {
+	hold := spec.Duration(i.opts.ResolveHold)
+	if quiet, ok := lastResolved(inc.Alerts); ok && now.Sub(quiet) >= i.opts.ResolveHold {
+		return quiet, fmt.Sprintf("every alert of the incident resolved, the last at %s UTC; resolve hold of %s passed",
+			quiet.UTC().Format("15:04"), hold), true
+	}
+	if snap == nil || len(inc.Alerts) == 0 || !allRecovered(inc.Alerts, byKey, snap) {
+		delete(i.recovered, inc.ID)
+		return time.Time{}, "", false
+	}
+	since, ok := i.recovered[inc.ID]
+	if !ok {
+		i.recovered[inc.ID] = now
+		return time.Time{}, "", false
+	}
+	if now.Sub(since) < i.opts.ResolveHold {
+		return time.Time{}, "", false
+	}
+	return since, fmt.Sprintf("every SLO of the incident back within objective on its shortest alert window since %s UTC; resolve hold of %s passed",
+		since.UTC().Format("15:04"), hold), true
 }
 
 // lastResolved returns when the last of an incident's alerts resolved,

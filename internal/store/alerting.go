@@ -794,43 +794,26 @@ func (s *Store) ReopenIncident(ctx context.Context, id int64, at time.Time, aler
 // ResolveClosedIncidentAlert records an alert's resolution in the closed
 // incidents that still list it as firing: an incident closes once its
 // SLOs have recovered for the resolve hold, while the long window of a
-// burn-rate alert may keep it firing for hours after. It returns how many
-// incidents it changed; their timelines and states are left as they were.
-func (s *Store) ResolveClosedIncidentAlert(ctx context.Context, key, severity string, at time.Time) (int64, error) {
-	res, err := s.exec(ctx, `UPDATE incident_alerts SET state = ?, resolved_at = ?
+// burn-rate alert may keep it firing for hours after. Their timelines and
+// states are left as they were.
+func (s *Store) ResolveClosedIncidentAlert(ctx context.Context, key, severity string, at time.Time) error {
+	if _, err := s.exec(ctx, `UPDATE incident_alerts SET state = ?, resolved_at = ?
 		WHERE key = ? AND severity = ? AND state = ? AND incident_id IN (SELECT id FROM incidents WHERE state = ?)`,
-		AlertResolved, ms(at), key, severity, AlertFiring, IncidentClosed)
-	if err != nil {
-		return 0, fmt.Errorf("resolve alert %s (%s) of closed incidents: %w", key, severity, err)
+		AlertResolved, ms(at), key, severity, AlertFiring, IncidentClosed); err != nil {
+		return fmt.Errorf("resolve alert %s (%s) of closed incidents: %w", key, severity, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("resolve alert %s (%s) of closed incidents: %w", key, severity, err)
-	}
-	return n, nil
+	return nil
 }
 
-// AlertIncidents returns the IDs of the incidents, open or closed, that
-// list an alert as firing: the incident it belongs to while it fires.
-func (s *Store) AlertIncidents(ctx context.Context, key, severity string) ([]int64, error) {
-	rows, err := s.query(ctx, `SELECT incident_id FROM incident_alerts WHERE key = ? AND severity = ? AND state = ? ORDER BY incident_id`,
-		key, severity, AlertFiring)
-	if err != nil {
-		return nil, fmt.Errorf("incidents of alert %s (%s): %w", key, severity, err)
+// AlertInIncident reports whether an incident, open or closed, lists an
+// alert as firing: the incident it belongs to while it fires.
+func (s *Store) AlertInIncident(ctx context.Context, key, severity string) (bool, error) {
+	var n int
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM incident_alerts WHERE key = ? AND severity = ? AND state = ?`,
+		key, severity, AlertFiring).Scan(&n); err != nil {
+		return false, fmt.Errorf("incidents of alert %s (%s): %w", key, severity, err)
 	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("incidents of alert %s (%s): %w", key, severity, err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("incidents of alert %s (%s): %w", key, severity, err)
-	}
-	return ids, nil
+	return n > 0, nil
 }
 
 func prefixColumns(p, cols string) string {
