@@ -451,27 +451,36 @@ func (c *BarChart) format(v float64) string {
 // SVG draws the chart.
 func (c *BarChart) SVG() template.HTML {
 	var b strings.Builder
-	// The chart grows by a row for each extra row of labels (see below).
-	h := 200
 	plotW := float64(chartW - padL - padR)
-	var extraTop, extraBottom int
-	{
-		slot := plotW / float64(max(1, len(c.Bars)))
-		var cxs, vw, tw []float64
-		for i, bar := range c.Bars {
-			l := "no data"
-			if bar.V != nil {
-				l = c.format(*bar.V) + " ▲"
+	n := max(1, len(c.Bars))
+	slot := plotW / float64(n)
+	// Value labels sit in rows in a band above the bars and window names
+	// in rows below them: with 14 windows a label is wider than its slot,
+	// and side by side they would print over each other. The chart grows
+	// by a row for each extra row of labels.
+	labels := make([]string, len(c.Bars))
+	cxs := make([]float64, len(c.Bars))
+	vxs := make([]float64, len(c.Bars))
+	vw := make([]float64, len(c.Bars))
+	tw := make([]float64, len(c.Bars))
+	for i, bar := range c.Bars {
+		cxs[i] = padL + slot*(float64(i)+0.5)
+		labels[i] = "no data"
+		if bar.V != nil {
+			labels[i] = c.format(*bar.V)
+			if bar.Alert {
+				labels[i] += " ▲"
 			}
-			cxs = append(cxs, inside(slot*(float64(i)+0.5), textWidth(l, 12), 0, plotW))
-			vw = append(vw, textWidth(l, 12))
-			tw = append(tw, textWidth(bar.Label, 11))
 		}
-		_, nv := rows(cxs, vw, 3)
-		_, nt := rows(cxs, tw, 3)
-		h += valueRow*max(0, nv-1) + tickRow*max(0, nt-1)
-		extraTop, extraBottom = valueRow*max(0, nv-1), tickRow*max(0, nt-1)
+		vw[i], tw[i] = textWidth(labels[i], 12), textWidth(bar.Label, 11)
+		// Value labels stay over the plot: the first one, wider than its
+		// slot, would otherwise reach over the axis's top tick.
+		vxs[i] = inside(cxs[i], vw[i], padL, chartW-padR)
 	}
+	vrow, nv := rows(vxs, vw, 3)
+	trow, nt := rows(cxs, tw, 3)
+	extraTop, extraBottom := valueRow*max(0, nv-1), tickRow*max(0, nt-1)
+	h := 200 + extraTop + extraBottom
 	padT := float64(padT + extraTop)
 	plotH := float64(h-padB-extraBottom) - padT
 	hi := c.Ref * 1.25
@@ -494,35 +503,7 @@ func (c *BarChart) SVG() template.HTML {
 		v := hi * float64(i) / 4
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" class="tick">%s</text>`, padL-6, y(v)+4, esc(c.format(v)))
 	}
-	n := max(1, len(c.Bars))
-	slot := plotW / float64(n)
 	bw := math.Min(slot*0.6, 60)
-	// Value labels sit in rows in a band above the bars and window names
-	// in rows below them: with 14 windows a label is wider than its slot,
-	// and side by side they would print over each other.
-	labels := make([]string, len(c.Bars))
-	cxs := make([]float64, len(c.Bars))
-	vw := make([]float64, len(c.Bars))
-	tw := make([]float64, len(c.Bars))
-	for i, bar := range c.Bars {
-		cxs[i] = padL + slot*(float64(i)+0.5)
-		labels[i] = "no data"
-		if bar.V != nil {
-			labels[i] = c.format(*bar.V)
-			if bar.Alert {
-				labels[i] += " ▲"
-			}
-		}
-		vw[i], tw[i] = textWidth(labels[i], 12), textWidth(bar.Label, 11)
-	}
-	// Value labels stay over the plot: the first one, wider than its
-	// slot, would otherwise reach over the axis's top tick.
-	vxs := make([]float64, len(cxs))
-	for i := range cxs {
-		vxs[i] = inside(cxs[i], vw[i], padL, chartW-padR)
-	}
-	vrow, _ := rows(vxs, vw, 3)
-	trow, _ := rows(cxs, tw, 3)
 	for i, bar := range c.Bars {
 		cx := cxs[i]
 		label := labels[i]
