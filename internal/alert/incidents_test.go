@@ -83,19 +83,11 @@ func TestIncidentLifecycle(t *testing.T) {
 		return i
 	}
 	inc := newKeeper(st, reg)
-	list := func(f IncidentFilter) []Incident {
-		t.Helper()
-		l, err := inc.List(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
 
 	// A ticket alone opens nothing.
 	ticketB := transition("b", "ticket", slo.Pending, slo.Firing, t0.Add(-time.Minute))
 	inc.OnTransitions(ctx, []engine.Transition{ticketB})
-	if l := list(IncidentFilter{}); len(l) != 0 {
+	if l := listIncidents(t, inc, IncidentFilter{}); len(l) != 0 {
 		t.Fatalf("a ticket opened an incident: %+v", l)
 	}
 	// The engine's snapshot has it firing when the page comes.
@@ -105,7 +97,7 @@ func TestIncidentLifecycle(t *testing.T) {
 	other := transition("other", "page", slo.Pending, slo.Firing, t0)
 	other.Service = "search"
 	inc.OnTransitions(ctx, []engine.Transition{transition("a", "page", slo.Pending, slo.Firing, t0), other})
-	open := list(IncidentFilter{Service: "shop", HasService: true, State: "open"})
+	open := listIncidents(t, inc, IncidentFilter{Service: "shop", HasService: true, State: "open"})
 	if len(open) != 1 {
 		t.Fatalf("open shop incidents: got %d, want 1", len(open))
 	}
@@ -118,7 +110,7 @@ func TestIncidentLifecycle(t *testing.T) {
 		transition("c", "ticket", slo.Pending, slo.Firing, t0.Add(2*time.Minute)),
 		transition("d", "page", slo.Pending, slo.Firing, t0.Add(3*time.Minute)),
 	})
-	if l := list(IncidentFilter{Service: "shop", HasService: true}); len(l) != 1 || len(l[0].Alerts) != 4 || l[0].FiringAlerts != 4 {
+	if l := listIncidents(t, inc, IncidentFilter{Service: "shop", HasService: true}); len(l) != 1 || len(l[0].Alerts) != 4 || l[0].FiringAlerts != 4 {
 		t.Fatalf("shop incidents after more alerts: got %+v", l)
 	}
 
@@ -193,7 +185,7 @@ func TestIncidentLifecycle(t *testing.T) {
 	// opens a new incident.
 	eng.bad["a"] = t0.Add(2*time.Hour - 90*time.Second)
 	inc.OnTransitions(ctx, []engine.Transition{transition("a", "page", slo.Pending, slo.Firing, t0.Add(2*time.Hour))})
-	if l := list(IncidentFilter{Service: "shop", HasService: true}); len(l) != 2 || l[0].State != "open" || l[1].State != "closed" {
+	if l := listIncidents(t, inc, IncidentFilter{Service: "shop", HasService: true}); len(l) != 2 || l[0].State != "open" || l[1].State != "closed" {
 		t.Errorf("after a new page: got %+v", l)
 	}
 	if n, sum := histogram(t, reg, "qsp_incident_time_to_detect_seconds", "shop"); n != 1 || sum != 90 {
@@ -372,15 +364,7 @@ func TestIncidentReopensAndSupersedes(t *testing.T) {
 		return g
 	}
 	inc.OnTransitions(ctx, []engine.Transition{transition("mem", "page", slo.Pending, slo.Firing, t0)})
-	list := func(f IncidentFilter) []Incident {
-		t.Helper()
-		l, err := inc.List(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	first := list(IncidentFilter{})[0].ID
+	first := listIncidents(t, inc, IncidentFilter{})[0].ID
 	inc.OnTransitions(ctx, []engine.Transition{transition("mem", "page", slo.Firing, slo.Resolved, t0.Add(10*time.Minute))})
 	clock = t0.Add(20 * time.Minute)
 	inc.OnCycle(ctx)
@@ -391,7 +375,7 @@ func TestIncidentReopensAndSupersedes(t *testing.T) {
 	// The leak again, 35 minutes after it resolved: the same incident.
 	eng.bad["mem"] = t0.Add(43 * time.Minute)
 	inc.OnTransitions(ctx, []engine.Transition{transition("mem", "page", slo.Pending, slo.Firing, t0.Add(45*time.Minute))})
-	l := list(IncidentFilter{})
+	l := listIncidents(t, inc, IncidentFilter{})
 	if len(l) != 1 || l[0].ID != first || l[0].State != "open" || l[0].FiringAlerts != 1 || !l[0].ResolvedAt.IsZero() {
 		t.Fatalf("after the page came back: %+v; want incident %d reopened with its page firing", l, first)
 	}
@@ -417,7 +401,7 @@ func TestIncidentReopensAndSupersedes(t *testing.T) {
 	// a trouble of its own.
 	eng.bad["fresh"] = t0.Add(55 * time.Minute)
 	inc.OnTransitions(ctx, []engine.Transition{transition("fresh", "page", slo.Pending, slo.Firing, t0.Add(58*time.Minute))})
-	l = list(IncidentFilter{})
+	l = listIncidents(t, inc, IncidentFilter{})
 	if len(l) != 2 || l[1].ID != first || l[1].State != "closed" || l[0].State != "open" {
 		t.Fatalf("after another SLO paged: %+v; want the first closed and a new one open", l)
 	}
@@ -436,4 +420,14 @@ func TestIncidentReopensAndSupersedes(t *testing.T) {
 	if g := get(first); g.FiringAlerts != 0 {
 		t.Errorf("closed incident after its ticket resolved: %d alerts firing: %+v", g.FiringAlerts, g.Alerts)
 	}
+}
+
+// listIncidents lists the incidents matching f, failing the test on error.
+func listIncidents(t *testing.T, inc *Incidents, f IncidentFilter) []Incident {
+	t.Helper()
+	l, err := inc.List(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

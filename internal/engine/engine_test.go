@@ -217,12 +217,19 @@ spec:
 // windows can be checked against sums computed by hand.
 func newTestEngine(t testing.TB, src Source, st Store, set *spec.Set, clk *clock) *Engine {
 	t.Helper()
-	e, err := New(Options{Source: src, Store: st, Specs: set, Now: clk.now, Interval: time.Second, PartialSettle: -1})
+	return prepare(t, Options{Source: src, Store: st, Specs: set, Now: clk.now, Interval: time.Second, PartialSettle: -1})
+}
+
+// prepare builds an engine from opts and applies its specs and backfill,
+// as Run does before its first cycle.
+func prepare(t testing.TB, opts Options) *Engine {
+	t.Helper()
+	e, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := e.apply(ctx, set, true); err != nil {
+	if err := e.apply(ctx, opts.Specs, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.backfill(ctx); err != nil {

@@ -50,17 +50,8 @@ func TestTimeToExhaustionAlert(t *testing.T) {
 	w.write(t, t0.Add(-26*time.Hour), t0, steady)
 	clk := &clock{t0.Add(30 * time.Second)}
 	set := loadSpecs(t, exhaustionSLO)
-	e, err := New(Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := prepare(t, Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
 	ctx := context.Background()
-	if err := e.apply(ctx, set, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.backfill(ctx); err != nil {
-		t.Fatal(err)
-	}
 	now := t0
 	advance := func(d time.Duration, perSample map[string][2]float64) {
 		for end := now.Add(d); now.Before(end); now = now.Add(15 * time.Second) {

@@ -21,17 +21,8 @@ func TestDeployImpact(t *testing.T) {
 	w.write(t, deploy.Add(-26*time.Hour), deploy.Add(time.Second), before)
 	clk := &clock{deploy.Add(30 * time.Second)}
 	set := loadSpecs(t, exhaustionSLO) // 99% over 1d
-	e, err := New(Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := prepare(t, Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
 	ctx := context.Background()
-	if err := e.apply(ctx, set, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.backfill(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for now := deploy.Add(15 * time.Second); now.Before(deploy.Add(32 * time.Minute)); now = now.Add(15 * time.Second) {
 		w.write(t, now, now.Add(15*time.Second), after)
 		clk.t = now.Add(45 * time.Second)

@@ -21,17 +21,8 @@ func TestReadersDuringCycles(t *testing.T) {
 	w.write(t, t0.Add(-time.Hour), t0, map[string][2]float64{"a": {100, 1}})
 	clk := &tickingClock{t: t0}
 	set := loadSpecs(t, strings.Replace(twoSLOs, "maxGroups: 3", "maxGroups: 50", 1))
-	e, err := New(Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := prepare(t, Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
 	ctx := context.Background()
-	if err := e.apply(ctx, set, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.backfill(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	done := make(chan struct{})
 	var wg sync.WaitGroup

@@ -437,17 +437,8 @@ func TestCycleReadsTheClockOnce(t *testing.T) {
 	w.write(t, t0.Add(-time.Hour), t0, healthy)
 	clk := &tickingClock{t: t0, step: time.Second}
 	set := loadSpecs(t, twoSLOs)
-	e, err := New(Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := prepare(t, Options{Source: db, Store: openStore(t), Specs: set, Now: clk.now, Interval: 15 * time.Second})
 	ctx := context.Background()
-	if err := e.apply(ctx, set, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.backfill(ctx); err != nil {
-		t.Fatal(err)
-	}
 	var lastTo time.Time
 	written := t0
 	// Cycles start 0.5s before the settle boundary of each minute (and in

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/qsp-dev/qsp/internal/alert"
 	"github.com/qsp-dev/qsp/internal/demo"
 	"github.com/qsp-dev/qsp/internal/store"
 )
@@ -42,18 +43,6 @@ const spanJS = `(() => {
   const sb = span.getBoundingClientRect();
   return [Math.abs(sb.left - (pb.left + f * pb.width)), Math.abs(sb.right - pb.right)];
 })()`
-
-type demoIncident struct {
-	ID         int64     `json:"id"`
-	Service    string    `json:"service"`
-	Title      string    `json:"title"`
-	State      string    `json:"state"`
-	OpenedAt   time.Time `json:"openedAt"`
-	FirstBadAt time.Time `json:"firstBadAt"`
-	Alerts     []struct {
-		SLO string `json:"slo"`
-	} `json:"alerts"`
-}
 
 // TestBrowserDemoScenarios runs the demo through its seven scenarios at
 // 300x, and during each (the clock standing still while its incident is
@@ -151,7 +140,7 @@ func checkScenarioPages(t *testing.T, b *browser, m demo.Moment) {
 	// One incident opened since the fault began, of the scenario's
 	// service and holding its SLO.
 	var page struct {
-		Items []demoIncident `json:"items"`
+		Items []alert.Incident `json:"items"`
 	}
 	resp, err := http.Get(m.URL + "/api/v1/incidents?limit=50")
 	if err != nil {
@@ -162,7 +151,7 @@ func checkScenarioPages(t *testing.T, b *browser, m demo.Moment) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var opened []demoIncident
+	var opened []alert.Incident
 	for _, inc := range page.Items {
 		if !inc.OpenedAt.Before(m.Started) {
 			opened = append(opened, inc)
@@ -268,7 +257,7 @@ func checkPageText(t *testing.T, b *browser, where string, noData bool) {
 	}
 }
 
-func hasSLO(inc demoIncident, slo string) bool {
+func hasSLO(inc alert.Incident, slo string) bool {
 	for _, a := range inc.Alerts {
 		if a.SLO == slo {
 			return true
