@@ -78,29 +78,6 @@ func TestBrowserIncidentPages(t *testing.T) {
 	}
 
 	b := newBrowser(t, env.URL)
-	checkText := func(where string) {
-		t.Helper()
-		text, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("main")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := eNotation.FindString(text); m != "" {
-			t.Errorf("%s shows a number in e-notation: %q", where, m)
-		}
-		for _, bad := range []string{"inf%", "gate gate"} {
-			if i := strings.Index(text, bad); i >= 0 {
-				t.Errorf("%s shows %q: …%s…", where, bad, text[max(0, i-80):min(len(text), i+80)])
-			}
-		}
-		overlaps, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](fmt.Sprintf(overlapJS, "svg.chart")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(overlaps) > 0 {
-			t.Errorf("%s: labels overlap: %q", where, overlaps)
-		}
-	}
-
 	// The SLO page over the last hour: the error rate with the incident.
 	b.open("/slos/" + sloName + "?range=1h")
 	b.waitText("main", "Error rate over the last 1h", "Burn rate per window", "v2.14.0")
@@ -128,12 +105,12 @@ func TestBrowserIncidentPages(t *testing.T) {
 			t.Errorf("window table count %q is not a whole number", c)
 		}
 	}
-	checkText("the SLO page")
+	checkPageText(t, b, "the SLO page", false)
 	b.shot("slo-during-outage")
 	// The time picker works without scripts: a plain link zooms out.
 	b.do(chromedp.Click(chromedp.CSS(`nav.timepicker a[href*="range=3h"]`)))
 	b.waitText("main", "Error rate over the last 3h")
-	checkText("the SLO page zoomed out")
+	checkPageText(t, b, "the SLO page zoomed out", false)
 
 	// The incident page: its title and one timeline with the deploy and
 	// the gate.
@@ -144,7 +121,7 @@ func TestBrowserIncidentPages(t *testing.T) {
 	if err != nil || !contains(kinds, "tl tl-deploy") || !contains(kinds, "tl tl-gate") || !contains(kinds, "tl tl-alert") {
 		t.Errorf("incident timeline marks %q, want alert, deploy and gate: %v", kinds, err)
 	}
-	checkText("the incident page")
+	checkPageText(t, b, "the incident page", false)
 	b.shot("incident-during-outage")
 }
 

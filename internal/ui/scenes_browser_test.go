@@ -225,7 +225,8 @@ func checkScenarioPages(t *testing.T, b *browser, m demo.Moment) {
 	}
 }
 
-// checkPageText checks the page's rendered text and its charts' labels.
+// checkPageText checks the rendered text of the page b shows and its
+// charts' labels, for the browser tests of the incident pages.
 func checkPageText(t *testing.T, b *browser, where string, noData bool) {
 	t.Helper()
 	text, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("main")))
